@@ -1,0 +1,198 @@
+"""One frozen config object for every hyperparameter and every audit switch.
+
+``DGGConfig.preset("code")`` is the original PyTorch code, quirk for quirk;
+``DGGConfig.preset("paper")`` turns on the paper-correct variants. Every field
+that is a switch lists its allowed values in ``CHOICES``; anything else is
+rejected with a message naming the allowed values.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Iterable
+
+#: Allowed values of every switch (the first one is the original code's).
+CHOICES = {
+    "classifier_input": ("mean", "sample"),            # Q4
+    "prior": ("code", "paper"),                         # Q9
+    "similarity": ("no_inform", "gauss", "inv_gauss", "student_t", "kl"),  # Q6
+    "sigma_mode": ("code", "honoured"),                 # Q7
+    "neighbor_selection": ("random_top100", "nearest"),  # Q1
+    "gmm_init_posterior": ("no_pi", "with_pi"),         # Q3
+    "classifier_pretrain_loss": ("double_softmax", "cross_entropy"),  # Q5
+    "lr_schedule": ("code", "nominal"),                 # Q8
+    "precision": ("float32", "mixed_bfloat16"),
+    "pretrain_schedule": ("section9", "dec"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class DGGConfig:
+    # ---- audit switches (code values by default) ----
+    classifier_input: str = "mean"
+    prior: str = "code"
+    similarity: str = "no_inform"
+    sigma_mode: str = "code"
+    sigma: float = 10.0
+    neighbor_selection: str = "random_top100"
+    gmm_init_posterior: str = "no_pi"
+    classifier_pretrain_loss: str = "double_softmax"
+    lr_schedule: str = "code"
+    kmeans_n_init: int = 10                             # Q2
+    precision: str = "float32"
+
+    # ---- architecture ----
+    input_dim: int = 784
+    encoder_dims: tuple = (500, 500, 2000)
+    latent_dim: int = 10
+    n_clusters: int = 10
+
+    # ---- DGG training (section 7) ----
+    epochs: int = 300
+    batch_size: int = 100
+    num_neighbors: int = 20      # neighbours besides the sample: columns 0..20 of the table
+    learning_rate: float = 0.002
+    weight_decay: float = 1e-4   # L2 added to the gradient, PyTorch style
+    lr_step: int = 10
+    lr_gamma: float = 0.9
+    seed: int = 0
+
+    # ---- GMM initialisation (section 4) ----
+    kmeans_random_state: int = 0
+
+    # ---- classifier pretraining (section 5) ----
+    classifier_epochs: int = 30
+    classifier_batch_size: int = 100
+    classifier_lr: float = 0.02
+    classifier_momentum: float = 0.9
+    classifier_weight_decay: float = 1e-4
+    classifier_lr_step: int = 700
+    classifier_lr_gamma: float = 0.1
+
+    # ---- Siamese network and neighbour table (section 2) ----
+    siamese_epochs: int = 300
+    siamese_batch_size: int = 1000
+    siamese_lr: float = 1e-3
+    siamese_weight_decay: float = 1e-4
+    siamese_lr_step: int = 70
+    siamese_lr_gamma: float = 0.1
+    siamese_margin: float = 3.0
+    siamese_positives: int = 2
+    table_top: int = 100         # neighbours searched in the embedding
+    table_columns: int = 40      # neighbours kept per row (besides the sample)
+
+    # ---- autoencoder pretraining (section 9, and the DEC-style alternative) ----
+    pretrain_schedule: str = "section9"
+    layerwise_epochs: int = 50
+    layerwise_lr: float = 1e-3
+    layerwise_last_lr: float = 1e-4
+    layerwise_momentum: float = 0.9
+    layerwise_lr_step: int = 70
+    layerwise_lr_gamma: float = 0.1
+    layerwise_batch_size: int = 100
+    finetune_epochs: int = 100
+    finetune_lr: float = 1e-3
+    finetune_lr_step: int = 30
+    finetune_lr_gamma: float = 0.1
+    finetune_batch_size: int = 100
+    dec_epochs: int = 300
+    dec_lr: float = 1.0
+    dec_momentum: float = 0.9
+    dec_batch_size: int = 256
+
+    def __post_init__(self):
+        for name, allowed in CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(
+                    f"config: {name}={value!r} is not allowed; choose one of "
+                    f"{', '.join(allowed)}")
+        object.__setattr__(self, "encoder_dims", tuple(int(d) for d in self.encoder_dims))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool):
+                continue
+            if f.type in ("int", "float") and not isinstance(value, (int, float)):
+                raise ValueError(f"config: {f.name} must be a number, got {value!r}")
+            if f.type in ("int", "float") and value < 0:
+                raise ValueError(f"config: {f.name} must be non-negative, got {value}")
+        positive = ("batch_size", "latent_dim", "n_clusters", "input_dim", "lr_step",
+                    "classifier_batch_size", "siamese_batch_size", "kmeans_n_init")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"config: {name} must be positive, got {getattr(self, name)}")
+        if self.num_neighbors > self.table_columns:
+            raise ValueError(
+                f"config: num_neighbors={self.num_neighbors} exceeds the table's "
+                f"{self.table_columns} neighbour columns")
+        if self.table_columns > self.table_top:
+            raise ValueError("config: table_columns must not exceed table_top")
+
+    # ------------------------------------------------------------------
+    @classmethod
+    def preset(cls, variant: str, **overrides) -> "DGGConfig":
+        """The original code ("code") or the paper-correct variant ("paper")."""
+        if variant not in PRESETS:
+            raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(PRESETS)}")
+        return cls(**{**PRESETS[variant], **overrides})
+
+    def replace(self, **overrides) -> "DGGConfig":
+        """A copy with some fields changed; unknown names are rejected."""
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ValueError(
+                f"config: unknown setting(s) {', '.join(unknown)}; known settings: "
+                f"{', '.join(f.name for f in dataclasses.fields(self))}")
+        return dataclasses.replace(self, **overrides)
+
+    def with_assignments(self, assignments: Iterable[str]) -> "DGGConfig":
+        """Apply ``NAME=VALUE`` strings (the command line's ``--set``), typed by field."""
+        types = {f.name: f.type for f in dataclasses.fields(self)}
+        overrides = {}
+        for item in assignments:
+            name, sep, text = item.partition("=")
+            name = name.strip()
+            if not sep:
+                raise ValueError(f"--set expects NAME=VALUE, got {item!r}")
+            if name not in types:
+                raise ValueError(f"config: unknown setting {name!r}; known settings: "
+                                 f"{', '.join(types)}")
+            overrides[name] = _parse(name, types[name], text.strip())
+        return self.replace(**overrides)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["encoder_dims"] = list(self.encoder_dims)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DGGConfig":
+        return cls().replace(**{k: (tuple(v) if k == "encoder_dims" else v) for k, v in d.items()})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def _parse(name, type_name, text):
+    try:
+        if type_name == "int":
+            return int(text)
+        if type_name == "float":
+            return float(text)
+        if type_name == "tuple":
+            return tuple(int(t) for t in text.replace("(", "").replace(")", "").split(",") if t.strip())
+    except ValueError:
+        raise ValueError(f"config: {name} expects a {type_name}, got {text!r}") from None
+    return text
+
+
+PRESETS = {
+    "code": {},
+    "paper": {
+        "classifier_input": "sample",
+        "prior": "paper",
+        "similarity": "gauss",
+        "sigma_mode": "honoured",
+        "sigma": 10.0,
+    },
+}

@@ -1,0 +1,135 @@
+"""MNIST loading: 70000 flattened images (train then test), float32 in [0, 1].
+
+Accepted sources: a directory holding the four idx files (gzipped or not), a
+Keras ``mnist.npz``, or VaDE's ``mnist.pkl.gz`` (a pickled pair of pairs). With
+no path the Keras cache is tried, then ``keras.datasets.mnist`` (which needs the
+network). Every failure names the file and says what to pass instead.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import struct
+
+import numpy as np
+
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+class DataError(ValueError):
+    """A data source is missing, corrupt or of the wrong shape."""
+
+
+def load_mnist(path=None):
+    """Return ``(x, y)``: x float32 [70000, 784] in [0, 1], y int64 [70000]."""
+    if path is None:
+        return _load_default()
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return _load_idx_dir(path)
+    if not os.path.exists(path):
+        raise DataError(f"MNIST: {path} does not exist; pass a directory with the four "
+                        "idx files, a Keras mnist.npz or VaDE's mnist.pkl.gz")
+    if path.endswith(".npz"):
+        return _load_npz(path)
+    if path.endswith((".pkl.gz", ".pkl")):
+        return _load_pickle(path)
+    raise DataError(f"MNIST: cannot tell the format of {path}; expected a directory of "
+                    "idx files, a .npz or a .pkl.gz")
+
+
+def _finish(x_train, y_train, x_test, y_test, source):
+    """Concatenate train then test, flatten, scale to [0, 1] and check."""
+    x = np.concatenate([np.asarray(x_train), np.asarray(x_test)])
+    y = np.concatenate([np.asarray(y_train), np.asarray(y_test)]).astype(np.int64).ravel()
+    x = x.reshape(len(x), -1)
+    if x.shape[1] != 784 or len(x) != len(y):
+        raise DataError(f"MNIST: {source} holds images of shape {x.shape} and {len(y)} "
+                        "labels; expected 784 pixels per image and one label per image")
+    if x.dtype == np.uint8 or x.max() > 1.0:
+        x = x.astype(np.float32) / np.float32(255.0)
+    x = x.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(x)):
+        raise DataError(f"MNIST: {source} contains non-finite pixel values")
+    return x, y
+
+
+def _read_idx(path):
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise DataError(f"MNIST: cannot read {path}: {e}") from None
+    if len(raw) < 8:
+        raise DataError(f"MNIST: {path} is truncated (no idx header)")
+    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or dtype_code != 0x08 or ndim not in (1, 3):
+        raise DataError(f"MNIST: {path} is not an unsigned-byte idx file")
+    header = 4 + 4 * ndim
+    dims = struct.unpack(">" + "I" * ndim, raw[4:header])
+    expected = int(np.prod(dims))
+    if len(raw) - header != expected:
+        raise DataError(f"MNIST: {path} is truncated or corrupt: header promises "
+                        f"{expected} bytes of data, file holds {len(raw) - header}")
+    return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
+
+
+def _load_idx_dir(directory):
+    arrays = {}
+    for key, stem in IDX_FILES.items():
+        for candidate in (stem + ".gz", stem):
+            full = os.path.join(directory, candidate)
+            if os.path.exists(full):
+                arrays[key] = _read_idx(full)
+                break
+        else:
+            raise DataError(f"MNIST: {directory} lacks {stem}(.gz); it needs the four files "
+                            f"{', '.join(IDX_FILES.values())}")
+    return _finish(arrays["train_images"], arrays["train_labels"],
+                   arrays["test_images"], arrays["test_labels"], directory)
+
+
+def _load_npz(path):
+    try:
+        with np.load(path) as d:
+            parts = [d[k] for k in ("x_train", "y_train", "x_test", "y_test")]
+    except KeyError as e:
+        raise DataError(f"MNIST: {path} lacks the array {e}; a Keras mnist.npz holds "
+                        "x_train, y_train, x_test, y_test") from None
+    except Exception as e:  # zipfile/pickle errors on corrupt files
+        raise DataError(f"MNIST: cannot read {path}: {e}") from None
+    return _finish(*parts, path)
+
+
+def _load_pickle(path):
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            (x_train, y_train), (x_test, y_test) = pickle.load(f, encoding="bytes")
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError) as e:
+        raise DataError(f"MNIST: cannot read {path} as VaDE's mnist.pkl.gz "
+                        f"((x_train, y_train), (x_test, y_test)): {e}") from None
+    return _finish(x_train, y_train, x_test, y_test, path)
+
+
+def _load_default():
+    cache = os.path.join(os.path.expanduser(os.environ.get("KERAS_HOME", "~/.keras")),
+                         "datasets", "mnist.npz")
+    if os.path.exists(cache):
+        return _load_npz(cache)
+    try:
+        import keras
+        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+    except Exception as e:
+        raise DataError(
+            "MNIST: no path given, no Keras cache at " + cache + " and the download failed "
+            f"({type(e).__name__}). Pass --data DIR with the four idx files "
+            "(e.g. ../shared/data/mnist), a Keras mnist.npz or VaDE's mnist.pkl.gz") from None
+    return _finish(x_train, y_train, x_test, y_test, "keras.datasets.mnist")

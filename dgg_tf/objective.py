@@ -1,0 +1,157 @@
+"""The DGG objective (sections 7-8): prior, ELBO terms and the loss.
+
+One implementation serves the training step and the audit API:
+``forward_terms`` is what ``training.DGGTrainer`` differentiates, and
+``loss_terms`` / ``prior`` call the same code on NumPy inputs.
+
+Rows: a batch of B samples with Nn columns (column 0 = the sample itself) is
+flattened column-major into R = Nn * B rows r = j * B + i, the original's order.
+The encoder sees the neighbour x_ij; the reconstruction target is the sample x_i.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+TERMS = ("reconstruction", "gmm", "cluster_entropy", "latent_entropy", "prior")
+PRIORS = ("code", "paper")
+LOG_EPS = 1e-10  # the original's epsilon inside log(xhat), log(1 - xhat) and log(gamma)
+
+
+def prior_tf(gamma_nbrs, w, mode):
+    """Per-sample cluster prior [B, K] from gamma_nbrs [B, Nn, K] and weights w [B, Nn].
+
+    "code": pc_i = sum_j w_ij gamma_ij over all columns, self included, NOT normalised.
+    "paper" (Q9): pi_ik proportional to sum_{j >= 1} w_ij (gamma_ik + gamma_jk),
+    normalised over k; column 0 is gamma_i itself.
+    """
+    w = tf.cast(w, gamma_nbrs.dtype)
+    if mode == "code":
+        return tf.einsum("bj,bjk->bk", w, gamma_nbrs)
+    if mode != "paper":
+        raise ValueError(f"prior mode must be one of {', '.join(PRIORS)}, got {mode!r}")
+    pairs = gamma_nbrs[:, :1, :] + gamma_nbrs[:, 1:, :]
+    numerator = tf.einsum("bj,bjk->bk", w[:, 1:], pairs)
+    return numerator / tf.reduce_sum(numerator, axis=1, keepdims=True)
+
+
+def elbo_terms(target, recon, mean, logvar, gamma, log_pc, w_rows, gmm_mean, gmm_std):
+    """The five weighted ELBO sums (each sum_r w_r * term_r), float32 scalars.
+
+    target, recon [R, D]; mean, logvar [R, M]; gamma, log_pc [R, K]; w_rows [R];
+    gmm_mean, gmm_std [M, K] (only std**2 is used, so std may go negative).
+    The coefficient 1/2 on E[log p(z|c)] is the code's (Q10).
+    """
+    recon_r = tf.reduce_sum(target * tf.math.log(recon + LOG_EPS)
+                            + (1.0 - target) * tf.math.log(1.0 - recon + LOG_EPS), axis=1)
+    var = tf.square(gmm_std)                                             # [M, K]
+    log_norm = -0.5 * tf.reduce_sum(tf.math.log(var * (2.0 * math.pi)), axis=0)   # [K]
+    sq = tf.square(mean[:, :, None] - gmm_mean[None]) + tf.exp(logvar)[:, :, None]
+    log_pz = log_norm - 0.5 * tf.reduce_sum(sq / var[None], axis=1)     # [R, K]
+    per_row = {
+        "reconstruction": recon_r,
+        "gmm": tf.reduce_sum(gamma * log_pz, axis=1),
+        "cluster_entropy": tf.reduce_sum(-gamma * tf.math.log(gamma + LOG_EPS), axis=1),
+        "latent_entropy": 0.5 * tf.reduce_sum(logvar, axis=1),
+        "prior": tf.reduce_sum(gamma * log_pc, axis=1),
+    }
+    return {name: tf.reduce_sum(w_rows * per_row[name]) for name in TERMS}
+
+
+def to_rows(a):
+    """[B, Nn, ...] -> [Nn * B, ...], column-major like the original."""
+    a = tf.convert_to_tensor(a)
+    perm = [1, 0] + list(range(2, len(a.shape)))
+    return tf.reshape(tf.transpose(a, perm), [-1] + list(a.shape[2:]))
+
+
+def from_rows(a, batch):
+    """[Nn * B, K] -> [B, Nn, K]."""
+    return tf.transpose(tf.reshape(a, [-1, batch, a.shape[-1]]), [1, 0, 2])
+
+
+def forward_terms(net, x_nbrs, w, eps, config):
+    """Forward pass of one step: returns (terms dict, loss, gamma of the x_mean rows).
+
+    x_nbrs [B, Nn, D], w [B, Nn], eps [B, Nn, M] (reparameterisation noise).
+    The code prior uses f2(x_mean) of these same (pre-step) weights without
+    gradient, as the original's separate eval pass does; the paper prior uses the
+    configured classifier input, also without gradient.
+    """
+    batch = tf.shape(x_nbrs)[0]
+    x_rows = to_rows(x_nbrs)
+    target = tf.tile(x_nbrs[:, 0, :], [x_nbrs.shape[1], 1])
+    w_rows = tf.reshape(tf.transpose(w), [-1])
+    mean, logvar = net.encoder(x_rows)
+    z = mean + tf.exp(0.5 * logvar) * to_rows(eps)
+    recon = net.decoder(z)
+    gamma_mean = net.classify(mean)
+    gamma = gamma_mean if config.classifier_input == "mean" else net.classify(z)
+    prior_source = gamma_mean if config.prior == "code" else gamma
+    pc = prior_tf(from_rows(tf.stop_gradient(prior_source), batch), w, config.prior)
+    log_pc = tf.tile(tf.math.log(pc), [x_nbrs.shape[1], 1])   # no epsilon, as the original
+    terms = elbo_terms(target, recon, mean, logvar, gamma, log_pc, w_rows,
+                       net.gmm.mean, net.gmm.std)
+    loss = -tf.add_n([terms[k] for k in TERMS]) / tf.cast(batch, tf.float32)
+    return terms, loss, gamma_mean
+
+
+def check_batch(x_nbrs, w, eps, config):
+    """Validate audit/training inputs; returns float32 arrays."""
+    x_nbrs = np.asarray(x_nbrs, np.float32)
+    w = np.asarray(w, np.float32)
+    eps = np.asarray(eps, np.float32)
+    if x_nbrs.ndim != 3 or x_nbrs.shape[2] != config.input_dim:
+        raise ValueError(f"x_nbrs must be [B, Nn, {config.input_dim}], got {x_nbrs.shape}")
+    b, nn = x_nbrs.shape[:2]
+    if w.shape != (b, nn):
+        raise ValueError(f"w must be [B, Nn] = {(b, nn)}, got {w.shape}")
+    if eps.shape != (b, nn, config.latent_dim):
+        raise ValueError(f"eps must be [B, Nn, M] = {(b, nn, config.latent_dim)}, got {eps.shape}")
+    for name, a in (("x_nbrs", x_nbrs), ("w", w), ("eps", eps)):
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{name} contains NaN or Inf")
+    return x_nbrs, w, eps
+
+
+def prior(gamma_nbrs, w, mode):
+    """NumPy front of ``prior_tf``: gamma_nbrs [B, Nn, K], w [B, Nn] -> [B, K]."""
+    gamma_nbrs = np.asarray(gamma_nbrs, np.float32)
+    w = np.asarray(w, np.float32)
+    if gamma_nbrs.ndim != 3 or w.shape != gamma_nbrs.shape[:2]:
+        raise ValueError(f"prior expects gamma_nbrs [B, Nn, K] and w [B, Nn]; got "
+                         f"{gamma_nbrs.shape} and {w.shape}")
+    return prior_tf(tf.constant(gamma_nbrs), tf.constant(w), mode).numpy().astype(np.float64)
+
+
+def build_network(params, config):
+    """A DGGNetwork of ``config``'s sizes holding ``params`` (checked)."""
+    from .models import DGGNetwork
+    from .weights import set_params
+    net = DGGNetwork(config)
+    set_params(net, params)
+    return net
+
+
+def loss_terms(params, x_nbrs, w, eps, config):
+    """The five ELBO terms and the loss, as Python floats, for given weights and noise.
+
+    Runs ``forward_terms``, the function the training step differentiates.
+    """
+    x_nbrs, w, eps = check_batch(x_nbrs, w, eps, config)
+    net = build_network(params, config)
+    terms, loss, _ = forward_terms(net, tf.constant(x_nbrs), tf.constant(w), tf.constant(eps), config)
+    out = {k: float(v) for k, v in terms.items()}
+    out["loss"] = float(loss)
+    return out
+
+
+def loss_and_gradients(net, x_nbrs, w, eps, config):
+    """Terms, loss and the gradient of the loss for every trainable variable (for the audit)."""
+    with tf.GradientTape() as tape:
+        terms, loss, _ = forward_terms(net, tf.constant(x_nbrs), tf.constant(w), tf.constant(eps), config)
+    grads = tape.gradient(loss, net.trainable_variables)
+    return ({k: float(v) for k, v in terms.items()}, float(loss),
+            [np.asarray(g, np.float64) for g in grads])

@@ -1,0 +1,81 @@
+"""PyTorch-exact optimisers and the StepLR schedule, as Keras 3 optimisers.
+
+The original uses ``torch.optim.Adam`` / ``SGD`` with ``weight_decay``: an L2
+term ``weight_decay * param`` added to the gradient before the update. Keras'
+own ``weight_decay`` is decoupled (AdamW-style) and Keras' Adam places epsilon
+differently, so neither is the same computation; these classes are.
+"""
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+class TorchAdam(keras.optimizers.Optimizer):
+    """``torch.optim.Adam(lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=l2)``."""
+
+    def __init__(self, learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                 l2=0.0, name="torch_adam", **kwargs):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        self.beta_1, self.beta_2, self.epsilon, self.l2 = beta_1, beta_2, epsilon, l2
+
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        self._m = [self.add_variable_from_reference(v, "m") for v in var_list]
+        self._v = [self.add_variable_from_reference(v, "v") for v in var_list]
+
+    def update_step(self, gradient, variable, learning_rate):
+        i = self._get_variable_index(variable)
+        m, v = self._m[i], self._v[i]
+        lr = ops.cast(learning_rate, variable.dtype)
+        g = ops.cast(gradient, variable.dtype)
+        if self.l2:
+            g = g + self.l2 * variable
+        self.assign(m, self.beta_1 * m + (1.0 - self.beta_1) * g)
+        self.assign(v, self.beta_2 * v + (1.0 - self.beta_2) * ops.square(g))
+        # bias corrections in float64, as PyTorch computes them (Python floats):
+        # with float32(0.999), 1 - beta_2 ** t is off by ~1e-5 relative
+        t = ops.cast(self.iterations + 1, "float64")
+        bias1, bias2 = (ops.cast(1.0 - ops.power(ops.convert_to_tensor(b, "float64"), t), variable.dtype)
+                        for b in (self.beta_1, self.beta_2))
+        denom = ops.sqrt(v) / ops.sqrt(bias2) + self.epsilon
+        self.assign_sub(variable, (lr / bias1) * m / denom)
+
+
+class TorchSGD(keras.optimizers.Optimizer):
+    """``torch.optim.SGD(lr, momentum, weight_decay=l2)`` (no dampening, no Nesterov):
+    buf = momentum * buf + (g + l2 * p); p -= lr * buf."""
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, l2=0.0, name="torch_sgd", **kwargs):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        self.momentum, self.l2 = momentum, l2
+
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        self._buf = [self.add_variable_from_reference(v, "momentum") for v in var_list]
+
+    def update_step(self, gradient, variable, learning_rate):
+        buf = self._buf[self._get_variable_index(variable)]
+        lr = ops.cast(learning_rate, variable.dtype)
+        g = ops.cast(gradient, variable.dtype)
+        if self.l2:
+            g = g + self.l2 * variable
+        self.assign(buf, self.momentum * buf + g)
+        self.assign_sub(variable, lr * buf)
+
+
+def step_lr(base, gamma, step, epoch, mode="code"):
+    """Learning rate of 0-based ``epoch`` under StepLR(step, gamma).
+
+    "code": the original calls ``scheduler.step()`` at the START of each epoch,
+    so epoch e runs at base * gamma ** ((e + 1) // step) (Q8: one epoch early).
+    "nominal": base * gamma ** (e // step).
+    """
+    if mode not in ("code", "nominal"):
+        raise ValueError(f"lr_schedule must be 'code' or 'nominal', got {mode!r}")
+    k = (epoch + 1) // step if mode == "code" else epoch // step
+    return float(base * gamma ** k)

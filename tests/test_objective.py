@@ -1,0 +1,147 @@
+"""ELBO terms, priors, similarity weights and the schedule against NumPy by hand."""
+import numpy as np
+import pytest
+
+import reference as ref
+from dgg_tf import objective
+from dgg_tf.config import DGGConfig
+from dgg_tf.graph import similarity_weights
+from dgg_tf.optimizers import step_lr
+
+TINY = DGGConfig(input_dim=12, encoder_dims=(9, 8, 16), latent_dim=3, n_clusters=4)
+
+
+def batch(rng, b=5, nn=4, cfg=TINY):
+    x = rng.random((b, nn, cfg.input_dim)).astype(np.float32)
+    w = rng.random((b, nn)).astype(np.float32)
+    eps = rng.standard_normal((b, nn, cfg.latent_dim)).astype(np.float32)
+    return x, w, eps
+
+
+@pytest.mark.parametrize("classifier_input,prior_mode", [("mean", "code"), ("sample", "paper"),
+                                                         ("sample", "code"), ("mean", "paper")])
+def test_loss_terms_match_numpy_reference(classifier_input, prior_mode):
+    rng = np.random.default_rng(1)
+    cfg = TINY.replace(classifier_input=classifier_input, prior=prior_mode)
+    params = ref.random_params(cfg, rng)
+    x, w, eps = batch(rng)
+    got = objective.loss_terms(params, x, w, eps, cfg)
+    want = ref.terms(params, x, w, eps, classifier_input, prior_mode)
+    assert set(got) == {"reconstruction", "gmm", "cluster_entropy", "latent_entropy", "prior", "loss"}
+    for k in want:
+        assert got[k] == pytest.approx(want[k], rel=2e-4, abs=1e-4), k
+    # the loss is minus the sum of the five terms over B
+    assert got["loss"] == pytest.approx(-sum(got[k] for k in objective.TERMS) / len(x), rel=1e-5)
+
+
+def test_switches_change_what_they_should():
+    rng = np.random.default_rng(2)
+    params = ref.random_params(TINY, rng)
+    x, w, eps = batch(rng)
+    code = objective.loss_terms(params, x, w, eps, TINY)
+    sample = objective.loss_terms(params, x, w, eps, TINY.replace(classifier_input="sample"))
+    # the classifier input does not touch reconstruction or the latent entropy
+    assert sample["reconstruction"] == pytest.approx(code["reconstruction"], rel=1e-6)
+    assert sample["latent_entropy"] == pytest.approx(code["latent_entropy"], rel=1e-6)
+    assert abs(sample["cluster_entropy"] - code["cluster_entropy"]) > 1e-4
+
+
+def test_prior_code_and_paper_by_hand():
+    rng = np.random.default_rng(3)
+    g = rng.dirichlet(np.ones(4), size=(3, 5)).astype(np.float32)
+    w = rng.random((3, 5)).astype(np.float32)
+    code = objective.prior(g, w, "code")
+    paper = objective.prior(g, w, "paper")
+    np.testing.assert_allclose(code, ref.prior(g.astype(np.float64), w, "code"), rtol=1e-5)
+    np.testing.assert_allclose(paper, ref.prior(g.astype(np.float64), w, "paper"), rtol=1e-5)
+    np.testing.assert_allclose(paper.sum(1), 1.0, rtol=1e-6)
+    # the code's pc is not normalised: its row sums are the weights' row sums
+    np.testing.assert_allclose(code.sum(1), w.sum(1), rtol=1e-5)
+    # a single hand-checked entry: i=0, k=2
+    by_hand = sum(w[0, j] * (g[0, 0, 2] + g[0, j, 2]) for j in range(1, 5))
+    norm = sum(w[0, j] * (g[0, 0, k] + g[0, j, k]) for j in range(1, 5) for k in range(4))
+    assert paper[0, 2] == pytest.approx(by_hand / norm, rel=1e-5)
+    with pytest.raises(ValueError, match="prior mode"):
+        objective.prior(g, w, "lagrange")
+    with pytest.raises(ValueError, match="gamma_nbrs"):
+        objective.prior(g, w[:, :3], "code")
+
+
+def test_no_inform_and_kl_weights():
+    x = np.random.default_rng(4).random((12, 21, 6)).astype(np.float32)
+    w = similarity_weights(x, kind="no_inform")
+    np.testing.assert_allclose(w[:, 0], 0.5, rtol=1e-6)
+    np.testing.assert_allclose(w[:, 1:], 0.025, rtol=1e-6)
+    kl = similarity_weights(x, kind="kl")
+    raw = np.array([1 / 21] + [1 / 20] * 20)
+    np.testing.assert_allclose(kl, np.tile(raw / raw.sum(), (12, 1)), rtol=1e-6)
+
+
+def _by_hand(x, kind, divisor):
+    """divisor: [Nn] (code mode, per column) or scalar (honoured)."""
+    d = ((x - x[:, :1]) ** 2).sum(-1).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = d / divisor
+    s = {"gauss": np.exp(-d), "inv_gauss": np.exp(d), "student_t": 1 / (1 + d)}[kind]
+    s[:, 0] = s[:, 1:].sum(1)
+    return s if kind == "gauss" else s / s.sum(1, keepdims=True)
+
+
+@pytest.mark.parametrize("kind", ["gauss", "inv_gauss", "student_t"])
+def test_distance_similarities_sigma_quirk_and_honoured(kind):
+    rng = np.random.default_rng(5)
+    x = (rng.random((14, 5, 6)) * 0.5).astype(np.float32)
+    d = ((x - x[:, :1]) ** 2).sum(-1).astype(np.float64)
+    row11 = np.sort(d[11])            # Q7: the sorted distances of the 12th SAMPLE
+    got = similarity_weights(x, sigma=10.0, kind=kind, sigma_mode="code")
+    np.testing.assert_allclose(got, _by_hand(x, kind, row11[None, :]), rtol=1e-4)
+    honoured = similarity_weights(x, sigma=10.0, kind=kind, sigma_mode="honoured")
+    np.testing.assert_allclose(honoured, _by_hand(x, kind, 10.0), rtol=1e-5)
+    assert np.all(np.isfinite(got))  # column 0 was 0/0, then overwritten
+    if kind == "gauss":
+        np.testing.assert_allclose(honoured[:, 0], honoured[:, 1:].sum(1), rtol=1e-5)
+    else:
+        np.testing.assert_allclose(got.sum(1), 1.0, rtol=1e-5)
+
+
+def test_sigma_quirk_small_batch_is_a_clear_error():
+    x = np.random.default_rng(6).random((11, 4, 3)).astype(np.float32)
+    for kind in ("no_inform", "gauss"):
+        with pytest.raises(ValueError, match="at least 12 samples"):
+            similarity_weights(x, kind=kind, sigma_mode="code")
+    assert similarity_weights(x, kind="gauss", sigma_mode="honoured").shape == (11, 4)
+
+
+def test_similarity_bad_input():
+    with pytest.raises(ValueError, match="x_nbrs"):
+        similarity_weights(np.zeros((12, 6)))
+    with pytest.raises(ValueError, match="unknown"):
+        similarity_weights(np.zeros((12, 3, 2)), kind="cosine")
+
+
+def test_code_schedule_off_by_one():
+    for e in range(26):
+        assert step_lr(0.002, 0.9, 10, e, "code") == pytest.approx(0.002 * 0.9 ** ((e + 1) // 10))
+        assert step_lr(0.002, 0.9, 10, e, "nominal") == pytest.approx(0.002 * 0.9 ** (e // 10))
+    assert step_lr(0.002, 0.9, 10, 8) == pytest.approx(0.002)
+    assert step_lr(0.002, 0.9, 10, 9) == pytest.approx(0.0018)
+
+
+def test_loss_terms_bad_input():
+    rng = np.random.default_rng(7)
+    params = ref.random_params(TINY, rng)
+    x, w, eps = batch(rng)
+    with pytest.raises(ValueError, match="x_nbrs must be"):
+        objective.loss_terms(params, x[:, :, :5], w, eps, TINY)
+    with pytest.raises(ValueError, match="w must be"):
+        objective.loss_terms(params, x, w[:, :2], eps, TINY)
+    with pytest.raises(ValueError, match="eps must be"):
+        objective.loss_terms(params, x, w, eps[..., :2], TINY)
+    bad = x.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        objective.loss_terms(params, bad, w, eps, TINY)
+    wrong = dict(params)
+    wrong["encoder1/W"] = wrong["encoder1/W"][:5]
+    with pytest.raises(ValueError, match="encoder1/W"):
+        objective.loss_terms(wrong, x, w, eps, TINY)

@@ -1,0 +1,148 @@
+"""GMM init, classifier pretraining, the training loop, checkpoint state and bad input."""
+import numpy as np
+import pytest
+import tensorflow as tf
+from sklearn.datasets import load_digits
+
+from dgg_tf.config import DGGConfig
+from dgg_tf.models import DGGNetwork
+from dgg_tf.pretrain import pretrain_autoencoder
+from dgg_tf.training import (DGGTrainer, TrainingError, classifier_loss, encode, gmm_posterior,
+                             init_gmm, kmeans_init, pretrain_classifier)
+from dgg_tf.weights import get_params, set_params
+
+SMALL = DGGConfig(input_dim=64, encoder_dims=(64, 64, 128), latent_dim=10, n_clusters=10,
+                  epochs=3, classifier_epochs=20, kmeans_n_init=3, layerwise_epochs=5,
+                  finetune_epochs=15, layerwise_batch_size=50, finetune_batch_size=50)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    d = load_digits()
+    x, y = (d.data[:1700] / 16.0).astype(np.float32), d.target[:1700]
+    d2 = ((x[:, None] - x[None]) ** 2).sum(-1)
+    table = np.argsort(d2, axis=1, kind="stable")[:, :41].astype(np.int32)
+    return x, y, table
+
+
+@pytest.fixture(scope="module")
+def pretrained(digits):
+    x, _, _ = digits
+    params, _ = pretrain_autoencoder(x, SMALL, seed=0, verbose=0)
+    return params
+
+
+def test_kmeans_init_variances_by_hand():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(c, 0.3, (30, 2)) for c in ([0, 0], [5, 5], [0, 5])]).astype(np.float32)
+    cfg = DGGConfig(latent_dim=2, n_clusters=3, kmeans_n_init=2)
+    init = kmeans_init(x, cfg)
+    for k in range(3):
+        members = x[init["labels"] == k].astype(np.float64)
+        np.testing.assert_allclose(init["mean"][:, k], members.mean(0), rtol=1e-5)
+        np.testing.assert_allclose(init["std"][:, k] ** 2, members.var(0, ddof=1), rtol=1e-4)
+    assert init["counts"].sum() == 90
+
+
+def test_gmm_posterior_probability_space_quirk():
+    rng = np.random.default_rng(1)
+    x, m = rng.normal(size=(6, 3)).astype(np.float32), rng.normal(size=(3, 4)).astype(np.float32)
+    s = rng.uniform(0.5, 2, (3, 4)).astype(np.float32)
+    p = np.prod(np.exp(-(x[:, :, None] - m) ** 2 / (2 * s ** 2)) / np.sqrt(2 * np.pi * s ** 2), axis=1)
+    np.testing.assert_allclose(gmm_posterior(x, m, s), p / (p.sum(1, keepdims=True) + 1e-10), rtol=1e-4)
+    pi = np.array([0.1, 0.2, 0.3, 0.4])
+    np.testing.assert_allclose(gmm_posterior(x, m, s, pi), p * pi / ((p * pi).sum(1, keepdims=True) + 1e-10),
+                               rtol=1e-4)
+    # a point far from every component underflows to all zeros in float32, as in the original
+    far = gmm_posterior(np.full((1, 3), 1e3, np.float32), m, s)
+    assert np.all(far == 0)
+
+
+def test_classifier_losses_by_hand():
+    p = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], np.float32)
+    t = np.array([0, 2])
+    double = np.mean([-(p[i, t[i]] - np.log(np.exp(p[i]).sum())) for i in range(2)])
+    plain = np.mean([-np.log(p[i, t[i]]) for i in range(2)])
+    assert float(classifier_loss(tf.constant(p), tf.constant(t), "double_softmax")) == pytest.approx(double, rel=1e-5)
+    assert float(classifier_loss(tf.constant(p), tf.constant(t), "cross_entropy")) == pytest.approx(plain, rel=1e-5)
+
+
+def test_end_to_end_tiny_run(digits, pretrained):
+    x, y, table = digits
+    net = DGGNetwork(SMALL)
+    set_params(net, pretrained, partial=True)
+    report = init_gmm(net, x, y, SMALL, verbose=0)
+    assert report["kmeans_acc"] > 0.5     # the tiny autoencoder is informative
+    hist = pretrain_classifier(net, encode(net, x), report["kmeans_labels"], SMALL, y, verbose=0)
+    assert len(hist) == 20
+    assert hist[-1]["agreement_with_kmeans"] > 0.3   # chance is 0.1; double softmax learns slowly
+    trainer = DGGTrainer(net, SMALL)
+    history = trainer.fit(x, table, y, verbose=0)
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+    assert [r["lr"] for r in history] == [0.002] * 3
+    for r in history:
+        assert np.isfinite([r[k] for k in ("loss", "reconstruction", "gmm", "prior", "recon_bce")]).all()
+        assert 0 < r["gmm_variance"]
+    # improves on the pretrained classifier it starts from, and does not collapse
+    assert history[-1]["full_acc"] > hist[-1]["acc"]
+    assert history[-1]["full_nmi"] > history[0]["full_nmi"]
+    assert len(set(np.argmax(net.classify(encode(net, x)), 1).tolist())) >= 5   # no collapse
+
+
+def test_resume_continues_bit_for_bit(digits, pretrained):
+    x, y, table = digits
+    cfg = SMALL.replace(epochs=2)
+
+    def fresh():
+        net = DGGNetwork(cfg)
+        set_params(net, pretrained, partial=True)
+        net.gmm.mean.assign(np.zeros((10, 10), np.float32) + np.eye(10, dtype=np.float32))
+        net.gmm.std.assign(np.ones((10, 10), np.float32))
+        net.classifier.kernel.assign(np.eye(10, dtype=np.float32))
+        net.classifier.bias.assign(np.zeros(10, np.float32))
+        net.encoder.logvar_head.kernel.assign(np.full((128, 10), 0.01, np.float32))
+        net.encoder.logvar_head.bias.assign(np.zeros(10, np.float32))
+        return net
+
+    straight = DGGTrainer(fresh(), cfg)
+    straight.fit(x[:1200], table[:1200] % 1200, y[:1200], verbose=0)
+    first = DGGTrainer(fresh(), cfg)
+    first.fit(x[:1200], table[:1200] % 1200, y[:1200], epochs=1, verbose=0)
+    saved_params, saved_state = get_params(first.net), first.state()
+    resumed = DGGTrainer(fresh(), cfg)
+    set_params(resumed.net, saved_params)
+    resumed.restore(saved_state)
+    resumed.fit(x[:1200], table[:1200] % 1200, y[:1200], verbose=0)
+    assert len(resumed.history) == 2
+    def timeless(h):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in h]
+    assert timeless(resumed.history) == timeless(straight.history)
+    for k, v in get_params(straight.net).items():
+        np.testing.assert_array_equal(get_params(resumed.net)[k], v)
+
+
+def test_nan_loss_stops_with_epoch_and_batch(digits):
+    x, y, table = digits
+    net = DGGNetwork(SMALL)
+    net.gmm.std.assign(np.zeros((10, 10), np.float32))   # variance 0: log(0) in the GMM term
+    with pytest.raises(TrainingError, match="epoch 1, batch 1/"):
+        DGGTrainer(net, SMALL).train_epoch(x[:200], table[:200] % 200, verbose=0)
+
+
+def test_bad_training_input(digits):
+    x, y, table = digits
+    trainer = DGGTrainer(DGGNetwork(SMALL), SMALL)
+    with pytest.raises(ValueError, match="indices must be integers in"):
+        trainer.train_epoch(x[:300], table[:300], verbose=0)          # indices up to 1699
+    bad = x[:300].copy()
+    bad[3, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        trainer.train_epoch(bad, table[:300] % 300, verbose=0)
+    with pytest.raises(ValueError, match=r"x must be \[N, 64\]"):
+        trainer.train_epoch(x[:300, :10], table[:300] % 300, verbose=0)
+    with pytest.raises(ValueError, match="neighbour table must be"):
+        trainer.train_epoch(x[:300], table[:300, :5] % 300, verbose=0)
+    with pytest.raises(ValueError, match="last batch of 5 samples"):
+        trainer.train_epoch(x[:305], table[:305] % 305, verbose=0)
+    with pytest.raises(ValueError, match="labels has"):
+        trainer.train_epoch(x[:300], table[:300] % 300, y[:10], verbose=0)
