@@ -116,8 +116,10 @@ class DGGConfig:
                 raise ValueError(f"config: {f.name} must be a number, got {value!r}")
             if f.type in ("int", "float") and value < 0:
                 raise ValueError(f"config: {f.name} must be non-negative, got {value}")
-        positive = ("batch_size", "latent_dim", "n_clusters", "input_dim", "lr_step",
-                    "classifier_batch_size", "siamese_batch_size", "kmeans_n_init")
+        positive = ("batch_size", "latent_dim", "n_clusters", "input_dim", "kmeans_n_init",
+                    "classifier_batch_size", "siamese_batch_size", "layerwise_batch_size",
+                    "finetune_batch_size", "dec_batch_size", "lr_step", "classifier_lr_step",
+                    "siamese_lr_step", "layerwise_lr_step", "finetune_lr_step")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"config: {name} must be positive, got {getattr(self, name)}")

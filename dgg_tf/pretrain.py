@@ -105,8 +105,11 @@ def pretrain_autoencoder(x, config: DGGConfig, seed=0, state=None, on_epoch=None
     """Pretrain an ``Autoencoder`` on ``x`` [N, input_dim]; returns ``(params, state)``.
 
     ``state`` (from a checkpoint) holds ``params``, ``stage`` (index of the first
-    unfinished stage) and ``history``; resuming restarts that stage's epochs from
-    its beginning with the finished stages' weights.
+    unfinished stage) and ``history``. Resuming a greedy layer stage restarts it;
+    resuming the end-to-end stages (finetune, end_to_end) continues after the last
+    finished epoch from the checkpointed weights, with the learning-rate schedule
+    continued but the optimiser's moments and the shuffling order started afresh
+    (so a resumed run is close to, not identical with, an uninterrupted one).
     """
     x = np.asarray(x, np.float32)
     if x.ndim != 2 or x.shape[1] != config.input_dim:
@@ -131,7 +134,8 @@ def pretrain_autoencoder(x, config: DGGConfig, seed=0, state=None, on_epoch=None
     for index, label in enumerate(stages):
         if index < state["stage"]:
             continue
-        state["history"][label] = []
+        done = len(state["history"].get(label, [])) if not label.startswith("layer") else 0
+        state["history"][label] = state["history"].get(label, [])[:done]
         if label.startswith("layer"):
             i = int(label[5:]) - 1
             last = i == len(sizes) - 2
@@ -142,7 +146,7 @@ def pretrain_autoencoder(x, config: DGGConfig, seed=0, state=None, on_epoch=None
             inputs = _encode_prefix(ae, x, i)
             _run_epochs(_make_step(stage, opt, squared_error_sum), opt, inputs,
                         config.layerwise_batch_size, config.layerwise_epochs,
-                        lambda e: step_lr(lr, config.layerwise_lr_gamma, config.layerwise_lr_step, e),
+                        lambda e: step_lr(lr, config.layerwise_lr_gamma, config.layerwise_lr_step, e, config.lr_schedule),
                         rng, label, checkpoint, verbose=verbose)
             enc_name = f"encoder{i + 1}"
             dec_name = f"decoder{len(sizes) - 1 - i}"
@@ -154,13 +158,13 @@ def pretrain_autoencoder(x, config: DGGConfig, seed=0, state=None, on_epoch=None
             _run_epochs(_make_step(ae, opt, bernoulli_nll_sum), opt, x, config.finetune_batch_size,
                         config.finetune_epochs,
                         lambda e: step_lr(config.finetune_lr, config.finetune_lr_gamma,
-                                          config.finetune_lr_step, e),
-                        rng, label, checkpoint, verbose=verbose)
+                                          config.finetune_lr_step, e, config.lr_schedule),
+                        rng, label, checkpoint, start_epoch=done, verbose=verbose)
         else:  # end_to_end (DEC-style)
             opt = TorchSGD(config.dec_lr, momentum=config.dec_momentum)
             _run_epochs(_make_step(ae, opt, mean_squared_error), opt, x, config.dec_batch_size,
                         config.dec_epochs, lambda e: config.dec_lr, rng, label, checkpoint,
-                        verbose=verbose)
+                        start_epoch=done, verbose=verbose)
         state["stage"] = index + 1
         state["params"] = get_params(ae)
         if on_epoch is not None:

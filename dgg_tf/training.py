@@ -6,6 +6,7 @@ original's N x 784 x 21 stacked tensor is never built.
 """
 from __future__ import annotations
 
+import resource
 import time
 
 import keras
@@ -245,6 +246,7 @@ class DGGTrainer:
                           full_nmi=nmi(labels, full, "max"),
                           full_nmi_arithmetic=nmi(labels, full))
         record["seconds"] = time.time() - t0
+        record["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
         self.epoch += 1
         self.history.append(record)
         return record
