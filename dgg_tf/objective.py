@@ -18,6 +18,11 @@ import tensorflow as tf
 TERMS = ("reconstruction", "gmm", "cluster_entropy", "latent_entropy", "prior")
 PRIORS = ("code", "paper")
 LOG_EPS = 1e-10  # the original's epsilon inside log(xhat), log(1 - xhat) and log(gamma)
+# Held in a variable so that TensorFlow's graph optimiser cannot fold it into a
+# constant: it rewrites (1 - xhat) + 1e-10 as (1 + 1e-10) - xhat, which in float32
+# is 1 - xhat, so a saturated decoder output (xhat == 1.0) gives log(0) = -inf in
+# the compiled step where the original gets log(1e-10).
+_LOG_EPS = tf.Variable(LOG_EPS, trainable=False, dtype=tf.float32, name="log_eps")
 
 
 def prior_tf(gamma_nbrs, w, mode):
@@ -44,8 +49,8 @@ def elbo_terms(target, recon, mean, logvar, gamma, log_pc, w_rows, gmm_mean, gmm
     gmm_mean, gmm_std [M, K] (only std**2 is used, so std may go negative).
     The coefficient 1/2 on E[log p(z|c)] is the code's (Q10).
     """
-    recon_r = tf.reduce_sum(target * tf.math.log(recon + LOG_EPS)
-                            + (1.0 - target) * tf.math.log(1.0 - recon + LOG_EPS), axis=1)
+    recon_r = tf.reduce_sum(target * tf.math.log(recon + _LOG_EPS)
+                            + (1.0 - target) * tf.math.log((1.0 - recon) + _LOG_EPS), axis=1)
     var = tf.square(gmm_std)                                             # [M, K]
     log_norm = -0.5 * tf.reduce_sum(tf.math.log(var * (2.0 * math.pi)), axis=0)   # [K]
     sq = tf.square(mean[:, :, None] - gmm_mean[None]) + tf.exp(logvar)[:, :, None]
@@ -53,7 +58,7 @@ def elbo_terms(target, recon, mean, logvar, gamma, log_pc, w_rows, gmm_mean, gmm
     per_row = {
         "reconstruction": recon_r,
         "gmm": tf.reduce_sum(gamma * log_pz, axis=1),
-        "cluster_entropy": tf.reduce_sum(-gamma * tf.math.log(gamma + LOG_EPS), axis=1),
+        "cluster_entropy": tf.reduce_sum(-gamma * tf.math.log(gamma + _LOG_EPS), axis=1),
         "latent_entropy": 0.5 * tf.reduce_sum(logvar, axis=1),
         "prior": tf.reduce_sum(gamma * log_pc, axis=1),
     }

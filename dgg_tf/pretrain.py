@@ -17,6 +17,7 @@ stage from the state dict it returns.
 """
 from __future__ import annotations
 
+import copy
 import time
 
 import keras
@@ -25,6 +26,7 @@ import tensorflow as tf
 from keras import layers, ops
 
 from .config import DGGConfig
+from .objective import _LOG_EPS  # a variable: see objective.py
 from .models import Autoencoder, encoder_sizes, torch_default_dense
 from .optimizers import TorchAdam, TorchSGD, step_lr
 from .weights import get_params, set_params
@@ -94,7 +96,7 @@ def squared_error_sum(x, recon):
 
 def bernoulli_nll_sum(x, recon):
     """-sum(x log(r + 1e-10) + (1 - x) log(1 - r + 1e-10)) over batch and pixels."""
-    return -ops.sum(x * ops.log(recon + 1e-10) + (1.0 - x) * ops.log(1.0 - recon + 1e-10))
+    return -ops.sum(x * ops.log(recon + _LOG_EPS) + (1.0 - x) * ops.log((1.0 - recon) + _LOG_EPS))
 
 
 def mean_squared_error(x, recon):
@@ -120,7 +122,7 @@ def pretrain_autoencoder(x, config: DGGConfig, seed=0, state=None, on_epoch=None
     rng = np.random.default_rng(seed)
     dtype = "mixed_bfloat16" if config.precision == "mixed_bfloat16" else "float32"
     ae = Autoencoder(config)
-    state = dict(state or {"stage": 0, "history": {}})
+    state = copy.deepcopy(state) if state else {"stage": 0, "history": {}}  # never mutate the caller's
     if state.get("params"):
         set_params(ae, state["params"], partial=True, source="pretraining checkpoint")
     stages = _stage_names(config)

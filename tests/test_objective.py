@@ -145,3 +145,26 @@ def test_loss_terms_bad_input():
     wrong["encoder1/W"] = wrong["encoder1/W"][:5]
     with pytest.raises(ValueError, match="encoder1/W"):
         objective.loss_terms(wrong, x, w, eps, TINY)
+
+
+def test_compiled_step_matches_eager_when_decoder_saturates():
+    """xhat == 1.0 exactly: log(1 - xhat + 1e-10) must stay log(1e-10) in the compiled
+    training step too (a graph rewrite to (1 + 1e-10) - xhat would give -inf)."""
+    import tensorflow as tf
+    from dgg_tf.models import DGGNetwork
+    from dgg_tf.training import DGGTrainer
+    from dgg_tf.weights import set_params
+    rng = np.random.default_rng(8)
+    params = ref.random_params(TINY, rng)
+    params["decoder4/b"][:] = 60.0                    # sigmoid(60) == 1.0 in float32
+    x = (rng.random((12, 3, TINY.input_dim)) < 0.5).astype(np.float32)
+    w = rng.random((12, 3)).astype(np.float32)
+    eps = rng.standard_normal((12, 3, TINY.latent_dim)).astype(np.float32)
+    eager = objective.loss_terms(params, x, w, eps, TINY)
+    want = ref.terms(params, x, w, eps)
+    assert eager["reconstruction"] == pytest.approx(want["reconstruction"], rel=1e-5)
+    net = DGGNetwork(TINY)
+    set_params(net, params)
+    terms, loss, *_ = DGGTrainer(net, TINY)._step(tf.constant(x), tf.constant(w), tf.constant(eps))
+    assert float(terms["reconstruction"]) == pytest.approx(eager["reconstruction"], rel=1e-6)
+    assert float(loss) == pytest.approx(eager["loss"], rel=1e-6)

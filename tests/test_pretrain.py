@@ -97,3 +97,23 @@ def test_rejects_bad_input(digits):
     bad[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN or Inf"):
         pretrain_autoencoder(bad, TINY, verbose=0)
+
+
+def test_end_to_end_stage_resumes_after_last_finished_epoch(digits):
+    config = TINY.replace(pretrain_schedule="dec", dec_epochs=3)
+    saved = {}
+
+    def stop_after_two(state, ae, label, epoch):
+        if epoch == 2:
+            saved.update(copy.deepcopy(state), params=get_params(ae))
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pretrain_autoencoder(digits, config, seed=1, on_epoch=stop_after_two, verbose=0)
+    epochs = []
+    params, state = pretrain_autoencoder(digits, config, seed=1, state=saved, verbose=0,
+                                         on_epoch=lambda s, a, label, e: epochs.append(e))
+    assert epochs == [3, None]                        # only the missing epoch ran
+    assert [h["epoch"] for h in state["history"]["end_to_end"]] == [1, 2, 3]
+    assert state["history"]["end_to_end"][:2] == saved["history"]["end_to_end"]
+    assert not np.array_equal(params["encoder1/W"], saved["params"]["encoder1/W"])

@@ -1,0 +1,226 @@
+"""reproduce/mnist.py end to end on a tiny MNIST-shaped data set (300 digits upscaled
+to 28 x 28, written as idx files) with a tiny 784-16-16-32-10 network: every output
+file, resume after a stop (bit-identical numbers, no duplicate rows), refused
+non-empty --out, --audit-only, and the exit code 2 of user errors."""
+import gzip
+import importlib.util
+import json
+import os
+import struct
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from dgg_tf.config import DGGConfig
+from dgg_tf.report import QUIRK_IDS, read_history_csv
+from dgg_tf.weights import load_weights_h5
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_spec = importlib.util.spec_from_file_location("reproduce_mnist", os.path.join(ROOT, "reproduce", "mnist.py"))
+mnist = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(mnist)
+
+N = 300
+TINY = DGGConfig(encoder_dims=(16, 16, 32))
+OUTPUTS = ("config.json", "history.csv", "model.h5", "predictions.npy", "curves.png", "report.md",
+           "report.json", "checkpoint.npz")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread_for_kmeans():
+    """scikit-learn's OpenMP K-means on tiny data is ~100x slower with 2 busy cores than
+    single-threaded; keep the tests fast (no effect on results)."""
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(1):
+        yield
+
+
+def _idx(path, arr):
+    header = struct.pack(">HBB", 0, 8, arr.ndim) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + arr.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """idx directory (240 train + 60 test images) and a tiny autoencoder weight file."""
+    import keras
+
+    from dgg_tf.models import DGGNetwork
+    from dgg_tf.weights import get_params, save_weights_h5
+    root = tmp_path_factory.mktemp("tiny_mnist")
+    d = load_digits()
+    imgs = np.pad(np.kron(d.images[:N], np.ones((3, 3))), ((0, 0), (2, 2), (2, 2))) * (255 / 16)
+    _idx(root / "train-images-idx3-ubyte.gz", imgs[:240])
+    _idx(root / "train-labels-idx1-ubyte.gz", d.target[:240])
+    _idx(root / "t10k-images-idx3-ubyte.gz", imgs[240:])
+    _idx(root / "t10k-labels-idx1-ubyte.gz", d.target[240:N])
+    keras.utils.set_random_seed(1)
+    params = {k: v for k, v in get_params(DGGNetwork(TINY)).items()
+              if k.startswith(("encoder", "decoder"))}          # an autoencoder file, like mnist_ae.h5
+    save_weights_h5(root / "ae.h5", params, {"source": "test"})
+    return root
+
+
+def base_args(tiny, out, *extra):
+    return ["--variant", "code", "--data", str(tiny), "--weights", str(tiny / "ae.h5"),
+            "--subset", str(N), "--set", "encoder_dims=16,16,32", "--set", "classifier_epochs=2",
+            "--set", "kmeans_n_init=2", "--audit-batches", "2", "--verbose", "0",
+            "--out", str(out), *extra]
+
+
+def deterministic(history):
+    """History rows without the wall-clock / memory columns."""
+    return [{k: v for k, v in r.items() if "seconds" not in k and "rss" not in k} for r in history]
+
+
+def assert_same_run(a, b):
+    assert deterministic(read_history_csv(a / "history.csv")) == deterministic(read_history_csv(b / "history.csv"))
+    pa, _ = load_weights_h5(a / "model.h5")
+    pb, _ = load_weights_h5(b / "model.h5")
+    assert sorted(pa) == sorted(pb)
+    for k in pa:
+        np.testing.assert_array_equal(pa[k], pb[k], err_msg=k)
+    np.testing.assert_array_equal(np.load(a / "predictions.npy"), np.load(b / "predictions.npy"))
+
+
+@pytest.fixture(scope="module")
+def reference(tiny, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "ref"
+    assert mnist.main(base_args(tiny, out, "--epochs", "2")) == 0
+    return out
+
+
+def test_end_to_end_writes_every_output(reference):
+    for name in OUTPUTS:
+        assert (reference / name).is_file(), name
+    hist = read_history_csv(reference / "history.csv")
+    assert [r["epoch"] for r in hist] == [1, 2]
+    for key in ("loss", "reconstruction", "gmm", "cluster_entropy", "latent_entropy", "prior", "lr",
+                "running_acc", "running_nmi", "full_acc", "full_nmi", "recon_bce", "gmm_variance",
+                "seconds"):
+        assert all(r[key] is not None for r in hist), key
+    cfg = json.loads((reference / "config.json").read_text())
+    assert cfg["variant"] == "code" and cfg["seed"] == 0 and cfg["n_samples"] == N
+    assert cfg["config"]["encoder_dims"] == [16, 16, 32] and cfg["config"]["prior"] == "code"
+    assert set(cfg["config"]) == set(DGGConfig().to_dict())
+    assert {"tensorflow", "keras", "numpy", "scikit-learn"} <= set(cfg["library_versions"])
+    assert cfg["paths"]["weights"].endswith("ae.h5") and cfg["paths"]["data"]
+    assert "RAW PIXELS" in cfg["neighbors"]["note"] and cfg["command"]
+    params, prov = load_weights_h5(reference / "model.h5")
+    assert {"gmm/mean", "gmm/std", "classifier/W", "logvar/W", "encoder1/W"} <= set(params)
+    assert prov["variant"] == "code"
+    pred = np.load(reference / "predictions.npy")
+    assert pred.shape == (N,) and pred.max() < 10
+    rep = json.loads((reference / "report.json").read_text())
+    for q in QUIRK_IDS:
+        assert {"title", "code", "paper"} <= set(rep[q])
+    assert rep["runs"][0]["epochs"] == 2
+    assert "ref" in rep["Q12"]["running_vs_full_by_run"]
+    md = (reference / "report.md").read_text()
+    assert all(f"## {q}:" in md for q in QUIRK_IDS)
+
+
+def test_resume_after_stop_is_identical(tiny, reference, tmp_path):
+    # stopped cleanly after epoch 1, then continued to 2
+    a = tmp_path / "a"
+    assert mnist.main(base_args(tiny, a, "--epochs", "1")) == 0
+    assert len(read_history_csv(a / "history.csv")) == 1
+    assert mnist.main(base_args(tiny, a, "--epochs", "2", "--resume")) == 0
+    assert_same_run(a, reference)
+    # killed inside the epoch callback after epoch 1 of 2 (after its checkpoint)
+    b = tmp_path / "b"
+
+    class Killed(Exception):
+        pass
+
+    def die(epoch):
+        if epoch == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        mnist.run(mnist.build_parser().parse_args(base_args(tiny, b, "--epochs", "2")),
+                  hooks={"after_epoch": die})
+    assert not (b / "model.h5").exists()
+    (b / "checkpoint.npz.tmp-12345").write_bytes(b"half a file")    # a save interrupted later
+    assert mnist.main(base_args(tiny, b, "--epochs", "2", "--resume")) == 0
+    hist = read_history_csv(b / "history.csv")
+    assert [r["epoch"] for r in hist] == [1, 2]                      # no duplicate rows
+    assert not list(b.glob("*.tmp-*"))
+    assert_same_run(b, reference)
+    rep = json.loads((b / "report.json").read_text())
+    assert rep["runs"][0]["epochs"] == 2
+    # killed during epoch 1: only the epoch-0 checkpoint (init, classifier, audit) exists
+    c = tmp_path / "c"
+    assert mnist.main(base_args(tiny, c, "--epochs", "0")) == 0
+    assert read_history_csv(c / "history.csv") == []
+    assert mnist.main(base_args(tiny, c, "--epochs", "2", "--resume")) == 0
+    assert_same_run(c, reference)
+    # resuming a finished run changes nothing; another config is refused
+    assert mnist.main(base_args(tiny, b, "--epochs", "2", "--resume")) == 0
+    assert_same_run(b, reference)
+    assert mnist.main(base_args(tiny, b, "--epochs", "3", "--resume", "--set", "prior=paper")) == 2
+
+
+def test_non_empty_out_refused(tiny, reference, capsys):
+    assert mnist.main(base_args(tiny, reference, "--epochs", "1")) == 2
+    err = capsys.readouterr().err
+    assert "not empty" in err and "--resume" in err and "Traceback" not in err
+
+
+def test_audit_only_has_every_quirk(tiny, tmp_path):
+    out = tmp_path / "audit"
+    assert mnist.main(base_args(tiny, out, "--audit-only")) == 0
+    assert not (out / "history.csv").exists() and not (out / "model.h5").exists()
+    md = (out / "report.md").read_text()
+    for q in QUIRK_IDS:
+        assert f"## {q}:" in md
+    rep = json.loads((out / "report.json").read_text())
+    assert [k for k in rep if k.startswith("Q")] == list(QUIRK_IDS)
+    # code variant: similarity no_inform ignores sigma -> exact zeros
+    q7 = rep["Q7"]
+    assert q7["configured_weights"]["max_abs_diff"] == 0.0
+    assert q7["configured_weights"]["n_differing"] == 0
+    assert q7["loss_effect"]["max_abs_term_change"] == 0.0
+    assert rep["Q1"]["purity"]["nearest"] is not None
+    assert json.loads((out / "config.json").read_text())["audit_only"] is True
+
+
+@pytest.mark.parametrize("setting, expect", [
+    ("prior=bogus", "choose one of code, paper"),
+    ("similarity=gaus", "no_inform, gauss, inv_gauss, student_t, kl"),
+    ("learning_rte=1", "unknown setting"),
+    ("sigma=ten", "expects a float"),
+])
+def test_bad_set_exits_2_with_choices(tmp_path, capsys, setting, expect):
+    assert mnist.main(["--variant", "paper", "--set", setting, "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert expect in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_user_errors_exit_2(tiny, tmp_path, capsys):
+    from dgg_tf.siamese import save_table
+    cases = []
+    # missing data
+    cases.append((["--data", str(tmp_path / "nowhere")], "does not exist"))
+    # weights that do not fit the configured network (default 784-500-500-2000-10)
+    cases.append((["--set", "encoder_dims=500,500,2000"], "has shape"))
+    # a table for another N
+    table = np.tile(np.arange(200)[:, None], (1, 41)) % 200
+    table[:, 1:] = (table[:, 1:] + np.arange(1, 41)) % 200
+    save_table(tmp_path / "t200.npz", table.astype(np.int32), neighbor_selection="random_top100")
+    cases.append((["--neighbors", str(tmp_path / "t200.npz")], "200 rows"))
+    for i, (extra, expect) in enumerate(cases):
+        args = base_args(tiny, tmp_path / f"out{i}", "--epochs", "1")
+        if extra[0] == "--neighbors":
+            args = [a for a in args if a not in ("--subset", str(N))] + extra
+        else:
+            args = args + extra
+        assert mnist.main(args) == 2, extra
+        err = capsys.readouterr().err
+        assert expect in err and "Traceback" not in err, err
+    # wrong weight file (not weights at all)
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5")
+    assert mnist.main(base_args(tiny, tmp_path / "o", "--weights", str(tmp_path / "junk.h5"))) == 2
+    assert "unrecognised weights format" in capsys.readouterr().err
