@@ -45,12 +45,14 @@ def prior_tf(gamma_nbrs, w, mode):
 def elbo_terms(target, recon, mean, logvar, gamma, log_pc, w_rows, gmm_mean, gmm_std):
     """The five weighted ELBO sums (each sum_r w_r * term_r), float32 scalars.
 
-    target, recon [R, D]; mean, logvar [R, M]; gamma, log_pc [R, K]; w_rows [R];
+    target, recon [R, D] (or any broadcastable pair whose leading axes flatten to R,
+    e.g. [1, B, D] and [Nn, B, D]); mean, logvar [R, M]; gamma, log_pc [R, K]; w_rows [R];
     gmm_mean, gmm_std [M, K] (only std**2 is used, so std may go negative).
     The coefficient 1/2 on E[log p(z|c)] is the code's (Q10).
     """
     recon_r = tf.reduce_sum(target * tf.math.log(recon + _LOG_EPS)
-                            + (1.0 - target) * tf.math.log((1.0 - recon) + _LOG_EPS), axis=1)
+                            + (1.0 - target) * tf.math.log((1.0 - recon) + _LOG_EPS), axis=-1)
+    recon_r = tf.reshape(recon_r, [-1])
     var = tf.square(gmm_std)                                             # [M, K]
     log_norm = -0.5 * tf.reduce_sum(tf.math.log(var * (2.0 * math.pi)), axis=0)   # [K]
     sq = tf.square(mean[:, :, None] - gmm_mean[None]) + tf.exp(logvar)[:, :, None]
@@ -87,11 +89,11 @@ def forward_terms(net, x_nbrs, w, eps, config):
     """
     batch = tf.shape(x_nbrs)[0]
     x_rows = to_rows(x_nbrs)
-    target = tf.tile(x_nbrs[:, 0, :], [x_nbrs.shape[1], 1])
+    target = x_nbrs[None, :, 0, :]            # [1, B, D], broadcast over the Nn columns
     w_rows = tf.reshape(tf.transpose(w), [-1])
     mean, logvar = net.encoder(x_rows)
     z = mean + tf.exp(0.5 * logvar) * to_rows(eps)
-    recon = net.decoder(z)
+    recon = tf.reshape(net.decoder(z), [x_nbrs.shape[1], batch, x_nbrs.shape[2]])
     gamma_mean = net.classify(mean)
     gamma = gamma_mean if config.classifier_input == "mean" else net.classify(z)
     prior_source = gamma_mean if config.prior == "code" else gamma
