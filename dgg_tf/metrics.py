@@ -37,3 +37,11 @@ def nmi(y_true, y_pred, average_method="arithmetic") -> float:
     if y_true.shape != y_pred.shape:
         raise ValueError(f"y_true and y_pred differ in length: {y_true.size} vs {y_pred.size}")
     return float(normalized_mutual_info_score(y_true, y_pred, average_method=average_method))
+
+
+def kmeans_scores(z, y_true, n_clusters, n_init, random_state=0):
+    """K-means on features ``z``; returns (labels, {kmeans_acc, kmeans_nmi, kmeans_n_init})."""
+    from sklearn.cluster import KMeans
+    pred = KMeans(n_clusters, n_init=n_init, random_state=random_state).fit_predict(z)
+    return pred, {"kmeans_acc": cluster_acc(y_true, pred), "kmeans_nmi": nmi(y_true, pred),
+                  "kmeans_n_init": int(n_init)}

@@ -23,7 +23,7 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
-from keras import layers, ops
+from keras import ops
 
 from .config import DGGConfig
 from .objective import _LOG_EPS  # a variable: see objective.py

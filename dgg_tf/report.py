@@ -32,6 +32,7 @@ import time
 import numpy as np
 
 from .config import DGGConfig
+from .files import atomic_path, write_bytes_atomic
 
 REPORT_FORMAT = "dgg_tf-report-v1"
 QUIRK_IDS = tuple(f"Q{i}" for i in range(1, 13))
@@ -740,14 +741,11 @@ def plot_curves(path, runs):
         if ax.lines:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = f"{path}.tmp-{os.getpid()}"
     try:
-        fig.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def load_run(run_dir):
@@ -975,16 +973,7 @@ def write_report(out_dir, audit_dict=None, runs=None):
 
 
 def _atomic_write(path, text):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_bytes_atomic(path, lambda f: f.write(text), mode="w")
 
 
 # ============================================================================

@@ -24,6 +24,7 @@ import tensorflow as tf
 from keras import ops
 
 from .config import DGGConfig
+from .files import write_bytes_atomic
 from .graph import knn
 from .models import Encoder
 from .optimizers import TorchAdam, step_lr
@@ -329,16 +330,8 @@ def save_table(path, table, **settings):
         meta_json = json.dumps(meta, sort_keys=True, default=_json_default)
     except TypeError as e:
         raise TableError(f"table settings are not JSON-serialisable: {e}") from None
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, table=table.astype(np.int32), settings=np.array(meta_json))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_bytes_atomic(path, lambda f: np.savez_compressed(
+        f, table=table.astype(np.int32), settings=np.array(meta_json)))
 
 
 def load_table(path, n_samples=None):

@@ -22,6 +22,7 @@ import h5py
 import numpy as np
 
 from .config import DGGConfig
+from .files import atomic_path
 from .models import dense_layers, encoder_sizes
 
 FORMAT_TAG = "dgg_tf-weights-v1"
@@ -104,21 +105,15 @@ def save_weights_h5(path, params: dict, provenance: dict | None = None):
     provenance = dict(provenance or {})
     provenance.setdefault("date", datetime.datetime.now(datetime.timezone.utc).isoformat())
     provenance.setdefault("library_versions", library_versions())
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = FORMAT_TAG
-            for key, value in provenance.items():
-                f.attrs[key] = value if isinstance(value, str) else json.dumps(value, default=_json_default)
-            for name in sorted(params):
-                value = np.asarray(params[name], np.float32)
-                if not np.all(np.isfinite(value)):
-                    raise WeightsError(f"refusing to save {name}: it contains NaN or Inf")
-                f.create_dataset(name, data=value)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["format"] = FORMAT_TAG
+        for key, value in provenance.items():
+            f.attrs[key] = value if isinstance(value, str) else json.dumps(value, default=_json_default)
+        for name in sorted(params):
+            value = np.asarray(params[name], np.float32)
+            if not np.all(np.isfinite(value)):
+                raise WeightsError(f"refusing to save {name}: it contains NaN or Inf")
+            f.create_dataset(name, data=value)
 
 
 def load_weights_h5(path):

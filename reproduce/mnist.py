@@ -46,6 +46,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from dgg_tf.config import DGGConfig  # noqa: E402
+from dgg_tf.files import write_bytes_atomic  # noqa: E402
 
 CHECKPOINT = "checkpoint.npz"
 CHECKPOINT_FORMAT = "dgg_tf-mnist-run-v1"
@@ -243,16 +244,7 @@ def save_checkpoint(path, net, trainer, meta, kmeans_labels):
             "history": state["history"], "rng": state["rng"],
             "n_optimizer_arrays": len(state["optimizer"])}
     arrays["meta"] = np.array(json.dumps(clean(full)))
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_bytes_atomic(path, lambda f: np.savez(f, **arrays))
 
 
 def load_checkpoint(path):
@@ -476,10 +468,7 @@ def run(args, x=None, y=None, hooks=None):
         "metrics": {k: final.get(k) for k in ("full_acc", "full_nmi", "running_acc", "running_nmi")},
         "init_weights": os.path.abspath(weights_path)})
     pred = predict(net, x)
-    tmp = os.path.join(out, f"predictions.npy.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        np.save(f, pred.astype(np.int64))
-    os.replace(tmp, os.path.join(out, "predictions.npy"))
+    write_bytes_atomic(os.path.join(out, "predictions.npy"), lambda f: np.save(f, pred.astype(np.int64)))
     rep.write_history_csv(os.path.join(out, "history.csv"), trainer.history)
     rep.plot_curves(os.path.join(out, "curves.png"), this_run())
     rep.write_report(out, audit, this_run())

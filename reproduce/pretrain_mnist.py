@@ -40,14 +40,11 @@ def main(argv=None):
 
 
 def run(args):
-    import numpy as np
-
     from dgg_tf.data import load_mnist
-    from dgg_tf.metrics import cluster_acc, nmi
+    from dgg_tf.metrics import kmeans_scores
     from dgg_tf.models import Autoencoder
     from dgg_tf.pretrain import encode_mean, pretrain_autoencoder
     from dgg_tf.weights import load_weights_h5, save_weights_h5, set_params
-    from sklearn.cluster import KMeans
 
     config = DGGConfig(pretrain_schedule=args.schedule, precision=args.precision)
     config = config.with_assignments(args.set)
@@ -78,19 +75,15 @@ def run(args):
         from dgg_tf.weights import get_params
         save_weights_h5(ckpt, get_params(ae) if epoch is not None else state["params"], provenance(state))
         if epoch is None or epoch % 10 == 0:
-            z = encode_mean(ae, x)
-            pred = KMeans(config.n_clusters, n_init=1, random_state=0).fit_predict(z)
-            print(f"[{label} {epoch or 'done'}] K-means(n_init=1) ACC={cluster_acc(y, pred):.4f} "
-                  f"NMI={nmi(y, pred):.4f} elapsed={time.time() - t0:.0f}s", flush=True)
+            _, m = kmeans_scores(encode_mean(ae, x), y, config.n_clusters, 1)
+            print(f"[{label} {epoch or 'done'}] K-means(n_init=1) ACC={m['kmeans_acc']:.4f} "
+                  f"NMI={m['kmeans_nmi']:.4f} elapsed={time.time() - t0:.0f}s", flush=True)
 
     params, state = pretrain_autoencoder(x, config, seed=args.seed, state=state, on_epoch=on_epoch)
     ae = Autoencoder(config)
     set_params(ae, params)
-    z = encode_mean(ae, x)
-    pred = KMeans(config.n_clusters, n_init=config.kmeans_n_init,
-                  random_state=config.kmeans_random_state).fit_predict(z)
-    metrics = {"kmeans_acc": cluster_acc(y, pred), "kmeans_nmi": nmi(y, pred),
-               "kmeans_n_init": config.kmeans_n_init}
+    _, metrics = kmeans_scores(encode_mean(ae, x), y, config.n_clusters, config.kmeans_n_init,
+                               config.kmeans_random_state)
     print(f"K-means(n_init={config.kmeans_n_init}) ACC={metrics['kmeans_acc']:.4f} "
           f"NMI={metrics['kmeans_nmi']:.4f}")
     save_weights_h5(args.out, params, provenance(state, {"metrics": metrics, "epochs": {

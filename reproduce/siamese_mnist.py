@@ -27,6 +27,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dgg_tf.config import DGGConfig  # noqa: E402
+from dgg_tf.files import write_bytes_atomic  # noqa: E402
 
 
 def main(argv=None):
@@ -61,11 +62,10 @@ def nearest_path(table_path):
 
 def run(args):
     import numpy as np
-    from sklearn.cluster import KMeans
 
     from dgg_tf.data import load_mnist
     from dgg_tf.graph import knn
-    from dgg_tf.metrics import cluster_acc, nmi
+    from dgg_tf.metrics import kmeans_scores
     from dgg_tf.siamese import (SiameseNet, embed, load_checkpoint, make_pairs, neighbor_purity,
                                 neighbor_table, save_checkpoint, save_table, train_siamese)
     from dgg_tf.weights import save_weights_h5, set_params
@@ -129,10 +129,8 @@ def run(args):
         nn2 = knn(x, config.siamese_positives)
         knn_seconds = round(time.time() - t, 1)
         print(f"raw-pixel {config.siamese_positives}-NN of {len(x)} images: {knn_seconds} s", flush=True)
-        tmp = f"{pairs_cache}.tmp-{os.getpid()}"
-        with open(tmp, "wb") as f:
-            np.savez(f, knn=nn2.astype(np.int32), fingerprint=np.array(fingerprint))
-        os.replace(tmp, pairs_cache)
+        write_bytes_atomic(pairs_cache, lambda f: np.savez(
+            f, knn=nn2.astype(np.int32), fingerprint=np.array(fingerprint)))
     pairs = make_pairs(x, args.seed, knn_indices=nn2, n_positives=config.siamese_positives)
     print(f"pairs: {len(pairs[0])} ({int(pairs[2].sum())} positive)", flush=True)
 
@@ -156,10 +154,8 @@ def run(args):
     net = SiameseNet(config)
     set_params(net, params)
     z = embed(net, x)
-    pred = KMeans(config.n_clusters, n_init=config.kmeans_n_init,
-                  random_state=config.kmeans_random_state).fit_predict(z)
-    metrics = {"kmeans_acc": cluster_acc(y, pred), "kmeans_nmi": nmi(y, pred),
-               "kmeans_n_init": config.kmeans_n_init}
+    _, metrics = kmeans_scores(z, y, config.n_clusters, config.kmeans_n_init,
+                               config.kmeans_random_state)
     print(f"K-means(n_init={config.kmeans_n_init}) on the Siamese embedding: "
           f"ACC={metrics['kmeans_acc']:.4f} NMI={metrics['kmeans_nmi']:.4f}", flush=True)
     t = time.time()

@@ -1,0 +1,31 @@
+"""Atomic file writing: every output goes to a temporary name first and is renamed
+into place only once complete, so a killed run never leaves half a file."""
+from __future__ import annotations
+
+import contextlib
+import os
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path next to ``path``; on success rename it to ``path``,
+    on any error remove it and leave ``path`` untouched."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_bytes_atomic(path, write, mode="wb"):
+    """Open a temporary file, call ``write(file)``, flush to disk, rename to ``path``."""
+    with atomic_path(path) as tmp:
+        with open(tmp, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
