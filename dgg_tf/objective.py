@@ -98,7 +98,15 @@ def forward_terms(net, x_nbrs, w, eps, config):
     gamma = gamma_mean if config.classifier_input == "mean" else net.classify(z)
     prior_source = gamma_mean if config.prior == "code" else gamma
     pc = prior_tf(from_rows(tf.stop_gradient(prior_source), batch), w, config.prior)
-    log_pc = tf.tile(tf.math.log(pc), [x_nbrs.shape[1], 1])   # no epsilon, as the original
+    log_pc = tf.math.log(pc)                  # no epsilon, as the original
+    if config.prior == "paper":
+        # The code's pc has no epsilon inside the log: if every gamma of a cluster in a
+        # sample's neighbourhood is exactly 0 (a saturated softmax), pc = 0 and
+        # 0 * log(0) = NaN, which stops training, as it would stop the original. The
+        # paper's pi is 0 only where all the gammas multiplying its log are 0, and its
+        # formula takes the limit 0 log 0 = 0 there.
+        log_pc = tf.where(pc > 0, log_pc, 0.0)
+    log_pc = tf.tile(log_pc, [x_nbrs.shape[1], 1])
     terms = elbo_terms(target, recon, mean, logvar, gamma, log_pc, w_rows,
                        net.gmm.mean, net.gmm.std)
     loss = -tf.add_n([terms[k] for k in TERMS]) / tf.cast(batch, tf.float32)

@@ -168,3 +168,29 @@ def test_compiled_step_matches_eager_when_decoder_saturates():
     terms, loss, *_ = DGGTrainer(net, TINY)._step(tf.constant(x), tf.constant(w), tf.constant(eps))
     assert float(terms["reconstruction"]) == pytest.approx(eager["reconstruction"], rel=1e-6)
     assert float(loss) == pytest.approx(eager["loss"], rel=1e-6)
+
+
+def test_zero_gamma_cluster_code_gives_nan_paper_takes_the_limit():
+    """A cluster whose gamma is exactly 0 for a sample and all its neighbours: the code's
+    log(pc) has no epsilon, so 0 * log(0) = NaN (as in the original); the paper prior
+    takes 0 log 0 = 0 and stays finite, gradients included."""
+    import tensorflow as tf
+    from dgg_tf.models import DGGNetwork
+    from dgg_tf.weights import set_params
+    rng = np.random.default_rng(9)
+    params = ref.random_params(TINY, rng)
+    params["classifier/W"][:, 3] = 0.0
+    params["classifier/b"][3] = -200.0            # softmax gives exactly 0 for cluster 3
+    x, w, eps = batch(rng)
+    code = objective.loss_terms(params, x, w, eps, TINY)
+    assert np.isnan(code["prior"]) and np.isnan(code["loss"])
+    paper_cfg = TINY.replace(prior="paper")
+    paper = objective.loss_terms(params, x, w, eps, paper_cfg)
+    assert np.isfinite(paper["prior"]) and np.isfinite(paper["loss"])
+    # float64 does not underflow there (gamma ~ 1e-87), and its value is the limit
+    want = ref.terms(params, x, w, eps, "mean", "paper")
+    assert paper["prior"] == pytest.approx(want["prior"], rel=1e-4)
+    net = DGGNetwork(paper_cfg)
+    set_params(net, params)
+    _, _, grads = objective.loss_and_gradients(net, x, w, eps, paper_cfg)
+    assert all(np.all(np.isfinite(g)) for g in grads)
