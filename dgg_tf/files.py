@@ -1,9 +1,12 @@
-"""Atomic file writing: every output goes to a temporary name first and is renamed
-into place only once complete, so a killed run never leaves half a file."""
+"""Writing files: atomically (every output goes to a temporary name first and is renamed
+into place only once complete, so a killed run never leaves half a file), and
+JSON for NumPy values."""
 from __future__ import annotations
 
 import contextlib
 import os
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -29,3 +32,10 @@ def write_bytes_atomic(path, write, mode="wb"):
             write(f)
             f.flush()
             os.fsync(f.fileno())
+
+
+def json_default(value):
+    """``json.dumps`` default: NumPy scalars and arrays (e.g. a float32 metric) as plain JSON."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} value {value!r} is not JSON-serialisable")

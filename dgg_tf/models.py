@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 from .config import DGGConfig
@@ -130,6 +131,17 @@ class Autoencoder(keras.Model):
 
     def call(self, x):
         return self.decoder(self.encoder(x))
+
+
+def encode_mean(model, x, batch=5000):
+    """Encoder means of all rows of ``x`` [N, input_dim] -> float32 [N, latent_dim], in
+    batches; works for every model with an ``encoder`` (DGG, autoencoder, Siamese)."""
+    x = np.asarray(x, np.float32)
+    out = []
+    for s in range(0, len(x), batch):
+        r = model.encoder(ops.convert_to_tensor(x[s:s + batch]))
+        out.append(np.asarray(r[0] if isinstance(r, (tuple, list)) else r, np.float32))
+    return np.concatenate(out) if out else np.zeros((0, model.config.latent_dim), np.float32)
 
 
 def dense_layers(model):

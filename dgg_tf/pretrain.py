@@ -187,11 +187,3 @@ def _encode_prefix(ae, x, n_layers, batch=5000):
         out.append(np.asarray(ops.cast(h, "float32")))
     return np.concatenate(out)
 
-
-def encode_mean(model, x, batch=5000):
-    """Encoder means of all rows of ``x`` (float32), in batches."""
-    out = []
-    for s in range(0, len(x), batch):
-        r = model.encoder(tf.constant(x[s:s + batch]))
-        out.append(np.asarray(r[0] if isinstance(r, (tuple, list)) else r, np.float32))
-    return np.concatenate(out)

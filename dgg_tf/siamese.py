@@ -24,9 +24,9 @@ import tensorflow as tf
 from keras import ops
 
 from .config import DGGConfig
-from .files import write_bytes_atomic
+from .files import json_default, write_bytes_atomic
 from .graph import knn
-from .models import Encoder
+from .models import Encoder, encode_mean
 from .optimizers import TorchAdam, step_lr
 from .weights import get_params, set_params
 
@@ -101,12 +101,7 @@ class SiameseNet(keras.Model):
         return self.encoder(x)
 
 
-def embed(net, x, batch=5000):
-    """Embeddings of all rows of ``x`` (float32 [N, latent_dim]), in batches."""
-    x = np.asarray(x, np.float32)
-    out = [np.asarray(net.encoder(tf.constant(x[s:s + batch])), np.float32)
-           for s in range(0, len(x), batch)]
-    return np.concatenate(out) if out else np.zeros((0, net.config.latent_dim), np.float32)
+embed = encode_mean  # embeddings of all rows, in batches (models.encode_mean)
 
 
 def _optimizer_arrays(optimizer):
@@ -327,7 +322,7 @@ def save_table(path, table, **settings):
             "columns": int(table.shape[1]),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(), **settings}
     try:
-        meta_json = json.dumps(meta, sort_keys=True, default=_json_default)
+        meta_json = json.dumps(meta, sort_keys=True, default=json_default)
     except TypeError as e:
         raise TableError(f"table settings are not JSON-serialisable: {e}") from None
     write_bytes_atomic(path, lambda f: np.savez_compressed(
@@ -374,11 +369,3 @@ def _check_table(table, source, n_samples):
         bad = int(np.flatnonzero(table[:, 0] != np.arange(n))[0])
         raise TableError(f"neighbour table {source}: column 0 must be the sample itself "
                          f"(row {bad} holds {table[bad, 0]})")
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")

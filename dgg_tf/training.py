@@ -17,7 +17,7 @@ from sklearn.cluster import KMeans
 from .config import DGGConfig
 from .graph import SIGMA_ROW, similarity_weights
 from .metrics import cluster_acc, nmi
-from .models import DGGNetwork
+from .models import DGGNetwork, encode_mean
 from .objective import TERMS, forward_terms
 from .optimizers import TorchAdam, TorchSGD, step_lr
 
@@ -27,16 +27,12 @@ class TrainingError(RuntimeError):
 
 
 # ---------------------------------------------------------------- encoding
-def encode(net, x, batch=5000):
-    """Encoder means of all rows of x [N, D] -> [N, M] float32."""
-    return np.concatenate([net.encoder(tf.constant(x[s:s + batch]))[0].numpy()
-                           for s in range(0, len(x), batch)])
+encode = encode_mean  # encoder means of all rows, in batches (models.encode_mean)
 
 
 def predict(net, x, batch=5000):
     """Cluster assignment argmax f2(x_mean) of every row of x."""
-    return np.concatenate([np.argmax(net.classify(net.encoder(tf.constant(x[s:s + batch]))[0]), 1)
-                           for s in range(0, len(x), batch)])
+    return np.argmax(net.classify(encode_mean(net, x, batch)), axis=1)
 
 
 # ---------------------------------------------------------------- GMM init (section 4)

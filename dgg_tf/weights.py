@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 
 from .config import DGGConfig
-from .files import atomic_path
+from .files import atomic_path, json_default
 from .models import dense_layers, encoder_sizes
 
 FORMAT_TAG = "dgg_tf-weights-v1"
@@ -108,7 +108,7 @@ def save_weights_h5(path, params: dict, provenance: dict | None = None):
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["format"] = FORMAT_TAG
         for key, value in provenance.items():
-            f.attrs[key] = value if isinstance(value, str) else json.dumps(value, default=_json_default)
+            f.attrs[key] = value if isinstance(value, str) else json.dumps(value, default=json_default)
         for name in sorted(params):
             value = np.asarray(params[name], np.float32)
             if not np.all(np.isfinite(value)):
@@ -136,13 +136,6 @@ def load_weights_h5(path):
 
     params, provenance = _read_h5(path, source, read)
     return check_params(params, None, source), provenance
-
-
-def _json_default(value):
-    """NumPy scalars and arrays in provenance (e.g. a float32 metric) as plain JSON."""
-    if isinstance(value, (np.generic, np.ndarray)):
-        return value.tolist()
-    raise TypeError(f"provenance value {value!r} is not JSON serialisable")
 
 
 def _attr(value):

@@ -43,7 +43,8 @@ def run(args):
     from dgg_tf.data import load_mnist
     from dgg_tf.metrics import kmeans_scores
     from dgg_tf.models import Autoencoder
-    from dgg_tf.pretrain import encode_mean, pretrain_autoencoder
+    from dgg_tf.models import encode_mean
+    from dgg_tf.pretrain import pretrain_autoencoder
     from dgg_tf.weights import load_weights_h5, save_weights_h5, set_params
 
     config = DGGConfig(pretrain_schedule=args.schedule, precision=args.precision)

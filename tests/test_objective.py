@@ -174,7 +174,6 @@ def test_zero_gamma_cluster_code_gives_nan_paper_takes_the_limit():
     """A cluster whose gamma is exactly 0 for a sample and all its neighbours: the code's
     log(pc) has no epsilon, so 0 * log(0) = NaN (as in the original); the paper prior
     takes 0 log 0 = 0 and stays finite, gradients included."""
-    import tensorflow as tf
     from dgg_tf.models import DGGNetwork
     from dgg_tf.weights import set_params
     rng = np.random.default_rng(9)

@@ -6,8 +6,8 @@ import pytest
 from sklearn.datasets import load_digits
 
 from dgg_tf.config import DGGConfig
-from dgg_tf.models import Autoencoder
-from dgg_tf.pretrain import bernoulli_nll_sum, encode_mean, pretrain_autoencoder
+from dgg_tf.models import Autoencoder, encode_mean
+from dgg_tf.pretrain import bernoulli_nll_sum, pretrain_autoencoder
 from dgg_tf.weights import get_params, set_params
 
 # 2 epochs of 6 batches: the learning rates are 10x section 9's so the effect shows
