@@ -5,7 +5,9 @@ One implementation serves the training step and the audit API:
 ``loss_terms`` / ``prior`` call the same code on NumPy inputs.
 
 Rows: a batch of B samples with Nn columns (column 0 = the sample itself) is
-flattened column-major into R = Nn * B rows r = j * B + i, the original's order.
+flattened into R = B * Nn rows r = i * Nn + j, a reshape without a copy. The
+original stacks the columns instead (r = j * B + i); the order of the rows changes
+only the order of the sums over r, i.e. float32 rounding, as any other kernel would.
 The encoder sees the neighbour x_ij; the reconstruction target is the sample x_i.
 """
 from __future__ import annotations
@@ -46,7 +48,7 @@ def elbo_terms(target, recon, mean, logvar, gamma, log_pc, w_rows, gmm_mean, gmm
     """The five weighted ELBO sums (each sum_r w_r * term_r), float32 scalars.
 
     target, recon [R, D] (or any broadcastable pair whose leading axes flatten to R,
-    e.g. [1, B, D] and [Nn, B, D]); mean, logvar [R, M]; gamma, log_pc [R, K]; w_rows [R];
+    e.g. [B, 1, D] and [B, Nn, D]); mean, logvar [R, M]; gamma, log_pc [R, K]; w_rows [R];
     gmm_mean, gmm_std [M, K] (only std**2 is used, so std may go negative).
     The coefficient 1/2 on E[log p(z|c)] is the code's (Q10).
     """
@@ -68,15 +70,14 @@ def elbo_terms(target, recon, mean, logvar, gamma, log_pc, w_rows, gmm_mean, gmm
 
 
 def to_rows(a):
-    """[B, Nn, ...] -> [Nn * B, ...], column-major like the original."""
+    """[B, Nn, ...] -> [B * Nn, ...], row r = i * Nn + j."""
     a = tf.convert_to_tensor(a)
-    perm = [1, 0] + list(range(2, len(a.shape)))
-    return tf.reshape(tf.transpose(a, perm), [-1] + list(a.shape[2:]))
+    return tf.reshape(a, [-1] + list(a.shape[2:]))
 
 
-def from_rows(a, batch):
-    """[Nn * B, K] -> [B, Nn, K]."""
-    return tf.transpose(tf.reshape(a, [-1, batch, a.shape[-1]]), [1, 0, 2])
+def from_rows(a, neighbours):
+    """[B * Nn, ...] -> [B, Nn, ...]."""
+    return tf.reshape(a, [-1, neighbours] + list(a.shape[1:]))
 
 
 def forward_terms(net, x_nbrs, w, eps, config):
@@ -88,16 +89,16 @@ def forward_terms(net, x_nbrs, w, eps, config):
     configured classifier input, also without gradient.
     """
     batch = tf.shape(x_nbrs)[0]
-    x_rows = to_rows(x_nbrs)
-    target = x_nbrs[None, :, 0, :]            # [1, B, D], broadcast over the Nn columns
-    w_rows = tf.reshape(tf.transpose(w), [-1])
-    mean, logvar = net.encoder(x_rows)
+    nn = x_nbrs.shape[1]
+    target = x_nbrs[:, :1, :]                 # [B, 1, D], broadcast over the Nn columns
+    w_rows = to_rows(w)
+    mean, logvar = net.encoder(to_rows(x_nbrs))
     z = mean + tf.exp(0.5 * logvar) * to_rows(eps)
-    recon = tf.reshape(net.decoder(z), [x_nbrs.shape[1], batch, x_nbrs.shape[2]])
+    recon = from_rows(net.decoder(z), nn)     # [B, Nn, D]
     gamma_mean = net.classify(mean)
     gamma = gamma_mean if config.classifier_input == "mean" else net.classify(z)
     prior_source = gamma_mean if config.prior == "code" else gamma
-    pc = prior_tf(from_rows(tf.stop_gradient(prior_source), batch), w, config.prior)
+    pc = prior_tf(from_rows(tf.stop_gradient(prior_source), nn), w, config.prior)
     log_pc = tf.math.log(pc)                  # no epsilon, as the original
     if config.prior == "paper":
         # The code's pc has no epsilon inside the log: if every gamma of a cluster in a
@@ -106,7 +107,7 @@ def forward_terms(net, x_nbrs, w, eps, config):
         # paper's pi is 0 only where all the gammas multiplying its log are 0, and its
         # formula takes the limit 0 log 0 = 0 there.
         log_pc = tf.where(pc > 0, log_pc, 0.0)
-    log_pc = tf.tile(log_pc, [x_nbrs.shape[1], 1])
+    log_pc = tf.repeat(log_pc, nn, axis=0)    # row i * Nn + j gets sample i's prior
     terms = elbo_terms(target, recon, mean, logvar, gamma, log_pc, w_rows,
                        net.gmm.mean, net.gmm.std)
     loss = -tf.add_n([terms[k] for k in TERMS]) / tf.cast(batch, tf.float32)

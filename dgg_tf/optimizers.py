@@ -4,14 +4,40 @@ The original uses ``torch.optim.Adam`` / ``SGD`` with ``weight_decay``: an L2
 term ``weight_decay * param`` added to the gradient before the update. Keras'
 own ``weight_decay`` is decoupled (AdamW-style) and Keras' Adam places epsilon
 differently, so neither is the same computation; these classes are.
+
+Both run their whole update in one XLA-compiled function (``OnePassUpdate``).
 """
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 
-class TorchAdam(keras.optimizers.Optimizer):
+class OnePassUpdate(keras.optimizers.Optimizer):
+    """Runs ``update_step`` for every variable inside one XLA-compiled function.
+
+    Without it each elementwise operation of an update is its own TensorFlow kernel
+    and its own pass over the 3.4 M DGG parameters: about 15 passes for Adam, some
+    9 ms of a 0.22 s float32 training step. XLA fuses them into one pass per tensor
+    (about 4 ms). The operations are the same float32 ones; XLA may contract
+    ``a * b + c`` into a fused multiply-add, so a result can differ from the unfused
+    kernels in the last bit (as PyTorch's own CPU kernels may).
+    """
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        variables = list(trainable_variables)
+        key = tuple(id(v) for v in variables)
+        cache = self.__dict__.setdefault("_one_pass", {})  # outside Keras tracking
+        if key not in cache:
+            def update_all(grads, learning_rate):
+                for gradient, variable in zip(grads, variables):
+                    self.update_step(gradient, variable, learning_rate)
+            cache[key] = tf.function(update_all, jit_compile=True)
+        cache[key](list(grads), tf.convert_to_tensor(learning_rate))
+
+
+class TorchAdam(OnePassUpdate):
     """``torch.optim.Adam(lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=l2)``."""
 
     def __init__(self, learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
@@ -44,7 +70,7 @@ class TorchAdam(keras.optimizers.Optimizer):
         self.assign_sub(variable, (lr / bias1) * m / denom)
 
 
-class TorchSGD(keras.optimizers.Optimizer):
+class TorchSGD(OnePassUpdate):
     """``torch.optim.SGD(lr, momentum, weight_decay=l2)`` (no dampening, no Nesterov):
     buf = momentum * buf + (g + l2 * p); p -= lr * buf."""
 

@@ -211,11 +211,11 @@ def _gammas(net, x_nbrs, eps):
     import tensorflow as tf
 
     from .objective import from_rows, to_rows
-    bsz = x_nbrs.shape[0]
+    nn = x_nbrs.shape[1]
     mean, logvar = net.encoder(to_rows(tf.constant(x_nbrs)))
     z = mean + tf.exp(0.5 * logvar) * to_rows(tf.constant(eps))
-    g_mean = from_rows(net.classify(mean), bsz).numpy().astype(np.float64)
-    g_sample = from_rows(net.classify(z), bsz).numpy().astype(np.float64)
+    g_mean = from_rows(net.classify(mean), nn).numpy().astype(np.float64)
+    g_sample = from_rows(net.classify(z), nn).numpy().astype(np.float64)
     return g_mean, g_sample
 
 
