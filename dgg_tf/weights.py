@@ -89,13 +89,29 @@ def set_params(model, params: dict, partial: bool = False, source: str = "params
     return assigned
 
 
+def source_commit() -> str:
+    """The git commit of this dgg_tf checkout, '+dirty' if it has uncommitted changes
+    to tracked files; 'unknown' outside a git checkout (e.g. an installed copy)."""
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        def git(*cmd):
+            return subprocess.run(["git", "-C", root, *cmd], capture_output=True, text=True,
+                                  timeout=10, check=True).stdout.strip()
+        commit = git("rev-parse", "HEAD")
+        return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
 def library_versions() -> dict:
     import keras
     import sklearn
     import tensorflow as tf
     return {"python": platform.python_version(), "numpy": np.__version__,
             "tensorflow": tf.__version__, "keras": keras.__version__,
-            "scikit-learn": sklearn.__version__, "h5py": h5py.__version__}
+            "scikit-learn": sklearn.__version__, "h5py": h5py.__version__,
+            "dgg_tf_commit": source_commit()}
 
 
 def save_weights_h5(path, params: dict, provenance: dict | None = None):

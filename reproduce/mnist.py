@@ -389,7 +389,7 @@ def run(args, x=None, y=None, hooks=None):
                 run_info_old = json.load(f)
         run_info = {**run_info_old, "resumed": run_info_old.get("resumed", []) + [
             {"at": run_info["started"], "from_epoch": resumed, "command": command,
-             "epochs": config.epochs}], "epochs": config.epochs}
+             "epochs": config.epochs, "library_versions": versions}], "epochs": config.epochs}
         run_info["config"]["epochs"] = config.epochs
     else:
         if args.resume:

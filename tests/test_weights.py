@@ -284,3 +284,21 @@ def test_partial_set_params_into_dgg_and_autoencoder(tmp_path):
     assert_same(get_params(ae), params)
     with pytest.raises(WeightsError, match="names do not match the model"):
         set_params(net, loaded)  # not partial: logvar/classifier/gmm missing
+
+
+def test_source_commit_of_this_checkout_and_outside_git(tmp_path, monkeypatch):
+    import subprocess
+
+    from dgg_tf import weights
+    commit = weights.source_commit()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(weights.__file__)))
+    if os.path.isdir(os.path.join(root, ".git")):
+        head = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,
+                              text=True).stdout.strip()
+        assert commit.split("+")[0] == head and len(head) == 40
+    assert weights.library_versions()["dgg_tf_commit"] == commit
+
+    def no_git(*a, **k):
+        raise FileNotFoundError("git")
+    monkeypatch.setattr(subprocess, "run", no_git)
+    assert weights.source_commit() == "unknown"
