@@ -81,7 +81,7 @@ def from_rows(a, neighbours):
 
 
 def forward_terms(net, x_nbrs, w, eps, config):
-    """Forward pass of one step: returns (terms dict, loss, gamma of the x_mean rows).
+    """Forward pass of one step: returns (terms dict, loss, gamma [R, K] of the loss).
 
     x_nbrs [B, Nn, D], w [B, Nn], eps [B, Nn, M] (reparameterisation noise).
     The code prior uses f2(x_mean) of these same (pre-step) weights without
@@ -111,7 +111,7 @@ def forward_terms(net, x_nbrs, w, eps, config):
     terms = elbo_terms(target, recon, mean, logvar, gamma, log_pc, w_rows,
                        net.gmm.mean, net.gmm.std)
     loss = -tf.add_n([terms[k] for k in TERMS]) / tf.cast(batch, tf.float32)
-    return terms, loss, gamma_mean
+    return terms, loss, gamma
 
 
 def check_batch(x_nbrs, w, eps, config):

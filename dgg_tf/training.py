@@ -145,6 +145,14 @@ def torch_bce_mean(recon, target):
                            + (1.0 - target) * tf.maximum(tf.math.log(1.0 - recon), -100.0))
 
 
+# Per-step values recorded as their epoch mean. Besides these and the loss terms, an
+# epoch records gamma_sq_sum = sum over its steps of sum_rk gamma_rk^2, the value the
+# original prints as "Entropy" (a confidence: each row gives between 1/K and 1).
+# The original also prints "Reconstruction Loss" as the SUM of recon_bce over the
+# steps and "GMM variance1", our gmm_std_mean.
+STEP_MEANS = ("recon_bce", "gmm_variance", "gmm_std_mean")
+
+
 class DGGTrainer:
     """Runs DGG epochs over a neighbour table; one instance holds the network, the
     optimiser and the random state, so a run can be checkpointed and resumed."""
@@ -161,16 +169,18 @@ class DGGTrainer:
     def _train_step(self, x_nbrs, w, eps):
         net = self.net
         with tf.GradientTape() as tape:
-            terms, loss, _ = forward_terms(net, x_nbrs, w, eps, self.config)
+            terms, loss, gamma = forward_terms(net, x_nbrs, w, eps, self.config)
         variables = net.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         # the original's evaluation after the step (Q12): the B samples themselves
         x_self = x_nbrs[:, 0, :]
         mean, _ = net.encoder(x_self)
-        pred = tf.argmax(net.classify(mean), axis=1)
-        bce = torch_bce_mean(net.decoder(mean), x_self)
-        variance = tf.reduce_mean(tf.square(net.gmm.std))
-        return terms, loss, pred, bce, variance
+        logs = {"pred": tf.argmax(net.classify(mean), axis=1),
+                "recon_bce": torch_bce_mean(net.decoder(mean), x_self),
+                "gmm_variance": tf.reduce_mean(tf.square(net.gmm.std)),
+                "gmm_std_mean": tf.reduce_mean(net.gmm.std),
+                "gamma_sq_sum": tf.reduce_sum(tf.square(gamma))}   # pre-step gamma, as printed
+        return terms, loss, logs
 
     def batch_inputs(self, x, table, idx):
         """Gather one batch: x_nbrs [B, Nn, D], weights [B, Nn], noise [B, Nn, M]."""
@@ -213,13 +223,12 @@ class DGGTrainer:
         order = self.rng.permutation(len(x))
         steps = -(-len(x) // cfg.batch_size)
         bar = keras.utils.Progbar(steps, verbose=verbose, stateful_metrics=["loss"])
-        sums = dict.fromkeys(TERMS + ("loss", "recon_bce", "gmm_variance"), 0.0)
+        sums = dict.fromkeys(TERMS + ("loss",) + STEP_MEANS + ("gamma_sq_sum",), 0.0)
         preds, t0 = [], time.time()
         for s in range(steps):
             idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
             x_nbrs, w, eps = self.batch_inputs(x, table, idx)
-            terms, loss, pred, bce, variance = self._step(
-                tf.constant(x_nbrs), tf.constant(w), tf.constant(eps))
+            terms, loss, logs = self._step(tf.constant(x_nbrs), tf.constant(w), tf.constant(eps))
             loss = float(loss)
             if not np.isfinite(loss):
                 raise TrainingError(f"loss is {loss} at epoch {epoch + 1}, batch {s + 1}/{steps}; "
@@ -227,12 +236,13 @@ class DGGTrainer:
             for k in TERMS:
                 sums[k] += float(terms[k]) / len(idx)
             sums["loss"] += loss
-            sums["recon_bce"] += float(bce)
-            sums["gmm_variance"] += float(variance)
-            preds.append(pred.numpy())
+            for k in STEP_MEANS + ("gamma_sq_sum",):
+                sums[k] += float(logs[k])
+            preds.append(logs["pred"].numpy())
             bar.update(s + 1, [("loss", sums["loss"] / (s + 1))])
         record = {"epoch": epoch + 1, "lr": lr}
-        record.update({k: v / steps for k, v in sums.items()})
+        record.update({k: v / steps for k, v in sums.items() if k != "gamma_sq_sum"})
+        record["gamma_sq_sum"] = sums["gamma_sq_sum"]
         if labels is not None:
             running = np.concatenate(preds)
             full = predict(self.net, x)

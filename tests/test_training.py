@@ -81,9 +81,12 @@ def test_end_to_end_tiny_run(digits, pretrained):
     history = trainer.fit(x, table, y, verbose=0)
     assert [r["epoch"] for r in history] == [1, 2, 3]
     assert [r["lr"] for r in history] == [0.002] * 3
+    rows = len(x) * (SMALL.num_neighbors + 1)
     for r in history:
         assert np.isfinite([r[k] for k in ("loss", "reconstruction", "gmm", "prior", "recon_bce")]).all()
         assert 0 < r["gmm_variance"]
+        assert r["gmm_std_mean"] ** 2 <= r["gmm_variance"]          # Jensen
+        assert rows / 10 <= r["gamma_sq_sum"] <= rows                 # 1/K <= sum_k gamma^2 <= 1 per row
     # The objective falls every epoch and the clustering stays informative. Whether 3
     # epochs beat the pretrained classifier depends on the trajectory: the double-softmax
     # classifier (Q5) is weak on 1700 digits, and in trials over seeds (and over
