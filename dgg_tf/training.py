@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import resource
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import keras
 import numpy as np
@@ -192,24 +191,6 @@ class DGGTrainer:
                                        dtype=np.float32)
         return x_nbrs, w, eps
 
-    def _batches(self, x, table, order, steps):
-        """The epoch's (indices, step inputs), in order. Batch s + 1 is gathered by a
-        worker thread while step s runs (TensorFlow releases the GIL); one worker, in
-        order, so the noise is drawn in the same sequence as without it."""
-        bs = self.config.batch_size
-
-        def gather(s):
-            idx = order[s * bs:(s + 1) * bs]
-            return idx, tuple(tf.constant(a) for a in self.batch_inputs(x, table, idx))
-
-        with ThreadPoolExecutor(1) as pool:
-            upcoming = pool.submit(gather, 0)
-            for s in range(steps):
-                current = upcoming.result()
-                if s + 1 < steps:
-                    upcoming = pool.submit(gather, s + 1)
-                yield current
-
     def check_inputs(self, x, table, labels=None):
         cfg = self.config
         if x.ndim != 2 or x.shape[1] != cfg.input_dim:
@@ -244,8 +225,10 @@ class DGGTrainer:
         bar = keras.utils.Progbar(steps, verbose=verbose, stateful_metrics=["loss"])
         sums = dict.fromkeys(TERMS + ("loss",) + STEP_MEANS + ("gamma_sq_sum",), 0.0)
         preds, t0 = [], time.time()
-        for s, (idx, inputs) in enumerate(self._batches(x, table, order, steps)):
-            terms, loss, logs = self._step(*inputs)
+        for s in range(steps):
+            idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+            x_nbrs, w, eps = self.batch_inputs(x, table, idx)
+            terms, loss, logs = self._step(tf.constant(x_nbrs), tf.constant(w), tf.constant(eps))
             loss = float(loss)
             if not np.isfinite(loss):
                 raise TrainingError(f"loss is {loss} at epoch {epoch + 1}, batch {s + 1}/{steps}; "
