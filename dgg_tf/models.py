@@ -69,8 +69,8 @@ class Encoder(layers.Layer):
         Dense calls, but the 2000-wide h is read once, and its gradient is one product
         instead of two products and a sum (about 3 ms of a 0.22 s float32 step)."""
         heads = (self.mean_head, self.logvar_head)
-        kernel = ops.concatenate([ops.cast(l.kernel, h.dtype) for l in heads], axis=1)
-        bias = ops.concatenate([ops.cast(l.bias, h.dtype) for l in heads], axis=0)
+        kernel = ops.concatenate([ops.cast(head.kernel, h.dtype) for head in heads], axis=1)
+        bias = ops.concatenate([ops.cast(head.bias, h.dtype) for head in heads], axis=0)
         out = ops.cast(tf.nn.bias_add(ops.matmul(h, kernel), bias), "float32")
         return out[:, :self.mean_head.units], out[:, self.mean_head.units:]
 

@@ -91,13 +91,16 @@ def set_params(model, params: dict, partial: bool = False, source: str = "params
 
 def source_commit() -> str:
     """The git commit of this dgg_tf checkout, '+dirty' if it has uncommitted changes
-    to tracked files; 'unknown' outside a git checkout (e.g. an installed copy)."""
+    to tracked files; 'unknown' unless dgg_tf sits at the top of its own git checkout
+    (e.g. an installed copy, or one inside another project's repository)."""
     import subprocess
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
         def git(*cmd):
             return subprocess.run(["git", "-C", root, *cmd], capture_output=True, text=True,
                                   timeout=10, check=True).stdout.strip()
+        if os.path.realpath(git("rev-parse", "--show-toplevel")) != os.path.realpath(root):
+            return "unknown"
         commit = git("rev-parse", "HEAD")
         return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
     except (OSError, subprocess.SubprocessError):
