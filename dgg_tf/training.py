@@ -145,12 +145,13 @@ def torch_bce_mean(recon, target):
                            + (1.0 - target) * tf.maximum(tf.math.log(1.0 - recon), -100.0))
 
 
-# Per-step values recorded as their epoch mean. Besides these and the loss terms, an
-# epoch records gamma_sq_sum = sum over its steps of sum_rk gamma_rk^2, the value the
-# original prints as "Entropy" (a confidence: each row gives between 1/K and 1).
-# The original also prints "Reconstruction Loss" as the SUM of recon_bce over the
-# steps and "GMM variance1", our gmm_std_mean.
+# Per-step logs an epoch records as their mean (STEP_MEANS) or their sum (STEP_SUMS).
+# gamma_sq_sum = sum_rk gamma_rk^2 is what the original prints as "Entropy" (a
+# confidence: each row gives between 1/K and 1). The original also prints
+# "Reconstruction Loss" as the SUM of recon_bce over the steps and "GMM variance1",
+# our gmm_std_mean.
 STEP_MEANS = ("recon_bce", "gmm_variance", "gmm_std_mean")
+STEP_SUMS = ("gamma_sq_sum",)
 
 
 class DGGTrainer:
@@ -223,7 +224,7 @@ class DGGTrainer:
         order = self.rng.permutation(len(x))
         steps = -(-len(x) // cfg.batch_size)
         bar = keras.utils.Progbar(steps, verbose=verbose, stateful_metrics=["loss"])
-        sums = dict.fromkeys(TERMS + ("loss",) + STEP_MEANS + ("gamma_sq_sum",), 0.0)
+        sums = dict.fromkeys(TERMS + ("loss",) + STEP_MEANS + STEP_SUMS, 0.0)
         preds, t0 = [], time.time()
         for s in range(steps):
             idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
@@ -236,13 +237,12 @@ class DGGTrainer:
             for k in TERMS:
                 sums[k] += float(terms[k]) / len(idx)
             sums["loss"] += loss
-            for k in STEP_MEANS + ("gamma_sq_sum",):
+            for k in STEP_MEANS + STEP_SUMS:
                 sums[k] += float(logs[k])
             preds.append(logs["pred"].numpy())
             bar.update(s + 1, [("loss", sums["loss"] / (s + 1))])
         record = {"epoch": epoch + 1, "lr": lr}
-        record.update({k: v / steps for k, v in sums.items() if k != "gamma_sq_sum"})
-        record["gamma_sq_sum"] = sums["gamma_sq_sum"]
+        record.update({k: v if k in STEP_SUMS else v / steps for k, v in sums.items()})
         if labels is not None:
             running = np.concatenate(preds)
             full = predict(self.net, x)
