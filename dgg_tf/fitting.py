@@ -1,0 +1,112 @@
+"""What every stage needs to train the Keras way (``fit`` + callbacks): seeded
+per-epoch batches as a ``tf.data`` pipeline, the PyTorch StepLR schedule as a
+callback, a per-epoch checkpoint hook and a non-finite-loss stop.
+
+Batches are drawn statelessly: epoch e's order is a fixed function of (seed, e), and
+a batch's noise a fixed function of (seed, e, step). A run resumed at an epoch
+boundary therefore sees exactly the batches and noise of an uninterrupted run, with
+no random-generator state to save, and a batch split over several replicas
+(``tf.distribute``) carries the same noise as on one device.
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from .optimizers import step_lr
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite loss, bad inputs)."""
+
+
+def steps_per_epoch(n, batch_size):
+    """Batches per epoch, the last one possibly smaller (as PyTorch's DataLoader)."""
+    return -(-int(n) // int(batch_size))
+
+
+def epoch_order(n, seed, epoch):
+    """The permutation of range(n) for one epoch: int32 [n], a function of (seed, epoch)."""
+    return tf.random.experimental.index_shuffle(
+        tf.range(n, dtype=tf.int64), seed=tf.stack([tf.cast(seed, tf.int64),
+                                                    tf.cast(epoch, tf.int64)]),
+        max_index=n - 1)
+
+
+def batch_noise(shape, seed, epoch, step, salt=1):
+    """Standard normal noise of one batch, a function of (seed, epoch, step)."""
+    key = tf.cast(seed, tf.int64) * 1_000_003 + salt
+    return tf.random.stateless_normal(
+        shape, seed=tf.stack([key, tf.cast(epoch, tf.int64) * 1_000_003
+                              + tf.cast(step, tf.int64)]), alg="philox")
+
+
+def index_batches(n, batch_size, seed, first_epoch, last_epoch, make_batch=None):
+    """A ``tf.data.Dataset`` of the batches of epochs first_epoch..last_epoch-1.
+
+    Each element is ``make_batch(index, epoch, step)`` (default: the int64 index vector
+    itself) where ``index`` [b] holds the rows of that batch in the epoch's order.
+    Train on it with ``fit(..., steps_per_epoch=steps_per_epoch(n, batch_size),
+    epochs=last_epoch, initial_epoch=first_epoch)``: Keras then keeps one iterator
+    across epochs.
+    """
+    n, batch_size = int(n), int(batch_size)
+    steps = steps_per_epoch(n, batch_size)
+    make_batch = make_batch or (lambda index, epoch, step: index)
+
+    def epoch_batches(epoch):
+        order = epoch_order(n, seed, epoch)
+
+        def one(step):
+            start = step * batch_size
+            index = order[start:tf.minimum(start + batch_size, n)]
+            return make_batch(index, epoch, step)
+        return tf.data.Dataset.range(steps).map(one)
+
+    ds = tf.data.Dataset.range(first_epoch, last_epoch).flat_map(epoch_batches)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def step_lr_callback(base, gamma, step, mode="code"):
+    """Keras' LearningRateScheduler with the original's StepLR (``step_lr``: in
+    "code" mode the schedule is stepped at epoch start, one epoch early: Q8)."""
+    return keras.callbacks.LearningRateScheduler(
+        lambda epoch, lr=None: step_lr(base, gamma, step, epoch, mode))
+
+
+class EpochEnd(keras.callbacks.Callback):
+    """Calls ``fn(epoch, logs)`` after every epoch (checkpoints, files, hooks).
+
+    Keras' ModelCheckpoint writes weights or a .keras file in place; our checkpoints
+    also hold the run's history and metadata and are written to a temporary name and
+    renamed, so a kill at any moment leaves the previous checkpoint intact."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.fn(epoch, logs if logs is not None else {})
+
+
+class NonFiniteStop(keras.callbacks.Callback):
+    """Stops training with a ``TrainingError`` naming the epoch and batch of the first
+    non-finite loss. Keras' TerminateOnNaN stops silently and names neither.
+
+    Reads the model's ``nonfinite_step`` log (the 1-based step of the epoch whose loss
+    was first non-finite, 0 if none), so it works with several steps per execution."""
+
+    def __init__(self, steps):
+        super().__init__()
+        self.steps = steps
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(float((logs or {}).get("nonfinite_step", 0)))
+        if step > 0:
+            self.model.stop_training = True
+            raise TrainingError(f"loss is not finite at epoch {self.epoch + 1}, batch "
+                                f"{step}/{self.steps}; training stopped")
