@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Iterable
 
 #: Allowed values of every switch (the first one is the original code's).
@@ -114,8 +115,13 @@ class DGGConfig:
                 continue
             if f.type in ("int", "float") and not isinstance(value, (int, float)):
                 raise ValueError(f"config: {f.name} must be a number, got {value!r}")
+            if f.type == "float" and not math.isfinite(value):
+                raise ValueError(f"config: {f.name} must be a finite number, got {value}")
             if f.type in ("int", "float") and value < 0:
                 raise ValueError(f"config: {f.name} must be non-negative, got {value}")
+        if not self.sigma > 0:
+            raise ValueError(f"config: sigma must be a finite number > 0, got {self.sigma} (it "
+                             "divides the distances of the similarity weights)")
         positive = ("batch_size", "latent_dim", "n_clusters", "input_dim", "kmeans_n_init",
                     "classifier_batch_size", "siamese_batch_size", "layerwise_batch_size",
                     "finetune_batch_size", "dec_batch_size", "lr_step", "classifier_lr_step",

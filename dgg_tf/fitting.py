@@ -41,11 +41,12 @@ def batch_noise(shape, seed, epoch, step, salt=1):
                               + tf.cast(step, tf.int64)]), alg="philox")
 
 
-def index_batches(n, batch_size, seed, first_epoch, last_epoch, make_batch=None):
+def index_batches(n, batch_size, seed, first_epoch, last_epoch, make_batch=None, stream=0):
     """A ``tf.data.Dataset`` of the batches of epochs first_epoch..last_epoch-1.
 
     Each element is ``make_batch(index, epoch, step)`` (default: the int64 index vector
     itself) where ``index`` [b] holds the rows of that batch in the epoch's order.
+    ``stream`` tells apart the stages that share a seed (classifier pretraining, DGG).
     Train on it with ``fit(..., steps_per_epoch=steps_per_epoch(n, batch_size),
     epochs=last_epoch, initial_epoch=first_epoch)``: Keras then keeps one iterator
     across epochs.
@@ -55,7 +56,7 @@ def index_batches(n, batch_size, seed, first_epoch, last_epoch, make_batch=None)
     make_batch = make_batch or (lambda index, epoch, step: index)
 
     def epoch_batches(epoch):
-        order = epoch_order(n, seed, epoch)
+        order = epoch_order(n, seed * 1000 + stream, epoch)
 
         def one(step):
             start = step * batch_size
@@ -93,19 +94,19 @@ class NonFiniteStop(keras.callbacks.Callback):
     """Stops training with a ``TrainingError`` naming the epoch and batch of the first
     non-finite loss. Keras' TerminateOnNaN stops silently and names neither.
 
-    Reads the model's ``nonfinite_step`` log (the 1-based step of the epoch whose loss
-    was first non-finite, 0 if none), so it works with several steps per execution."""
+    Reads ``metric`` (a ``metrics.FirstNonFinite``: the 1-based step of the epoch whose
+    loss was first non-finite, 0 if none), so it works with several steps per execution."""
 
-    def __init__(self, steps):
+    def __init__(self, steps, metric):
         super().__init__()
-        self.steps = steps
+        self.steps, self.metric = steps, metric
         self.epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        step = int(float((logs or {}).get("nonfinite_step", 0)))
+        step = int(keras.ops.convert_to_numpy(self.metric.result()))
         if step > 0:
             self.model.stop_training = True
             raise TrainingError(f"loss is not finite at epoch {self.epoch + 1}, batch "

@@ -3,8 +3,11 @@ and (below) exact nearest neighbours and the neighbour table (section 2)."""
 from __future__ import annotations
 
 import numpy as np
+import tensorflow as tf
 
-SIMILARITIES = ("no_inform", "gauss", "inv_gauss", "student_t", "kl")
+from .config import CHOICES
+
+SIMILARITIES = CHOICES["similarity"]
 SIGMA_ROW = 11  # Q7: the original divides by row 11 of the batch's sorted distances
 
 
@@ -36,8 +39,9 @@ def similarity_weights(x_nbrs, sigma=10.0, kind="no_inform", sigma_mode="code"):
                          f"{x_nbrs.shape}")
     if kind not in SIMILARITIES:
         raise ValueError(f"similarity kind {kind!r} unknown; choose one of {', '.join(SIMILARITIES)}")
-    if sigma_mode not in ("code", "honoured"):
-        raise ValueError(f"sigma_mode must be 'code' or 'honoured', got {sigma_mode!r}")
+    if sigma_mode not in CHOICES["sigma_mode"]:
+        raise ValueError(f"sigma_mode must be one of {', '.join(CHOICES['sigma_mode'])}, "
+                         f"got {sigma_mode!r}")
     batch, nn = x_nbrs.shape[:2]
     if sigma_mode == "code" and batch <= SIGMA_ROW:
         raise ValueError(
@@ -66,6 +70,43 @@ def similarity_weights(x_nbrs, sigma=10.0, kind="no_inform", sigma_mode="code"):
         if kind != "gauss":
             s = s / s.sum(axis=1, keepdims=True)
     return s.astype(np.float32)
+
+
+def needs_distances(kind):
+    """Whether a similarity kind depends on the inputs (else its weights are constant)."""
+    return kind not in ("no_inform", "kl")
+
+
+def similarity_weights_tf(x_nbrs, sigma=10.0, kind="no_inform", sigma_mode="code",
+                          sigma_row=None):
+    """``similarity_weights`` inside the TensorFlow step (on the device, no host trip).
+
+    ``sigma_row`` [Nn, D] is batch row ``SIGMA_ROW``'s columns, needed by
+    ``sigma_mode="code"`` (Q7) for a distance kind: passed separately so that a replica
+    holding part of the batch still divides by the whole batch's row. Same float32
+    formulas as the NumPy version; a sum over D may round differently.
+    """
+    nn = x_nbrs.shape[1]
+    if not needs_distances(kind):
+        w = similarity_weights(np.zeros((SIGMA_ROW + 1, nn, 1), np.float32), sigma, kind,
+                               sigma_mode)[0]
+        return tf.tile(tf.constant(w)[None], [tf.shape(x_nbrs)[0], 1])
+    dist = tf.reduce_sum(tf.square(x_nbrs - x_nbrs[:, :1, :]), axis=-1)      # [B, Nn]
+    if sigma_mode == "code":
+        row = tf.reduce_sum(tf.square(sigma_row - sigma_row[:1]), axis=-1)   # [Nn]
+        dist = dist / tf.sort(row)[None, :]
+    else:
+        dist = dist / tf.constant(sigma, tf.float32)
+    if kind == "gauss":
+        s = tf.exp(-dist)
+    elif kind == "inv_gauss":
+        s = tf.exp(dist)
+    else:  # student_t
+        s = 1.0 / (1.0 + dist)
+    s = tf.concat([tf.reduce_sum(s[:, 1:], axis=1, keepdims=True), s[:, 1:]], axis=1)
+    if kind != "gauss":
+        s = s / tf.reduce_sum(s, axis=1, keepdims=True)
+    return s
 
 
 # ----------------------------------------------------------------------------

@@ -18,6 +18,8 @@ import tensorflow as tf
 from keras import layers, ops
 
 from .config import DGGConfig
+from .metrics import FirstNonFinite, StepMean, StepSum
+from .objective import TERMS, forward_terms
 
 
 def torch_default_dense(units, name, fan_in, activation=None, dtype=None):
@@ -103,13 +105,37 @@ class GMMParams(layers.Layer):
         shape = (config.latent_dim, config.n_clusters)
         self.mean = self.add_weight(shape=shape, initializer="random_normal", name="mean")
         self.std = self.add_weight(shape=shape, initializer="ones", name="std")
+        self.built = True
 
 
+# Per-step logs of the training step, as an epoch records them: the mean over the
+# steps (STEP_MEANS: the ELBO terms divided by the batch size, the loss, and the
+# post-step evaluation) or the sum (STEP_SUMS). gamma_sq_sum = sum_rk gamma_rk^2 is what
+# the original prints as "Entropy" (a confidence: each row gives between 1/K and 1); it
+# prints "Reconstruction Loss" as the SUM of recon_bce over the steps and "GMM
+# variance1", our gmm_std_mean.
+STEP_MEANS = TERMS + ("loss", "recon_bce", "gmm_variance", "gmm_std_mean")
+STEP_SUMS = ("gamma_sq_sum",)
+
+
+def torch_bce_mean(recon, target):
+    """F.binary_cross_entropy: mean over elements, log clamped at -100."""
+    return -tf.reduce_mean(target * tf.maximum(tf.math.log(recon), -100.0)
+                           + (1.0 - target) * tf.maximum(tf.math.log(1.0 - recon), -100.0))
+
+
+@keras.saving.register_keras_serializable(package="dgg_tf")
 class DGGNetwork(keras.Model):
-    """The trainable parts of DGG: encoder (mean, logvar), decoder, classifier f2, GMM."""
+    """The trainable parts of DGG: encoder (mean, logvar), decoder, classifier f2, GMM.
+
+    Trained the Keras way: ``training.compile_dgg`` compiles it with the original's
+    optimiser, and ``fit`` runs ``train_step`` on batches from ``training.dgg_dataset``.
+    """
 
     def __init__(self, config: DGGConfig, **kwargs):
         super().__init__(**kwargs)
+        if isinstance(config, dict):
+            config = DGGConfig.from_dict(config)
         self.config = config
         self.encoder = Encoder(config, name="encoder")
         self.decoder = Decoder(config, name="decoder")
@@ -117,6 +143,9 @@ class DGGNetwork(keras.Model):
         self.classifier = torch_default_dense(config.n_clusters, "classifier",
                                               config.latent_dim, None, "float32")
         self.gmm = GMMParams(config)
+        self.step_metrics = [StepMean(name) for name in STEP_MEANS] + \
+            [StepSum(name) for name in STEP_SUMS] + [FirstNonFinite()]
+        self.feed = None   # a training.BatchFeed while fit runs (not saved with the model)
         self.build_all()
 
     def build_all(self):
@@ -124,6 +153,7 @@ class DGGNetwork(keras.Model):
         mean, _ = self.encoder(x)
         self.decoder(mean)
         self.classify(mean)
+        self.built = True
 
     def classify(self, h):
         return ops.softmax(self.classifier(h), axis=-1)
@@ -131,6 +161,57 @@ class DGGNetwork(keras.Model):
     def call(self, x):
         mean, _ = self.encoder(x)
         return self.classify(mean)
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable, "config": self.config.to_dict()}
+
+    # ------------------------------------------------------------------ training
+    def train_step(self, data):
+        """One step of the original. ``data`` is ``(x_nbrs, w, eps)`` (optionally with the
+        batch's labels as a fourth item): x_nbrs [B, Nn, D] (column 0 = the sample), graph
+        weights w [B, Nn], noise eps [B, Nn, M]. Returns that step's logs: each ELBO term
+        divided by B, the loss, and the original's post-step evaluation (recon_bce,
+        gmm_variance, gmm_std_mean, gamma_sq_sum, pred). Under ``fit`` the batches are
+        dicts of indices and noise (``training.dgg_dataset``), gathered here on the
+        device, and the logs are the epoch's running loss (``EpochRecorder`` reads the
+        other figures from ``step_metrics`` at the end of the epoch)."""
+        if isinstance(data, dict):
+            x_nbrs, w, eps, labels = self.feed.assemble(data)
+            self._step(x_nbrs, w, eps, labels)
+            return {"loss": self.step_metrics[STEP_MEANS.index("loss")].result()}
+        x_nbrs, w, eps = (ops.convert_to_tensor(a, "float32") for a in data[:3])
+        return self._step(x_nbrs, w, eps, data[3] if len(data) > 3 else None)
+
+    def _step(self, x_nbrs, w, eps, labels=None):
+        """Gradient step, post-step evaluation, logs summed over replicas, metrics."""
+        replica = tf.distribute.get_replica_context()
+        local = tf.cast(tf.shape(x_nbrs)[0], tf.float32)
+        total = replica.all_reduce("sum", local) if replica else local
+        with tf.GradientTape() as tape:
+            terms, loss, gamma = forward_terms(self, x_nbrs, w, eps, self.config, total)
+        variables = self.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        # the original's evaluation after the step (Q12): the B samples themselves
+        x_self = x_nbrs[:, 0, :]
+        mean, _ = self.encoder(x_self)
+        pred = tf.argmax(self.classify(mean), axis=1)
+        share = tf.cast(local / total, tf.float64)   # 1 on a single device
+        f64 = lambda t: tf.cast(t, tf.float64)       # noqa: E731
+        values = [f64(terms[k]) / f64(total) for k in TERMS] + [f64(loss)] + [
+            f64(v) * share for v in (torch_bce_mean(self.decoder(mean), x_self),
+                                     tf.reduce_mean(tf.square(self.gmm.std)),
+                                     tf.reduce_mean(self.gmm.std))] + [
+            f64(tf.reduce_sum(tf.square(gamma)))]    # pre-step gamma, as printed
+        values = tf.stack(values)
+        if replica:
+            values = replica.all_reduce("sum", values)
+        logs = dict(zip(STEP_MEANS + STEP_SUMS, tf.unstack(values)))
+        for metric in self.step_metrics[:-1]:
+            metric.update_state(logs[metric.name])
+        self.step_metrics[-1].update_state(logs["loss"])
+        if labels is not None and self.feed is not None and self.feed.running is not None:
+            self.feed.running.update_state(pred, labels)
+        return {**logs, "pred": pred}
 
 
 class Autoencoder(keras.Model):

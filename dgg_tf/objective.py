@@ -17,8 +17,9 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from .config import CHOICES
+
 TERMS = ("reconstruction", "gmm", "cluster_entropy", "latent_entropy", "prior")
-PRIORS = ("code", "paper")
 LOG_EPS = 1e-10  # the original's epsilon inside log(xhat), log(1 - xhat) and log(gamma)
 # Held in a variable so that TensorFlow's graph optimiser cannot fold it into a
 # constant: it rewrites (1 - xhat) + 1e-10 as (1 + 1e-10) - xhat, which in float32
@@ -38,7 +39,7 @@ def prior_tf(gamma_nbrs, w, mode):
     if mode == "code":
         return tf.einsum("bj,bjk->bk", w, gamma_nbrs)
     if mode != "paper":
-        raise ValueError(f"prior mode must be one of {', '.join(PRIORS)}, got {mode!r}")
+        raise ValueError(f"prior mode must be one of {', '.join(CHOICES['prior'])}, got {mode!r}")
     pairs = gamma_nbrs[:, :1, :] + gamma_nbrs[:, 1:, :]
     numerator = tf.einsum("bj,bjk->bk", w[:, 1:], pairs)
     return numerator / tf.reduce_sum(numerator, axis=1, keepdims=True)
@@ -80,10 +81,13 @@ def from_rows(a, neighbours):
     return tf.reshape(a, [-1, neighbours] + list(a.shape[1:]))
 
 
-def forward_terms(net, x_nbrs, w, eps, config):
+def forward_terms(net, x_nbrs, w, eps, config, batch_size=None):
     """Forward pass of one step: returns (terms dict, loss, gamma [R, K] of the loss).
 
-    x_nbrs [B, Nn, D], w [B, Nn], eps [B, Nn, M] (reparameterisation noise).
+    x_nbrs [B, Nn, D], w [B, Nn], eps [B, Nn, M] (reparameterisation noise). The loss
+    is -sum(terms) / batch_size, batch_size defaulting to B; a replica holding part of
+    a batch passes the whole batch's size, so that the replicas' losses (and gradients)
+    add up to the single-device ones.
     The code prior uses f2(x_mean) of these same (pre-step) weights without
     gradient, as the original's separate eval pass does; the paper prior uses the
     configured classifier input, also without gradient.
@@ -110,7 +114,9 @@ def forward_terms(net, x_nbrs, w, eps, config):
     log_pc = tf.repeat(log_pc, nn, axis=0)    # row i * Nn + j gets sample i's prior
     terms = elbo_terms(target, recon, mean, logvar, gamma, log_pc, w_rows,
                        net.gmm.mean, net.gmm.std)
-    loss = -tf.add_n([terms[k] for k in TERMS]) / tf.cast(batch, tf.float32)
+    if batch_size is None:
+        batch_size = tf.cast(batch, tf.float32)
+    loss = -tf.add_n([terms[k] for k in TERMS]) / batch_size
     return terms, loss, gamma
 
 

@@ -13,6 +13,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from .config import CHOICES
+
 
 class OnePassUpdate(keras.optimizers.Optimizer):
     """Runs ``update_step`` for every variable inside one XLA-compiled function.
@@ -28,6 +30,10 @@ class OnePassUpdate(keras.optimizers.Optimizer):
     """
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        if tf.distribute.has_strategy():
+            # Under tf.distribute, Keras' own path sums the replicas' gradients and updates
+            # each variable on every device; the update is the same formula, unfused.
+            return super()._backend_update_step(grads, trainable_variables, learning_rate)
         variables = list(trainable_variables)
         key = tuple(id(v) for v in variables)
         cache = self.__dict__.setdefault("_one_pass", {})  # outside Keras tracking
@@ -39,6 +45,7 @@ class OnePassUpdate(keras.optimizers.Optimizer):
         cache[key](list(grads), tf.convert_to_tensor(learning_rate))
 
 
+@keras.saving.register_keras_serializable(package="dgg_tf")
 class TorchAdam(OnePassUpdate):
     """``torch.optim.Adam(lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=l2)``."""
 
@@ -46,6 +53,10 @@ class TorchAdam(OnePassUpdate):
                  l2=0.0, name="torch_adam", **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         self.beta_1, self.beta_2, self.epsilon, self.l2 = beta_1, beta_2, epsilon, l2
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon, "l2": self.l2}
 
     def build(self, var_list):
         if self.built:
@@ -72,6 +83,7 @@ class TorchAdam(OnePassUpdate):
         self.assign_sub(variable, (lr / bias1) * m / denom)
 
 
+@keras.saving.register_keras_serializable(package="dgg_tf")
 class TorchSGD(OnePassUpdate):
     """``torch.optim.SGD(lr, momentum, weight_decay=l2)`` (no dampening, no Nesterov):
     buf = momentum * buf + (g + l2 * p); p -= lr * buf."""
@@ -79,6 +91,9 @@ class TorchSGD(OnePassUpdate):
     def __init__(self, learning_rate=0.01, momentum=0.0, l2=0.0, name="torch_sgd", **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         self.momentum, self.l2 = momentum, l2
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "l2": self.l2}
 
     def build(self, var_list):
         if self.built:
@@ -103,7 +118,8 @@ def step_lr(base, gamma, step, epoch, mode="code"):
     so epoch e runs at base * gamma ** ((e + 1) // step) (Q8: one epoch early).
     "nominal": base * gamma ** (e // step).
     """
-    if mode not in ("code", "nominal"):
-        raise ValueError(f"lr_schedule must be 'code' or 'nominal', got {mode!r}")
+    if mode not in CHOICES["lr_schedule"]:
+        raise ValueError(f"lr_schedule must be one of {', '.join(CHOICES['lr_schedule'])}, "
+                         f"got {mode!r}")
     k = (epoch + 1) // step if mode == "code" else epoch // step
     return float(base * gamma ** k)

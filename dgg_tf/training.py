@@ -1,8 +1,9 @@
 """DGG training (sections 4, 5 and 7): GMM initialisation from K-means, classifier
-pretraining, and the DGG training loop with the original's schedule and evaluation.
+pretraining, and DGG training through ``fit`` with the original's schedule and
+evaluation as callbacks.
 
-Batches are gathered per step from the (N, 1 + neighbours) index table: the
-original's N x 784 x 21 stacked tensor is never built.
+Batches are gathered per step from the (N, 1 + neighbours) index table, on the device:
+the original's N x 784 x 21 stacked tensor is never built.
 """
 from __future__ import annotations
 
@@ -15,15 +16,15 @@ import tensorflow as tf
 from sklearn.cluster import KMeans
 
 from .config import DGGConfig
-from .graph import SIGMA_ROW, similarity_weights
-from .metrics import cluster_acc, nmi
-from .models import DGGNetwork, encode_mean
-from .objective import TERMS, forward_terms
+from .fitting import (NonFiniteStop, TrainingError, batch_noise, index_batches,
+                      step_lr_callback, steps_per_epoch)
+from .graph import SIGMA_ROW, needs_distances, similarity_weights_tf
+from .metrics import Contingency, StepMean, cluster_acc, nmi
+from .models import STEP_MEANS, STEP_SUMS, DGGNetwork, encode_mean
 from .optimizers import TorchAdam, TorchSGD, step_lr
 
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (non-finite loss, bad inputs)."""
+__all__ = ["TrainingError", "DGGNetwork", "compile_dgg", "train_dgg", "dgg_dataset",
+           "pretrain_classifier", "init_gmm", "predict", "encode"]
 
 
 # ---------------------------------------------------------------- encoding
@@ -92,194 +93,234 @@ def init_gmm(net, x, labels_true, config: DGGConfig, verbose=1):
 
 
 # ---------------------------------------------------------------- classifier pretraining (section 5)
-def classifier_loss(probs, targets, kind):
-    """'double_softmax' (Q5): CrossEntropyLoss applied to softmax OUTPUTS, i.e. a second
-    log-softmax over probabilities; 'cross_entropy': -log p[target]."""
-    logits = probs if kind == "double_softmax" else tf.math.log(probs)
-    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits))
+def classifier_loss(logits, targets, kind):
+    """'double_softmax' (Q5, the code): CrossEntropyLoss applied to the softmax OUTPUTS,
+    i.e. a second log-softmax over probabilities. 'cross_entropy': -log softmax(logits)
+    of the target, computed from the logits (stable where the softmax saturates)."""
+    scores = tf.nn.softmax(logits) if kind == "double_softmax" else logits
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, scores))
 
 
-def pretrain_classifier(net, x_mean, targets, config: DGGConfig, labels_true=None, seed=0, verbose=1):
-    """Train f2 on the encoder means against the K-means labels; returns per-epoch history."""
-    opt = TorchSGD(config.classifier_lr, momentum=config.classifier_momentum,
-                   l2=config.classifier_weight_decay)
-    variables = net.classifier.trainable_variables
+class ClassifierPretrainer(keras.Model):
+    """Trains f2 (the DGG network's classifier layer, shared) alone on encoder means
+    against the K-means labels, with the original's SGD; logs the post-step agreement
+    with K-means and, with labels, the running ACC/NMI."""
 
-    @tf.function
-    def step(h, t):
+    def __init__(self, classifier, kind, n_classes=None, **kwargs):
+        super().__init__(**kwargs)
+        self.classifier, self.kind = classifier, kind
+        self.loss_mean = StepMean("loss")
+        self.agreement = keras.metrics.Mean("agreement_with_kmeans")
+        self.running = (Contingency(classifier.units, n_classes, "running")
+                        if n_classes else None)
+
+    def train_step(self, batch):
+        h, target = batch["h"], batch["target"]
         with tf.GradientTape() as tape:
-            loss = classifier_loss(net.classify(h), t, config.classifier_pretrain_loss)
-        opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        return loss, tf.argmax(net.classify(h), axis=1)
+            loss = classifier_loss(self.classifier(h), target, self.kind)
+        variables = self.classifier.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        pred = tf.argmax(self.classifier(h), axis=1, output_type=tf.int32)
+        self.loss_mean.update_state(loss)
+        self.agreement.update_state(tf.cast(tf.equal(pred, target), tf.float32))
+        if self.running is not None:
+            self.running.update_state(pred, batch["labels"])
+        return {"loss": self.loss_mean.result(),
+                "agreement_with_kmeans": self.agreement.result()}
 
-    rng = np.random.default_rng(seed)
-    n, bs = len(x_mean), config.classifier_batch_size
-    history = []
-    for epoch in range(config.classifier_epochs):
-        opt.learning_rate.assign(step_lr(config.classifier_lr, config.classifier_lr_gamma,
-                                         config.classifier_lr_step, epoch, config.lr_schedule))
-        order = rng.permutation(n)
-        losses, preds = [], []
-        for s in range(0, n, bs):
-            idx = order[s:s + bs]
-            loss, pred = step(tf.constant(x_mean[idx]), tf.constant(targets[idx], tf.int32))
-            losses.append(float(loss))
-            preds.append(pred.numpy())
-        preds = np.concatenate(preds)
-        row = {"epoch": epoch + 1, "loss": float(np.mean(losses)),
-               "agreement_with_kmeans": float(np.mean(preds == targets[order]))}
-        if labels_true is not None:
-            row["acc"] = cluster_acc(labels_true[order], preds)
-            row["nmi"] = nmi(labels_true[order], preds, "max")
-        history.append(row)
-        if verbose:
+
+class _ClassifierHistory(keras.callbacks.Callback):
+    """One history row per classifier epoch, as the original prints it."""
+
+    def __init__(self, history, verbose):
+        super().__init__()
+        self.history, self.verbose = history, verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.model.running is not None:
+            self.model.running.reset_state()
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1, "loss": float(logs["loss"]),
+               "agreement_with_kmeans": float(logs["agreement_with_kmeans"])}
+        if self.model.running is not None:
+            scores = self.model.running.scores()
+            row.update(acc=scores["acc"], nmi=scores["nmi"])
+        self.history.append(row)
+        if self.verbose:
             print("classifier " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-                                           for k, v in row.items()))
+                                           for k, v in row.items()), flush=True)
+
+
+def pretrain_classifier(net, x_mean, targets, config: DGGConfig, labels_true=None, seed=0,
+                        verbose=1):
+    """Train f2 on the encoder means against the K-means labels through ``fit``; returns
+    the per-epoch history (loss, agreement_with_kmeans, and acc/nmi given labels)."""
+    x_mean = np.asarray(x_mean, np.float32)
+    targets = np.asarray(targets, np.int32)
+    n_classes = None if labels_true is None else int(np.max(labels_true)) + 1
+    model = ClassifierPretrainer(net.classifier, config.classifier_pretrain_loss, n_classes)
+    model.compile(optimizer=TorchSGD(config.classifier_lr, momentum=config.classifier_momentum,
+                                     l2=config.classifier_weight_decay), jit_compile=False)
+    columns = {"h": tf.constant(x_mean), "target": tf.constant(targets)}
+    if labels_true is not None:
+        columns["labels"] = tf.constant(np.asarray(labels_true, np.int32))
+    data = index_batches(len(x_mean), config.classifier_batch_size, seed, 0,
+                         config.classifier_epochs, stream=1, make_batch=lambda index, e, s: {
+                             k: tf.gather(v, index) for k, v in columns.items()})
+    history = []
+    model.fit(data, epochs=config.classifier_epochs, verbose=0, shuffle=False,
+              steps_per_epoch=steps_per_epoch(len(x_mean), config.classifier_batch_size),
+              callbacks=[step_lr_callback(config.classifier_lr, config.classifier_lr_gamma,
+                                          config.classifier_lr_step, config.lr_schedule),
+                         _ClassifierHistory(history, verbose)])
     return history
 
 
 # ---------------------------------------------------------------- DGG training (section 7)
-def torch_bce_mean(recon, target):
-    """F.binary_cross_entropy: mean over elements, log clamped at -100."""
-    return -tf.reduce_mean(target * tf.maximum(tf.math.log(recon), -100.0)
-                           + (1.0 - target) * tf.maximum(tf.math.log(1.0 - recon), -100.0))
+def compile_dgg(net: DGGNetwork, config: DGGConfig = None, steps_per_execution=1):
+    """Compile ``net`` with the original's optimiser: PyTorch's Adam with L2 added to the
+    gradient. Not XLA-compiled as a whole (jit_compile=False): the step keeps the
+    kernels, and so the float32 rounding, of the step the replay check compares."""
+    config = config or net.config
+    net.compile(optimizer=TorchAdam(config.learning_rate, l2=config.weight_decay),
+                jit_compile=False, steps_per_execution=steps_per_execution)
+    net.optimizer.build(net.trainable_variables)   # its state can be restored before fit
+    return net
 
 
-# Per-step logs an epoch records as their mean (STEP_MEANS) or their sum (STEP_SUMS).
-# gamma_sq_sum = sum_rk gamma_rk^2 is what the original prints as "Entropy" (a
-# confidence: each row gives between 1/K and 1). The original also prints
-# "Reconstruction Loss" as the SUM of recon_bce over the steps and "GMM variance1",
-# our gmm_std_mean.
-STEP_MEANS = ("recon_bce", "gmm_variance", "gmm_std_mean")
-STEP_SUMS = ("gamma_sq_sum",)
+class BatchFeed:
+    """What ``fit``'s steps read on the device: the data x, from which each batch's
+    rows are gathered (one copy per device under tf.distribute), the graph weights'
+    settings, and the running (cluster, label) counts of the epoch."""
 
+    def __init__(self, x, config: DGGConfig, n_classes=None):
+        self.config = config
+        if tf.distribute.has_strategy():
+            self.x = tf.Variable(x, trainable=False, name="feed_x")
+        else:
+            gpus = tf.config.list_logical_devices("GPU")
+            with tf.device(gpus[0].name if gpus else "/CPU:0"):
+                self.x = tf.identity(tf.convert_to_tensor(x, tf.float32))
+        self.running = (Contingency(config.n_clusters, n_classes, "running")
+                        if n_classes else None)
 
-class DGGTrainer:
-    """Runs DGG epochs over a neighbour table; one instance holds the network, the
-    optimiser and the random state, so a run can be checkpointed and resumed."""
-
-    def __init__(self, net: DGGNetwork, config: DGGConfig):
-        self.net, self.config = net, config
-        self.optimizer = TorchAdam(config.learning_rate, l2=config.weight_decay)
-        self.optimizer.build(net.trainable_variables)
-        self.rng = np.random.default_rng(config.seed)
-        self.epoch = 0
-        self.history = []
-        self._step = tf.function(self._train_step, reduce_retracing=True)
-
-    def _train_step(self, x_nbrs, w, eps):
-        net = self.net
-        with tf.GradientTape() as tape:
-            terms, loss, gamma = forward_terms(net, x_nbrs, w, eps, self.config)
-        variables = net.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        # the original's evaluation after the step (Q12): the B samples themselves
-        x_self = x_nbrs[:, 0, :]
-        mean, _ = net.encoder(x_self)
-        logs = {"pred": tf.argmax(net.classify(mean), axis=1),
-                "recon_bce": torch_bce_mean(net.decoder(mean), x_self),
-                "gmm_variance": tf.reduce_mean(tf.square(net.gmm.std)),
-                "gmm_std_mean": tf.reduce_mean(net.gmm.std),
-                "gamma_sq_sum": tf.reduce_sum(tf.square(gamma))}   # pre-step gamma, as printed
-        return terms, loss, logs
-
-    def batch_inputs(self, x, table, idx):
-        """Gather one batch: x_nbrs [B, Nn, D], weights [B, Nn], noise [B, Nn, M]."""
+    def assemble(self, batch):
+        """x_nbrs, w, eps, labels of one batch from its indices and noise."""
         cfg = self.config
-        x_nbrs = x[table[idx, :cfg.num_neighbors + 1]]
-        w = similarity_weights(x_nbrs, cfg.sigma, cfg.similarity, cfg.sigma_mode)
-        eps = self.rng.standard_normal((len(idx), cfg.num_neighbors + 1, cfg.latent_dim),
-                                       dtype=np.float32)
-        return x_nbrs, w, eps
+        x_nbrs = tf.gather(self.x, batch["neighbors"])
+        sigma_row = (tf.gather(self.x, batch["sigma_neighbors"][0])
+                     if "sigma_neighbors" in batch else None)
+        w = similarity_weights_tf(x_nbrs, cfg.sigma, cfg.similarity, cfg.sigma_mode, sigma_row)
+        return x_nbrs, w, batch["eps"], batch.get("labels")
 
-    def check_inputs(self, x, table, labels=None):
-        cfg = self.config
-        if x.ndim != 2 or x.shape[1] != cfg.input_dim:
-            raise ValueError(f"x must be [N, {cfg.input_dim}], got {x.shape}")
-        if not np.all(np.isfinite(x)):
-            raise ValueError("x contains NaN or Inf")
-        if table.ndim != 2 or table.shape[0] != len(x) or table.shape[1] < cfg.num_neighbors + 1:
-            raise ValueError(f"neighbour table must be [N={len(x)}, >= {cfg.num_neighbors + 1}], "
-                             f"got {table.shape}")
-        if not np.issubdtype(table.dtype, np.integer) or table.min() < 0 or table.max() >= len(x):
-            raise ValueError(f"neighbour table indices must be integers in [0, {len(x)})")
-        if labels is not None and len(labels) != len(x):
-            raise ValueError(f"labels has {len(labels)} entries for {len(x)} samples")
-        last = len(x) % cfg.batch_size
-        if cfg.sigma_mode == "code" and 0 < last <= SIGMA_ROW:
-            raise ValueError(
-                f"N={len(x)} leaves a last batch of {last} samples; with sigma_mode='code' the "
-                f"original raises IndexError there (Q7: sigma from batch row {SIGMA_ROW}). "
-                "Choose N so the last batch is empty or has 12+ samples, or use sigma_mode='honoured'")
 
-    def train_epoch(self, x, table, labels=None, verbose=1):
-        """One epoch; returns (and appends to history) the epoch's record."""
-        cfg = self.config
-        x = np.asarray(x, np.float32)
-        table = np.asarray(table)
-        self.check_inputs(x, table, labels)
-        epoch = self.epoch
-        lr = step_lr(cfg.learning_rate, cfg.lr_gamma, cfg.lr_step, epoch, cfg.lr_schedule)
-        self.optimizer.learning_rate.assign(lr)
-        order = self.rng.permutation(len(x))
-        steps = -(-len(x) // cfg.batch_size)
-        bar = keras.utils.Progbar(steps, verbose=verbose, stateful_metrics=["loss"])
-        sums = dict.fromkeys(TERMS + ("loss",) + STEP_MEANS + STEP_SUMS, 0.0)
-        preds, t0 = [], time.time()
-        for s in range(steps):
-            idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
-            x_nbrs, w, eps = self.batch_inputs(x, table, idx)
-            terms, loss, logs = self._step(tf.constant(x_nbrs), tf.constant(w), tf.constant(eps))
-            loss = float(loss)
-            if not np.isfinite(loss):
-                raise TrainingError(f"loss is {loss} at epoch {epoch + 1}, batch {s + 1}/{steps}; "
-                                    "training stopped")
-            for k in TERMS:
-                sums[k] += float(terms[k]) / len(idx)
-            sums["loss"] += loss
-            for k in STEP_MEANS + STEP_SUMS:
-                sums[k] += float(logs[k])
-            preds.append(logs["pred"].numpy())
-            bar.update(s + 1, [("loss", sums["loss"] / (s + 1))])
-        record = {"epoch": epoch + 1, "lr": lr}
-        record.update({k: v if k in STEP_SUMS else v / steps for k, v in sums.items()})
-        if labels is not None:
-            running = np.concatenate(preds)
-            full = predict(self.net, x)
-            record.update(running_acc=cluster_acc(labels[order], running),
-                          running_nmi=nmi(labels[order], running, "max"),
-                          full_acc=cluster_acc(labels, full),
-                          full_nmi=nmi(labels, full, "max"),
-                          full_nmi_arithmetic=nmi(labels, full))
-        record["seconds"] = time.time() - t0
+def dgg_dataset(table, labels, config: DGGConfig, first_epoch=0, last_epoch=None):
+    """tf.data batches for ``fit``: each is a dict of the neighbour indices [b, Nn], the
+    noise [b, Nn, M], the labels [b] if known, and for the Q7 sigma quirk the indices
+    of batch row 11 (repeated per row, so that every replica gets them)."""
+    nn = config.num_neighbors + 1
+    table_t = tf.constant(np.asarray(table)[:, :nn].astype(np.int32))
+    labels_t = None if labels is None else tf.constant(np.asarray(labels, np.int32))
+    sigma_row = needs_distances(config.similarity) and config.sigma_mode == "code"
+
+    def make(index, epoch, step):
+        nbrs = tf.gather(table_t, index)
+        b = tf.shape(index)[0]
+        batch = {"neighbors": nbrs,
+                 "eps": batch_noise(tf.stack([b, nn, config.latent_dim]), config.seed,
+                                    epoch, step)}
+        if sigma_row:
+            batch["sigma_neighbors"] = tf.tile(nbrs[SIGMA_ROW:SIGMA_ROW + 1], [b, 1])
+        if labels_t is not None:
+            batch["labels"] = tf.gather(labels_t, index)
+        return batch
+    last = config.epochs if last_epoch is None else last_epoch
+    return index_batches(len(table), config.batch_size, config.seed, first_epoch, last,
+                         make, stream=2)
+
+
+def check_training_inputs(x, table, labels, config: DGGConfig):
+    """Everything about the data that would stop training later, checked up front."""
+    if x.ndim != 2 or x.shape[1] != config.input_dim:
+        raise ValueError(f"x must be [N, {config.input_dim}], got {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("x contains NaN or Inf")
+    if table.ndim != 2 or table.shape[0] != len(x) or table.shape[1] < config.num_neighbors + 1:
+        raise ValueError(f"neighbour table must be [N={len(x)}, >= {config.num_neighbors + 1}], "
+                         f"got {table.shape}")
+    if not np.issubdtype(table.dtype, np.integer) or table.min() < 0 or table.max() >= len(x):
+        raise ValueError(f"neighbour table indices must be integers in [0, {len(x)})")
+    if labels is not None and len(labels) != len(x):
+        raise ValueError(f"labels has {len(labels)} entries for {len(x)} samples")
+    last = len(x) % config.batch_size
+    if config.sigma_mode == "code" and 0 < last <= SIGMA_ROW:
+        raise ValueError(
+            f"N={len(x)} leaves a last batch of {last} samples; with sigma_mode='code' the "
+            f"original raises IndexError there (Q7: sigma from batch row {SIGMA_ROW}). "
+            "Choose N so the last batch is empty or has 12+ samples, or use sigma_mode='honoured'")
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Turns each epoch into the run's history record (the original's printout: the
+    step means and sums, lr, running and full-pass ACC/NMI), appended to ``history``
+    before the callbacks that follow it (files, TensorBoard) run."""
+
+    def __init__(self, x, labels, history, feed):
+        super().__init__()
+        self.x, self.labels, self.history, self.feed = x, labels, history, feed
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.t0 = time.time()
+        if self.feed.running is not None:
+            self.feed.running.reset_state()
+
+    def on_epoch_end(self, epoch, logs=None):
+        cfg = self.model.config
+        record = {"epoch": epoch + 1,
+                  "lr": step_lr(cfg.learning_rate, cfg.lr_gamma, cfg.lr_step, epoch,
+                                cfg.lr_schedule)}
+        record.update({m.name: float(m.result()) for m in self.model.step_metrics[:-1]})
+        if self.labels is not None:
+            running = self.feed.running.scores()
+            full = predict(self.model, self.x)
+            record.update(running_acc=running["acc"], running_nmi=running["nmi"],
+                          full_acc=cluster_acc(self.labels, full),
+                          full_nmi=nmi(self.labels, full, "max"),
+                          full_nmi_arithmetic=nmi(self.labels, full))
+        record["seconds"] = time.time() - self.t0
         record["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-        self.epoch += 1
         self.history.append(record)
-        return record
 
-    def fit(self, x, table, labels=None, epochs=None, verbose=1, on_epoch=None):
-        """Train until ``epochs`` (default config.epochs) epochs are done."""
-        target = self.config.epochs if epochs is None else epochs
-        while self.epoch < target:
-            record = self.train_epoch(x, table, labels, verbose)
-            if verbose:
-                print(format_record(record), flush=True)
-            if on_epoch is not None:
-                on_epoch(self, record)
-        return self.history
 
-    # ---- checkpoint state: everything needed to continue bit-for-bit
-    def state(self):
-        return {"epoch": self.epoch, "history": self.history,
-                "rng": self.rng.bit_generator.state,
-                "optimizer": [np.asarray(v) for v in self.optimizer.variables]}
-
-    def restore(self, state):
-        self.epoch = int(state["epoch"])
-        self.history = list(state["history"])
-        self.rng.bit_generator.state = state["rng"]
-        for var, value in zip(self.optimizer.variables, state["optimizer"]):
-            var.assign(value)
+def train_dgg(net: DGGNetwork, x, table, labels=None, *, history=None, initial_epoch=0,
+              epochs=None, callbacks=(), verbose=1):
+    """Train a compiled ``net`` (``compile_dgg``) through ``fit`` from ``initial_epoch``
+    to ``epochs`` (default ``net.config.epochs``); returns the history (a list of epoch records, extended in
+    place when given). The schedule (Q8), the non-finite stop and the record are
+    callbacks; ``callbacks`` (yours) run after them, when ``history[-1]`` is the epoch's
+    record."""
+    cfg = net.config
+    x = np.asarray(x, np.float32)
+    table = np.asarray(table)
+    labels = None if labels is None else np.asarray(labels)
+    check_training_inputs(x, table, labels, cfg)
+    history = [] if history is None else history
+    n_classes = None if labels is None else int(labels.max()) + 1
+    feed = net.feed = BatchFeed(x, cfg, n_classes)
+    steps = steps_per_epoch(len(x), cfg.batch_size)
+    own = [step_lr_callback(cfg.learning_rate, cfg.lr_gamma, cfg.lr_step, cfg.lr_schedule),
+           NonFiniteStop(steps, net.step_metrics[-1]),
+           EpochRecorder(x, labels, history, feed)]
+    epochs = cfg.epochs if epochs is None else epochs
+    try:
+        if initial_epoch < epochs:
+            net.fit(dgg_dataset(table, labels, cfg, initial_epoch, epochs),
+                    epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+                    callbacks=own + list(callbacks), verbose=verbose, shuffle=False)
+    finally:
+        net.feed = None
+    return history
 
 
 def format_record(r):

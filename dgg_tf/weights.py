@@ -301,6 +301,18 @@ def load_any(path, config=None):
     raise WeightsError(f"{source}: unrecognised weights format; accepted: {ACCEPTED}")
 
 
+def load_autoencoder(path, config=None):
+    """``load_any``, then require the whole autoencoder (encoder1..N, decoder1..N): the
+    weights DGG starts from (the log-variance head, f2 and the GMM may be absent)."""
+    params, provenance = load_any(path, config)
+    needed = [f"{layer}/{p}" for layer in autoencoder_layers(config) for p in ("W", "b")]
+    missing = [n for n in needed if n not in params]
+    if missing:
+        raise WeightsError(f"weights: {path} lacks {', '.join(missing)}; DGG starts from a full "
+                           "autoencoder (encoder1..4 and decoder1..4)")
+    return params, provenance
+
+
 def _require_file(path, source, expected):
     if not os.path.exists(path):
         raise WeightsError(f"{source} does not exist (expected {expected})")

@@ -8,8 +8,9 @@ from dgg_tf.config import DGGConfig
 from dgg_tf.graph import knn
 from dgg_tf.models import DGGNetwork
 from dgg_tf.pretrain import pretrain_autoencoder
-from dgg_tf.training import (DGGTrainer, TrainingError, classifier_loss, encode, gmm_posterior,
-                             init_gmm, kmeans_init, pretrain_classifier)
+from dgg_tf.checkpoint import restore
+from dgg_tf.training import (TrainingError, classifier_loss, compile_dgg, encode, gmm_posterior,
+                             init_gmm, kmeans_init, pretrain_classifier, train_dgg)
 from dgg_tf.weights import get_params, set_params
 
 SMALL = DGGConfig(input_dim=64, encoder_dims=(64, 64, 128), latent_dim=10, n_clusters=10,
@@ -59,13 +60,23 @@ def test_gmm_posterior_probability_space_quirk():
     assert np.all(far == 0)
 
 
+def fit(net, x, table, y=None, cfg=None, **kwargs):
+    """compile_dgg + train_dgg: DGG training through fit."""
+    compile_dgg(net, cfg or net.config)
+    return train_dgg(net, x, table, y, verbose=0, **kwargs)
+
+
 def test_classifier_losses_by_hand():
-    p = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], np.float32)
+    logits = np.array([[1.2, 0.3, -0.5], [0.1, -1.0, 2.0]], np.float32)
     t = np.array([0, 2])
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     double = np.mean([-(p[i, t[i]] - np.log(np.exp(p[i]).sum())) for i in range(2)])
     plain = np.mean([-np.log(p[i, t[i]]) for i in range(2)])
-    assert float(classifier_loss(tf.constant(p), tf.constant(t), "double_softmax")) == pytest.approx(double, rel=1e-5)
-    assert float(classifier_loss(tf.constant(p), tf.constant(t), "cross_entropy")) == pytest.approx(plain, rel=1e-5)
+    assert float(classifier_loss(tf.constant(logits), tf.constant(t), "double_softmax")) == pytest.approx(double, rel=1e-5)
+    assert float(classifier_loss(tf.constant(logits), tf.constant(t), "cross_entropy")) == pytest.approx(plain, rel=1e-5)
+    # saturated: softmax gives exactly 0 for the target; -log softmax stays finite (= 400)
+    sat = tf.constant([[-200.0, 200.0, 0.0]])
+    assert float(classifier_loss(sat, tf.constant([0]), "cross_entropy")) == pytest.approx(400.0)
 
 
 def test_end_to_end_tiny_run(digits, pretrained):
@@ -77,8 +88,7 @@ def test_end_to_end_tiny_run(digits, pretrained):
     hist = pretrain_classifier(net, encode(net, x), report["kmeans_labels"], SMALL, y, verbose=0)
     assert len(hist) == 20
     assert hist[-1]["agreement_with_kmeans"] > 0.3   # chance is 0.1; double softmax learns slowly
-    trainer = DGGTrainer(net, SMALL)
-    history = trainer.fit(x, table, y, verbose=0)
+    history = fit(net, x, table, y)
     assert [r["epoch"] for r in history] == [1, 2, 3]
     assert [r["lr"] for r in history] == [0.002] * 3
     rows = len(x) * (SMALL.num_neighbors + 1)
@@ -111,7 +121,7 @@ def test_dgg_keeps_a_good_clustering_of_separated_blobs():
     report = init_gmm(net, x, y, cfg, verbose=0)
     hist = pretrain_classifier(net, encode(net, x), report["kmeans_labels"], cfg, y, verbose=0)
     assert report["kmeans_acc"] > 0.95 and hist[-1]["acc"] > 0.95
-    history = DGGTrainer(net, cfg).fit(x, knn(x, 40), y, verbose=0)
+    history = fit(net, x, knn(x, 40), y, cfg)
     assert history[-1]["loss"] < history[0]["loss"]
     assert history[-1]["full_acc"] > 0.95
     assert len(set(np.argmax(net.classify(encode(net, x)), 1).tolist())) == 10
@@ -132,48 +142,54 @@ def test_resume_continues_bit_for_bit(digits, pretrained):
         net.encoder.logvar_head.bias.assign(np.zeros(10, np.float32))
         return net
 
-    straight = DGGTrainer(fresh(), cfg)
-    straight.fit(x[:1200], table[:1200] % 1200, y[:1200], verbose=0)
-    first = DGGTrainer(fresh(), cfg)
-    first.fit(x[:1200], table[:1200] % 1200, y[:1200], epochs=1, verbose=0)
-    saved_params, saved_state = get_params(first.net), first.state()
-    resumed = DGGTrainer(fresh(), cfg)
-    set_params(resumed.net, saved_params)
-    resumed.restore(saved_state)
-    resumed.fit(x[:1200], table[:1200] % 1200, y[:1200], verbose=0)
-    assert len(resumed.history) == 2
+    n = 1200
+    straight = fresh()
+    straight_history = fit(straight, x[:n], table[:n] % n, y[:n], cfg)
+    first = fresh()
+    first_history = fit(first, x[:n], table[:n] % n, y[:n], cfg, epochs=1)
+    saved = get_params(first), [np.asarray(v) for v in first.optimizer.variables]
+    resumed = fresh()
+    compile_dgg(resumed, cfg)
+    restore(resumed, *saved)
+    resumed_history = train_dgg(resumed, x[:n], table[:n] % n, y[:n], verbose=0,
+                                history=list(first_history), initial_epoch=1)
+    assert len(resumed_history) == 2
+
     def timeless(h):
         return [{k: v for k, v in r.items() if k not in ("seconds", "peak_rss_mb")} for r in h]
-    assert timeless(resumed.history) == timeless(straight.history)
-    for k, v in get_params(straight.net).items():
-        np.testing.assert_array_equal(get_params(resumed.net)[k], v)
+    assert timeless(resumed_history) == timeless(straight_history)
+    for k, v in get_params(straight).items():
+        np.testing.assert_array_equal(get_params(resumed)[k], v)
 
 
 def test_nan_loss_stops_with_epoch_and_batch(digits):
     x, y, table = digits
     net = DGGNetwork(SMALL)
     net.gmm.std.assign(np.zeros((10, 10), np.float32))   # variance 0: log(0) in the GMM term
-    with pytest.raises(TrainingError, match="epoch 1, batch 1/"):
-        DGGTrainer(net, SMALL).train_epoch(x[:200], table[:200] % 200, verbose=0)
+    with pytest.raises(TrainingError, match="epoch 1, batch 1/2"):
+        fit(net, x[:200], table[:200] % 200)
 
 
 def test_bad_training_input(digits):
     x, y, table = digits
-    trainer = DGGTrainer(DGGNetwork(SMALL), SMALL)
+    net = compile_dgg(DGGNetwork(SMALL))
+
+    def epoch(x, table, y=None):
+        train_dgg(net, x, table, y, verbose=0)
     with pytest.raises(ValueError, match="indices must be integers in"):
-        trainer.train_epoch(x[:300], table[:300], verbose=0)          # indices up to 1699
+        epoch(x[:300], table[:300])          # indices up to 1699
     bad = x[:300].copy()
     bad[3, 3] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        trainer.train_epoch(bad, table[:300] % 300, verbose=0)
+        epoch(bad, table[:300] % 300)
     with pytest.raises(ValueError, match=r"x must be \[N, 64\]"):
-        trainer.train_epoch(x[:300, :10], table[:300] % 300, verbose=0)
+        epoch(x[:300, :10], table[:300] % 300)
     with pytest.raises(ValueError, match="neighbour table must be"):
-        trainer.train_epoch(x[:300], table[:300, :5] % 300, verbose=0)
+        epoch(x[:300], table[:300, :5] % 300)
     with pytest.raises(ValueError, match="last batch of 5 samples"):
-        trainer.train_epoch(x[:305], table[:305] % 305, verbose=0)
+        epoch(x[:305], table[:305] % 305)
     with pytest.raises(ValueError, match="labels has"):
-        trainer.train_epoch(x[:300], table[:300] % 300, y[:10], verbose=0)
+        epoch(x[:300], table[:300] % 300, y[:10])
 
 
 def test_mixed_bfloat16_epoch_keeps_float32_state_and_tracks_float32(digits, pretrained):
@@ -189,9 +205,8 @@ def test_mixed_bfloat16_epoch_keeps_float32_state_and_tracks_float32(digits, pre
         cfg = SMALL.replace(precision=precision)
         net = DGGNetwork(cfg)
         set_params(net, get_params(start))
-        trainer = DGGTrainer(net, cfg)
-        record = trainer.train_epoch(x[:600], table[:600] % 600, y[:600], verbose=0)
-        assert all(v.dtype == "float32" for v in net.trainable_variables + trainer.optimizer.variables
+        record = fit(net, x[:600], table[:600] % 600, y[:600], cfg, epochs=1)[0]
+        assert all(v.dtype == "float32" for v in net.trainable_variables + net.optimizer.variables
                    if "iteration" not in v.path)
         assert np.isfinite(record["loss"]) and isinstance(record["loss"], float)
         losses[precision] = record["loss"]

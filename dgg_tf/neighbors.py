@@ -1,0 +1,88 @@
+"""Neighbour tables for a run: from a file (with its sibling of the other selection
+mode, for the Q1 audit), from arrays, or rebuilt by exact kNN inside a subset."""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from .config import CHOICES, DGGConfig
+
+
+def sibling_path(path, selection):
+    """The table of the other selection mode next to ``path`` (``x.npz`` holds
+    random_top100, ``x_nearest.npz`` nearest), or None."""
+    stem, ext = os.path.splitext(path)
+    if selection == "random_top100":
+        return f"{stem}_nearest{ext or '.npz'}"
+    return stem[:-len("_nearest")] + ext if stem.endswith("_nearest") else None
+
+
+def load_tables(path, n, config: DGGConfig):
+    """The table at ``path`` for ``n`` samples, checked against the config, plus its
+    sibling when present: ``(tables {mode: table}, stored_purity, info)``."""
+    from .siamese import load_table
+    table, settings = load_table(path, n_samples=n)
+    if table.shape[1] < config.num_neighbors + 1:
+        raise ValueError(f"neighbour table {path} has {table.shape[1]} columns; num_neighbors="
+                         f"{config.num_neighbors} needs {config.num_neighbors + 1}")
+    selection = settings.get("neighbor_selection")
+    if selection is not None and selection != config.neighbor_selection:
+        raise ValueError(f"neighbour table {path} was built with neighbor_selection={selection} "
+                         f"but the config says {config.neighbor_selection}; pass the matching "
+                         f"table or --set neighbor_selection={selection}")
+    tables = {config.neighbor_selection: table}
+    sibling = sibling_path(path, config.neighbor_selection)
+    if sibling and os.path.exists(sibling):
+        try:
+            other = [m for m in CHOICES["neighbor_selection"] if m != config.neighbor_selection]
+            tables[other[0]] = load_table(sibling, n_samples=n)[0]
+        except ValueError as e:
+            print(f"note: ignoring {sibling} for Q1: {e}", flush=True)
+    stored = settings.get("purity") if isinstance(settings.get("purity"), dict) else None
+    keep = ("format", "neighbor_selection", "table_top", "table_columns", "seed", "date", "purity")
+    info = {"source": "file", "path": os.path.abspath(path),
+            "settings": {k: settings[k] for k in keep if k in settings},
+            "note": f"loaded {path} ({table.shape[0]} x {table.shape[1]})"}
+    return tables, stored, info
+
+
+def rebuild_raw(x, config: DGGConfig):
+    """Tables of every selection mode from exact kNN on the raw inputs (no Siamese
+    network): ``(tables, info)``."""
+    from .graph import knn
+    from .siamese import neighbor_table
+    n = len(x)
+    if config.table_top >= n:
+        raise ValueError(f"rebuilding neighbours for {n} samples needs more than table_top = "
+                         f"{config.table_top} samples; use more data or --set table_top=...")
+    t = time.time()
+    top = knn(x, config.table_top)
+    tables = {mode: neighbor_table(None, config, seed=config.seed, knn_indices=top, mode=mode)
+              for mode in CHOICES["neighbor_selection"]}
+    note = (f"rebuilt for {n} samples: exact {config.table_top}-NN on the RAW INPUTS, then "
+            f"neighbor_selection={config.neighbor_selection} from the top {config.table_top} "
+            f"(seed {config.seed}); {time.time() - t:.1f} s")
+    return tables, {"source": "raw_knn", "note": note, "path": None}
+
+
+def as_tables(neighbors, n, config: DGGConfig):
+    """What ``run_dgg`` accepts as ``neighbors`` (a path, an (N, 1 + k) array, or a dict
+    {selection mode: array}) as ``(tables, stored_purity, info)``."""
+    from .siamese import _check_table
+    if isinstance(neighbors, (str, os.PathLike)):
+        return load_tables(os.fspath(neighbors), n, config)
+    tables = dict(neighbors) if isinstance(neighbors, dict) else \
+        {config.neighbor_selection: neighbors}
+    if config.neighbor_selection not in tables:
+        raise ValueError(f"neighbors: no table for neighbor_selection={config.neighbor_selection} "
+                         f"(got {', '.join(tables)})")
+    for mode, table in tables.items():
+        tables[mode] = np.asarray(table)
+        _check_table(tables[mode], f"neighbors[{mode!r}]", n)
+        if tables[mode].shape[1] < config.num_neighbors + 1:
+            raise ValueError(f"neighbors[{mode!r}] has {tables[mode].shape[1]} columns; "
+                             f"num_neighbors={config.num_neighbors} needs "
+                             f"{config.num_neighbors + 1}")
+    return tables, None, {"source": "arrays", "path": None}

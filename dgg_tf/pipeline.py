@@ -1,0 +1,336 @@
+"""The whole DGG pipeline as one library call (what ``reproduce/mnist.py`` runs):
+
+    run_dgg(config, x, y, neighbors=..., weights=..., workdir=...)
+
+checks every input before any work, locks the run directory, initialises the GMM
+from K-means, pretrains the classifier, measures the discrepancy audit, trains through
+``fit`` with a checkpoint after every epoch, and writes the run's files:
+config.json, history.csv, model.h5, predictions.npy, curves.png, report.md/json.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import time
+
+import numpy as np
+
+from .checkpoint import CHECKPOINT, check_same_run, load_checkpoint, restore, save_checkpoint
+from .config import DGGConfig
+from .rundir import check_new_or_resumable, check_writable, open_run_dir
+
+
+def fingerprint(*arrays):
+    """A short hash of arrays (dtype, shape and bytes), to tell data sets apart."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def _say(verbose, msg):
+    if verbose:
+        print(msg, flush=True)
+
+
+# ---------------------------------------------------------------- checks (before any work)
+def prepare_inputs(config: DGGConfig, x, y, neighbors, weights):
+    """Every check that can run before the work: data, labels, neighbour tables and
+    weights against the config. Returns a dict of the checked inputs."""
+    from .neighbors import as_tables
+    from .siamese import neighbor_purity
+    from .training import check_training_inputs
+    from .weights import load_autoencoder
+    x = np.asarray(x, np.float32)
+    if x.ndim != 2 or x.shape[1] != config.input_dim:
+        raise ValueError(f"data has shape {x.shape}; the config expects [N, {config.input_dim}]")
+    y = None if y is None else np.asarray(y)
+    tables, stored_purity, table_info = as_tables(neighbors, len(x), config)
+    table = tables[config.neighbor_selection]
+    check_training_inputs(x, table, y, config)
+    if isinstance(weights, dict):
+        params, provenance = weights, {"source": "arrays passed to run_dgg"}
+    else:
+        params, provenance = load_autoencoder(os.fspath(weights), config)
+        provenance = {"path": os.path.abspath(os.fspath(weights)), **provenance}
+    if y is not None:
+        table_info["purity"] = neighbor_purity(table, y, config.num_neighbors)
+    return {"x": x, "y": y, "table": table, "tables": tables, "stored_purity": stored_purity,
+            "neighbors": table_info, "params": params, "weights": provenance,
+            "fingerprints": {"data_fingerprint": fingerprint(x),
+                             "table_fingerprint": fingerprint(table)}}
+
+
+def _run_info(config, inputs, workdir, info):
+    from .weights import library_versions
+    keep = ("source", "schedule", "stage", "command", "epochs", "metrics", "date", "format", "path")
+    return {**(info or {}), "seed": config.seed, "config": config.to_dict(),
+            "epochs": config.epochs, "library_versions": library_versions(),
+            "n_samples": int(len(inputs["x"])), "neighbors": inputs["neighbors"],
+            "weights_provenance": {k: v for k, v in inputs["weights"].items() if k in keep},
+            "out": os.path.abspath(workdir), **inputs["fingerprints"],
+            "started": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+
+
+# ---------------------------------------------------------------- the stages before training
+def build_dgg(config, params, strategy=None, steps_per_execution=1, verbose=1):
+    """A compiled DGGNetwork holding the autoencoder weights (the rest keeps its init)."""
+    import keras
+    import tensorflow as tf
+
+    from .models import DGGNetwork
+    from .training import compile_dgg
+    from .weights import get_params, set_params
+    keras.utils.set_random_seed(config.seed)
+    with (strategy or tf.distribute.get_strategy()).scope():
+        net = DGGNetwork(config)
+        assigned = set_params(net, params, partial=True, source="weights")
+        compile_dgg(net, config, steps_per_execution)
+    kept = sorted({n.split("/")[0] for n in get_params(net)} - {n.split("/")[0] for n in assigned})
+    _say(verbose, f"weights: loaded {len(assigned)} arrays"
+         + (f"; {', '.join(kept)} keep their initialisation" if kept else ""))
+    return net
+
+
+def initial_stages(net, inputs, config, audit=True, audit_batches=10,
+                   audit_classifier_epochs=None, verbose=1):
+    """GMM init from K-means, classifier pretraining and (optionally) the audit; returns
+    what the checkpoint keeps of them."""
+    from . import report as rep
+    from .training import encode, init_gmm, pretrain_classifier
+    from .weights import get_params
+    x, y = inputs["x"], inputs["y"]
+    init = init_gmm(net, x, y, config, verbose=0)
+    summary = {k: v for k, v in init.items() if k != "kmeans_labels"}
+    if y is not None:
+        _say(verbose, f"GMM init: K-means(n_init={config.kmeans_n_init}) ACC="
+             f"{init['kmeans_acc']:.4f} NMI={init['kmeans_nmi']:.4f}; GMM without pi (code, "
+             f"Q3) ACC={init['gmm_no_pi_acc']:.4f}; with pi ACC={init['gmm_with_pi_acc']:.4f}")
+    cls_init = {k: v for k, v in get_params(net).items() if k.startswith("classifier/")}
+    _say(verbose, f"classifier pretraining: {config.classifier_epochs} epochs, loss "
+         f"{config.classifier_pretrain_loss}")
+    cls_hist = pretrain_classifier(net, encode(net, x), init["kmeans_labels"], config, y,
+                                   seed=config.seed, verbose=1 if verbose else 0)
+    result = None
+    if audit:
+        _say(verbose, f"audit: {audit_batches} batches of {config.batch_size} x "
+             f"{config.num_neighbors + 1} rows")
+        result = rep.audit(net, x, inputs["table"], y, config, n_batches=audit_batches,
+                           seed=config.seed, tables=inputs["tables"],
+                           stored_purity=inputs["stored_purity"],
+                           kmeans_labels=init["kmeans_labels"], classifier_init=cls_init,
+                           classifier_epochs=audit_classifier_epochs,
+                           classifier_histories={config.classifier_pretrain_loss: cls_hist},
+                           weights_info=inputs["weights"], verbose=verbose > 1)
+    return {"init": summary, "classifier_history": cls_hist, "audit": result,
+            "kmeans_labels": init["kmeans_labels"]}
+
+
+# ---------------------------------------------------------------- training and outputs
+class _RunFiles:
+    """Writes a run's per-epoch files: the checkpoint, history.csv and curves.png."""
+
+    def __init__(self, workdir, net, meta, kmeans_labels, history, name, wall_before=0.0):
+        self.workdir, self.net, self.meta = workdir, net, meta
+        self.kmeans_labels, self.history, self.name = kmeans_labels, history, name
+        self.t0, self.wall_before = time.time(), wall_before
+
+    def checkpoint(self):
+        self.meta["wall_seconds"] = self.wall_before + time.time() - self.t0
+        save_checkpoint(os.path.join(self.workdir, CHECKPOINT), self.net, len(self.history),
+                        self.history, self.meta, self.kmeans_labels)
+
+    def curves(self):
+        from . import report as rep
+        rep.write_history_csv(os.path.join(self.workdir, "history.csv"), self.history)
+        rep.plot_curves(os.path.join(self.workdir, "curves.png"),
+                        [{"name": self.name, "variant": self.meta.get("variant"),
+                          "history": self.history}])
+
+    def on_epoch(self, epoch, logs):
+        self.checkpoint()
+        self.curves()
+
+
+def _eta_callback(total_epochs, verbose):
+    """Prints one summary line per epoch, and after the first the estimated time for all."""
+    import keras
+
+    from .training import format_record
+
+    class Eta(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            record = self.model_history[-1]
+            _say(verbose, format_record(record))
+            if self.first:
+                self.first = False
+                left = (total_epochs - epoch - 1) * record["seconds"]
+                finish = datetime.datetime.now() + datetime.timedelta(seconds=left)
+                span = f"{left / 3600:.1f} h" if left > 5400 else f"{left / 60:.0f} min"
+                _say(verbose, f"epoch {epoch + 1} took {record['seconds']:.0f} s; the "
+                     f"{total_epochs - epoch - 1} epochs left take about {span} "
+                     f"(done about {finish:%Y-%m-%d %H:%M})")
+    eta = Eta()
+    eta.first = True
+    return eta
+
+
+def _tensorboard(log_dir, history):
+    """Keras' TensorBoard callback, given each epoch's whole record (loss terms, lr,
+    ACC, NMI) rather than the progress bar's running loss."""
+    import keras
+
+    class RecordBoard(keras.callbacks.TensorBoard):
+        def on_epoch_end(self, epoch, logs=None):
+            record = {k: v for k, v in history[-1].items() if k not in ("epoch", "seconds")}
+            super().on_epoch_end(epoch, record)
+    return RecordBoard(log_dir, write_graph=False, update_freq="epoch", profile_batch=0)
+
+
+def train_run(net, inputs, files, start_epoch, callbacks=(), tensorboard=None, verbose=1):
+    """DGG training from ``start_epoch`` with the run's callbacks, then the user's."""
+    from .fitting import EpochEnd
+    from .training import train_dgg
+    eta = _eta_callback(net.config.epochs, verbose)
+    eta.model_history = files.history
+    own = [EpochEnd(files.on_epoch), eta] + ([_tensorboard(tensorboard, files.history)] if tensorboard else [])
+    _say(verbose, f"DGG training: epochs {start_epoch + 1}..{net.config.epochs}, "
+         f"out {files.workdir}")
+    return train_dgg(net, inputs["x"], inputs["table"], inputs["y"], history=files.history,
+                     initial_epoch=start_epoch, callbacks=own + list(callbacks),
+                     verbose=1 if verbose == 1 else 0)
+
+
+def finish_run(net, inputs, files, run_info, audit):
+    """The final files: model.h5, predictions.npy, history, curves, report, config.json."""
+    from . import report as rep
+    from .files import write_bytes_atomic
+    from .metrics import cluster_acc, nmi
+    from .training import predict
+    from .weights import get_params, save_weights_h5
+    x, y, workdir = inputs["x"], inputs["y"], files.workdir
+    final = files.history[-1] if files.history else {}
+    save_weights_h5(os.path.join(workdir, "model.h5"), get_params(net), {
+        "source": "dgg_tf.pipeline.run_dgg", "config": net.config.to_dict(),
+        "epochs": len(files.history), "command": run_info.get("command"),
+        "seed": net.config.seed, "init_weights": inputs["weights"].get("path"),
+        "metrics": {k: final.get(k) for k in ("full_acc", "full_nmi", "running_acc",
+                                              "running_nmi")}})
+    pred = predict(net, x)
+    write_bytes_atomic(os.path.join(workdir, "predictions.npy"),
+                       lambda f: np.save(f, pred.astype(np.int64)))
+    files.curves()
+    rep.write_report(workdir, audit, [{"name": files.name, "variant": run_info.get("variant"),
+                                       "history": files.history}])
+    wall = files.wall_before + time.time() - files.t0
+    run_info["finished"] = {"at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                            "epochs": len(files.history), "wall_seconds": round(wall, 1)}
+    if y is not None:
+        run_info["finished"].update(acc=cluster_acc(y, pred), nmi_max=nmi(y, pred, "max"),
+                                    nmi_arithmetic=nmi(y, pred))
+    write_json(os.path.join(workdir, "config.json"), run_info)
+    files.checkpoint()
+    return pred
+
+
+def write_json(path, obj):
+    """JSON with NumPy values and NaN made plain, written atomically."""
+    import json
+
+    from . import report as rep
+    rep._atomic_write(path, json.dumps(rep.clean(obj), indent=1, allow_nan=False) + "\n")
+
+
+# ---------------------------------------------------------------- the whole run
+def _resume(net, ckpt_path, config, inputs, run_info, verbose):
+    """Restore a checkpoint into ``net``; returns (stages, history, meta, run_info)."""
+    import json
+    params, optimizer, kmeans_labels, meta = load_checkpoint(ckpt_path)
+    check_same_run(meta, config, inputs["fingerprints"], ckpt_path)
+    restore(net, params, optimizer)
+    stages = {"init": meta["init"], "classifier_history": meta["classifier_history"],
+              "audit": meta["audit"], "kmeans_labels": kmeans_labels}
+    _say(verbose, f"resuming after epoch {meta['epoch']}")
+    old_path = os.path.join(os.path.dirname(ckpt_path), "config.json")
+    old = run_info
+    if os.path.exists(old_path):
+        with open(old_path) as f:
+            old = json.load(f)
+    run_info = {**old, "epochs": config.epochs, "resumed": old.get("resumed", []) + [
+        {"at": run_info["started"], "from_epoch": meta["epoch"], "epochs": config.epochs,
+         "command": run_info.get("command"), "library_versions": run_info["library_versions"]}]}
+    run_info["config"]["epochs"] = config.epochs
+    return stages, list(meta["history"]), meta, run_info
+
+
+def run_dgg(config: DGGConfig, x, y=None, *, neighbors, weights, workdir, resume=False,
+            callbacks=(), verbose=1, audit=True, audit_only=False, audit_batches=10,
+            audit_classifier_epochs=None, strategy=None, steps_per_execution=1,
+            tensorboard=None, info=None):
+    """Run DGG end to end in ``workdir``; returns a dict with the history, predictions
+    and the path of the run.
+
+    ``x`` [N, D] data, ``y`` [N] labels or None (used only for metrics). ``neighbors``:
+    a table file, an (N, 1 + k) index table, or {selection mode: table}. ``weights``: an
+    autoencoder weight file (our .h5, VaDE's .h5, DGG's .out folder) or a params dict.
+    ``resume`` continues the checkpoint in ``workdir`` exactly. ``callbacks``: Keras
+    callbacks for DGG training (their logs hold each epoch's record). ``strategy``: a
+    ``tf.distribute`` strategy. ``tensorboard``: a log directory. ``info``: extra entries
+    for config.json (command, variant, data description). ``verbose``: 0 silent, 1
+    progress bars, 2 one line per epoch. Bad input raises ValueError before any work
+    and before the run directory is created; a busy directory raises RunDirError.
+    """
+    inputs = prepare_inputs(config, x, y, neighbors, weights)
+    check_writable(workdir)
+    check_new_or_resumable(workdir, resume)
+    run_info = _run_info(config, inputs, workdir, info)
+    lock = open_run_dir(workdir, resume)
+    try:
+        return _run_locked(config, inputs, workdir, run_info, resume, callbacks, verbose, audit,
+                           audit_only, audit_batches, audit_classifier_epochs, strategy,
+                           steps_per_execution, tensorboard)
+    finally:
+        lock.release()
+
+
+def _run_locked(config, inputs, workdir, run_info, resume, callbacks, verbose, audit,
+                audit_only, audit_batches, audit_classifier_epochs, strategy,
+                steps_per_execution, tensorboard):
+    from . import report as rep
+    net = build_dgg(config, inputs["params"], strategy, steps_per_execution, verbose)
+    ckpt_path = os.path.join(workdir, CHECKPOINT)
+    meta = {"config": config.to_dict(), "variant": run_info.get("variant"),
+            **inputs["fingerprints"]}
+    if resume and os.path.exists(ckpt_path):
+        stages, history, old_meta, run_info = _resume(net, ckpt_path, config, inputs,
+                                                      run_info, verbose)
+        meta["wall_seconds"] = old_meta.get("wall_seconds", 0.0)
+    else:
+        if resume:
+            _say(verbose, f"--resume: no checkpoint in {workdir} yet; starting from the start")
+        stages = initial_stages(net, inputs, config, audit or audit_only, audit_batches,
+                                audit_classifier_epochs, verbose)
+        history = []
+        if stages["audit"] is not None:
+            run_info["audit_seconds"] = stages["audit"]["setup"]["seconds"]
+    write_json(os.path.join(workdir, "config.json"), run_info)
+    if audit_only:
+        rep.write_report(workdir, stages["audit"])
+        return {"workdir": workdir, "history": [], "audit": stages["audit"]}
+    meta.update(init=stages["init"], classifier_history=stages["classifier_history"],
+                audit=stages["audit"])
+    files = _RunFiles(workdir, net, meta, stages["kmeans_labels"], history,
+                      os.path.basename(os.path.normpath(workdir)), meta.get("wall_seconds", 0.0))
+    if not history:
+        files.checkpoint()                  # epoch 0: init, classifier and audit are kept
+        rep.write_report(workdir, stages["audit"])
+    elif history:
+        files.curves()                      # the files agree with the checkpoint again
+    train_run(net, inputs, files, len(history), callbacks, tensorboard, verbose)
+    pred = finish_run(net, inputs, files, run_info, stages["audit"])
+    _say(verbose, f"done: {len(history)} epochs; outputs in {workdir}")
+    return {"workdir": workdir, "history": history, "predictions": pred, "network": net,
+            "audit": stages["audit"], "config_json": run_info}
