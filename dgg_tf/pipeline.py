@@ -215,6 +215,7 @@ def finish_run(net, inputs, files, run_info, audit):
     final = files.history[-1] if files.history else {}
     save_weights_h5(os.path.join(workdir, "model.h5"), get_params(net), {
         "source": "dgg_tf.pipeline.run_dgg", "config": net.config.to_dict(),
+        "variant": run_info.get("variant"),
         "epochs": len(files.history), "command": run_info.get("command"),
         "seed": net.config.seed, "init_weights": inputs["weights"].get("path"),
         "metrics": {k: final.get(k) for k in ("full_acc", "full_nmi", "running_acc",

@@ -39,9 +39,23 @@ def check_writable(path):
                           f"{e.strerror or e})") from None
 
 
+def check_not_busy(path):
+    """RunDirError naming the PID if a running process holds the directory's lock."""
+    owner = _read_owner(os.path.join(path, LOCK))
+    pid = owner.get("pid")
+    if isinstance(pid, int) and pid != os.getpid() and _pid_alive(pid):
+        raise RunDirError(
+            f"run directory {path} is in use by PID {pid} (since {owner.get('started', '?')}); "
+            "wait for it to finish or stop it, then retry")
+
+
 def check_new_or_resumable(path, resume):
-    """A fresh run needs an empty or absent directory; --resume needs nothing more."""
-    if resume or not os.path.isdir(path):
+    """Not busy; and a fresh run needs an empty or absent directory (--resume needs
+    nothing more)."""
+    if not os.path.isdir(path):
+        return
+    check_not_busy(path)
+    if resume:
         return
     contents = [f for f in os.listdir(path) if f != LOCK]
     if contents:
@@ -81,12 +95,8 @@ class RunLock:
         raise RunDirError(f"could not lock {self.path}: another process keeps taking it")
 
     def _take_over_if_stale(self):
-        owner = _read_owner(self.path)
-        pid = owner.get("pid")
-        if isinstance(pid, int) and pid != os.getpid() and _pid_alive(pid):
-            raise RunDirError(
-                f"run directory {os.path.dirname(self.path)} is in use by PID {pid} (since "
-                f"{owner.get('started', '?')}); wait for it to finish or stop it, then retry")
+        check_not_busy(os.path.dirname(self.path))
+        pid = _read_owner(self.path).get("pid")
         print(f"note: taking over the stale lock {self.path} (PID {pid} is not running)",
               file=sys.stderr, flush=True)
         try:

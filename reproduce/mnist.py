@@ -113,6 +113,7 @@ def run(args, x=None, y=None, callbacks=()):
         x, y = x[:args.subset], (None if y is None else y[:args.subset])
     print(f"data: {len(x)} images from {desc}", flush=True)
     info = {"variant": args.variant, "data": desc, "subset": args.subset,
+            "audit_only": bool(args.audit_only),
             "command": "python reproduce/mnist.py " + shlex.join(args.argv), "cwd": os.getcwd()}
     run_dgg(config, x, y, neighbors=neighbors_for(args, config, x), weights=args.weights,
             workdir=out, resume=args.resume, verbose=args.verbose, audit_only=args.audit_only,

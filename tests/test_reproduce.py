@@ -6,7 +6,10 @@ import gzip
 import importlib.util
 import json
 import os
+import signal
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -22,6 +25,21 @@ mnist = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(mnist)
 
 N = 300
+# Runs reproduce/mnist.py (argv[1]) with the remaining arguments and kills itself with
+# SIGKILL at the first batch of the second epoch: a real kill -9 in the middle of an epoch.
+KILL_MID_EPOCH = """
+import importlib.util, os, signal, sys
+import keras
+spec = importlib.util.spec_from_file_location("m", sys.argv[1])
+m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+class Kill(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+m.main(sys.argv[2:], callbacks=[Kill()])
+"""
 TINY = DGGConfig(encoder_dims=(16, 16, 32))
 OUTPUTS = ("config.json", "history.csv", "model.h5", "predictions.npy", "curves.png", "report.md",
            "report.json", "checkpoint.npz")
@@ -106,8 +124,9 @@ def test_end_to_end_writes_every_output(reference):
     assert cfg["config"]["encoder_dims"] == [16, 16, 32] and cfg["config"]["prior"] == "code"
     assert set(cfg["config"]) == set(DGGConfig().to_dict())
     assert {"tensorflow", "keras", "numpy", "scikit-learn"} <= set(cfg["library_versions"])
-    assert cfg["paths"]["weights"].endswith("ae.h5") and cfg["paths"]["data"]
-    assert "RAW PIXELS" in cfg["neighbors"]["note"] and cfg["command"]
+    assert cfg["weights_provenance"]["path"].endswith("ae.h5") and cfg["data"]
+    assert cfg["neighbors"]["source"] == "raw_knn" and cfg["command"]
+    assert 0 < cfg["neighbors"]["purity"] <= 1
     params, prov = load_weights_h5(reference / "model.h5")
     assert {"gmm/mean", "gmm/std", "classifier/W", "logvar/W", "encoder1/W"} <= set(params)
     assert prov["variant"] == "code"
@@ -129,19 +148,13 @@ def test_resume_after_stop_is_identical(tiny, reference, tmp_path):
     assert len(read_history_csv(a / "history.csv")) == 1
     assert mnist.main(base_args(tiny, a, "--epochs", "2", "--resume")) == 0
     assert_same_run(a, reference)
-    # killed inside the epoch callback after epoch 1 of 2 (after its checkpoint)
+    # killed (kill -9) in the middle of epoch 2, after epoch 1's checkpoint
     b = tmp_path / "b"
-
-    class Killed(Exception):
-        pass
-
-    def die(epoch):
-        if epoch == 1:
-            raise Killed
-
-    with pytest.raises(Killed):
-        mnist.run(mnist.build_parser().parse_args(base_args(tiny, b, "--epochs", "2")),
-                  hooks={"after_epoch": die})
+    killed = subprocess.run([sys.executable, "-c", KILL_MID_EPOCH, os.path.join(ROOT, "reproduce", "mnist.py"),
+                             *base_args(tiny, b, "--epochs", "2")], capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert json.loads((b / "run.lock").read_text())["pid"] > 0       # a stale lock is left
+    assert len(read_history_csv(b / "history.csv")) == 1
     assert not (b / "model.h5").exists()
     (b / "checkpoint.npz.tmp-12345").write_bytes(b"half a file")    # a save interrupted later
     assert mnist.main(base_args(tiny, b, "--epochs", "2", "--resume")) == 0
