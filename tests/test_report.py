@@ -196,3 +196,46 @@ def test_clean_and_running_vs_full():
     assert report.clean({"a": np.float32(1.5), "b": [np.int64(2), math.nan], "c": -math.inf}) == \
         {"a": 1.5, "b": [2, None], "c": "-inf"}
     assert "note" in report.running_vs_full([{"epoch": 1, "loss": 1.0}])
+
+
+def test_third_switch_value_and_new_switch(digits, monkeypatch):
+    """A switch with a third value must not break the audit or the report: the configured
+    value is compared with each alternative (keys then name it), a value the port cannot
+    compute is reported as an error or not measured; a switch added to CHOICES later
+    must not break build_report / render_markdown."""
+    from dgg_tf import config
+    extra = {"neighbor_selection": "mutual", "gmm_init_posterior": "pi_only",
+             "classifier_input": "z_mode", "classifier_pretrain_loss": "focal",
+             "sigma_mode": "fixed", "lr_schedule": "cosine", "prior": "uniform",
+             "similarity": "cosine_sim"}
+    for switch, value in extra.items():
+        monkeypatch.setitem(config.CHOICES, switch, config.CHOICES[switch] + (value,))
+    x, y, tables = digits
+    cfg = SMALL.replace(classifier_input="z_mode", classifier_epochs=1)
+    net = _net(cfg)
+    _init(net, x, cfg)
+    r = audit(net, x, tables["random_top100"], y, cfg, n_batches=1, tables=tables)
+    json.dumps(r, allow_nan=False)
+    assert set(r["Q4"]["terms_per_sample [mean]"]) == {"mean", "z_mode", "change (z_mode - mean)"}
+    assert set(r["Q4"]["terms_per_sample [sample]"]) == {"sample", "z_mode",
+                                                         "change (z_mode - sample)"}
+    # the objective runs an unknown classifier input as 'sample': same gradient
+    assert r["Q4"]["gradient_cosine [sample]"]["mean"] == pytest.approx(1.0)
+    assert r["Q1"]["source"]["mutual"] == "table not available" and r["Q1"]["purity"]["mutual"] is None
+    assert r["Q3"]["not_measured"] == ["pi_only"] and "argmax_agreement" in r["Q3"]
+    assert set(r["Q5"]["by_loss"]) == {"double_softmax", "cross_entropy", "focal"}
+    assert "max_abs_pi_diff [paper]" in r["Q9"] and r["Q9"]["max_abs_pi_diff [uniform]"] is None
+    assert "uniform" in r["Q9"]["error [uniform]"]
+    assert "cosine" in r["Q8"]["dgg"]["errors"] and r["Q8"]["dgg"]["epochs_differing_within_run"] == 0
+    assert "error" in r["Q7"]["configured_weights"]["weights"]["fixed"]
+    assert r["Q7"]["loss_effect"]["max_abs_term_change"] == 0.0     # no_inform: still exact zeros
+    assert set(r["Q7"]["by_similarity"]) == {"gauss", "inv_gauss", "student_t"}
+    assert "error" in r["Q6"]["by_sigma_mode"]["fixed"]
+
+    monkeypatch.setitem(config.CHOICES, "gmm_coefficient", ("half", "one"))
+    r["Q8"]["dgg"]["lr_cosine"] = [0.001] * len(r["Q8"]["dgg"]["lr_code"])
+    md = report.render_markdown(report.build_report(r, [{"name": "run", "history": []}]))
+    assert "- Switch: classifier_input: mean (code) / sample / z_mode" in md
+    assert "- Switch: sigma_mode: code / honoured / fixed" in md
+    assert "| epoch | code | nominal | cosine |" in md and "| 0 | 0.002 | 0.002 | 0.001 **differs** |" in md
+    assert "terms_per_sample [sample]" in md

@@ -1,0 +1,41 @@
+"""The discrepancy report: one measured section per quirk Q1..Q12 of the spec
+(``../shared/docs/original-dgg.md``), and the comparison of finished runs.
+
+``audit(net, x, table, labels, config)`` measures every quirk on the SAME
+weights, the SAME batches and the SAME reparameterisation noise for every
+setting of its switch; ``write_report(out_dir, audit, runs)`` writes
+``report.md`` (human-readable tables) and ``report.json`` (the same numbers
+under stable keys: one object per quirk, ``Q1`` ... ``Q12``, each with
+``title``, ``switch``, ``code``, ``paper`` and its measurements).
+
+    python -m dgg_tf.report RUN_DIR [RUN_DIR ...] [--out DIR]
+
+compares finished runs of ``reproduce/mnist.py`` (final and best ACC/NMI side
+by side, a combined curves plot), reusing each run's stored audit.
+
+A switch that changes nothing in a setting (sigma under a similarity that
+ignores distances, for example) is reported with exact zeros: the two settings
+give bit-identical inputs, so the loss and gradients are the same computation.
+
+Modules: ``quirks`` (texts and ids), ``switches`` (switch values, from CHOICES),
+``context`` (what the measurements share), ``batches`` (the pass over the audit
+batches), ``measures_init`` / ``measures_loss`` / ``measures_graph`` /
+``measures_run`` (one ``measure_qN(ctx)`` per quirk), ``orchestrator`` (``audit``),
+``document`` (report.json), ``markdown`` (report.md), ``runfiles`` (run files,
+atomic writes), ``cli`` (the comparison command).
+"""
+from .orchestrator import audit
+from .cli import main
+from .context import AuditContext, audit_batches
+from .document import build_report, summarize_run, write_report
+from .markdown import render_markdown
+from .measures_run import running_vs_full
+from .quirks import QUIRK_IDS, QUIRKS, REPORT_FORMAT, TEXT_KEYS
+from .runfiles import (_atomic_write, clean, load_run, plot_curves, read_history_csv,
+                       write_history_csv, write_json_atomic, write_text_atomic)
+
+__all__ = ["audit", "audit_batches", "AuditContext", "write_report", "build_report",
+           "render_markdown", "write_history_csv", "read_history_csv", "plot_curves",
+           "load_run", "clean", "summarize_run", "running_vs_full", "main", "QUIRKS",
+           "QUIRK_IDS", "TEXT_KEYS", "REPORT_FORMAT", "write_text_atomic", "write_json_atomic",
+           "_atomic_write"]

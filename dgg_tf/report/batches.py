@@ -1,0 +1,98 @@
+"""One pass over the audit batches for the quirks measured on the loss (Q4, Q7, Q9,
+Q10). Per batch, the configured setting's loss, gradient and classifier outputs are
+computed once (``BatchPass``) and handed to each quirk's per-batch function; each
+quirk keeps its own list of per-batch records and summarises it at the end."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from .stats import flat
+
+
+@dataclasses.dataclass
+class BatchPass:
+    """One audit batch under the configured settings: inputs, similarity weights ``w``,
+    per-sample loss terms and flat gradient; the coefficient-1 gmm loss and its gradient
+    from the same tape (Q10); gamma of x_mean and of the sampled z, [B, Nn, K]."""
+    x_nbrs: np.ndarray
+    eps: np.ndarray
+    w: np.ndarray
+    terms: dict
+    grad: np.ndarray
+    loss_one: float
+    grad_one: np.ndarray
+    gamma_mean: np.ndarray
+    gamma_sample: np.ndarray
+
+
+class BatchQuirk(NamedTuple):
+    """A quirk measured on the batches: ``per_batch(ctx, BatchPass) -> record`` and
+    ``result(ctx, records) -> measurements``."""
+    per_batch: Callable
+    result: Callable
+
+
+def per_sample(terms, loss, bsz):
+    """Loss terms divided by the batch size (ELBO sums / B), plus the loss itself."""
+    out = {k: float(v) / bsz for k, v in terms.items()}
+    out["loss"] = float(loss)
+    return out
+
+
+def loss_and_flat_gradient(net, x_nbrs, w, eps, config):
+    """Per-sample terms and the flat gradient of the loss under ``config``."""
+    from ..objective import loss_and_gradients
+    terms, loss, grads = loss_and_gradients(net, x_nbrs, w, eps, config)
+    return per_sample(terms, loss, x_nbrs.shape[0]), flat(grads)
+
+
+def _gammas(net, x_nbrs, eps):
+    """gamma of x_mean and of the sampled z, both [B, Nn, K] (one forward pass)."""
+    import tensorflow as tf
+
+    from ..objective import from_rows, to_rows
+    nn = x_nbrs.shape[1]
+    mean, logvar = net.encoder(to_rows(tf.constant(x_nbrs)))
+    z = mean + tf.exp(0.5 * logvar) * to_rows(tf.constant(eps))
+    g_mean = from_rows(net.classify(mean), nn).numpy().astype(np.float64)
+    g_sample = from_rows(net.classify(z), nn).numpy().astype(np.float64)
+    return g_mean, g_sample
+
+
+def configured_pass(net, x_nbrs, eps, config):
+    """The ``BatchPass`` of one batch: one forward pass gives the loss and gradient of the
+    code (gmm coefficient 1/2) and of the paper's typo (coefficient 1)."""
+    import tensorflow as tf
+
+    from ..graph import similarity_weights
+    from ..objective import forward_terms
+    bsz = x_nbrs.shape[0]
+    w = similarity_weights(x_nbrs, config.sigma, config.similarity, config.sigma_mode)
+    with tf.GradientTape(persistent=True) as tape:
+        terms, loss, _ = forward_terms(net, tf.constant(x_nbrs), tf.constant(w),
+                                       tf.constant(eps), config)
+        loss_one = loss - terms["gmm"] / float(bsz)   # -(sum + one more gmm) / B
+    variables = net.trainable_variables
+    grad = flat(tape.gradient(loss, variables))
+    grad_one = flat(tape.gradient(loss_one, variables))
+    del tape
+    g_mean, g_sample = _gammas(net, x_nbrs, eps)
+    return BatchPass(x_nbrs, eps, w, per_sample({k: float(v) for k, v in terms.items()},
+                                                float(loss), bsz),
+                     grad, float(loss_one), grad_one, g_mean, g_sample)
+
+
+def run_on_batches(ctx, quirks):
+    """Measure ``quirks`` ({quirk id: BatchQuirk}) in one pass over ``ctx.batches``;
+    returns {quirk id: measurements}."""
+    records = {qid: [] for qid in quirks}
+    n = len(ctx.batches)
+    for i, (_, x_nbrs, eps) in enumerate(ctx.batches):
+        ctx.log(f"batch {i + 1}/{n}")
+        bp = configured_pass(ctx.net, x_nbrs, eps, ctx.config)
+        for qid, quirk in quirks.items():
+            records[qid].append(quirk.per_batch(ctx, bp))
+    return {qid: quirk.result(ctx, records[qid]) for qid, quirk in quirks.items()}

@@ -1,0 +1,69 @@
+"""The report object (report.json) of an audit and/or finished runs, and writing it
+with its markdown rendering (report.md)."""
+from __future__ import annotations
+
+import datetime
+import os
+
+from .markdown import render_markdown
+from .measures_run import running_vs_full
+from .quirks import QUIRK_IDS, REPORT_FORMAT, measured_part, quirk_text
+from .runfiles import clean, write_json_atomic, write_text_atomic
+
+
+def summarize_run(run):
+    """Final and best full-pass / running ACC and NMI of a run dict (name, history, ...)."""
+    hist = run.get("history") or []
+    out = {"name": run.get("name"), "variant": run.get("variant"), "epochs": len(hist),
+           "seconds": float(sum(r.get("seconds", 0.0) or 0.0 for r in hist))}
+    if not hist:
+        return out
+    last = hist[-1]
+    out["final"] = {k: last.get(k) for k in ("full_acc", "full_nmi", "running_acc", "running_nmi",
+                                             "loss")}
+    best = {}
+    for key in ("full_acc", "full_nmi", "running_acc", "running_nmi"):
+        vals = [(r[key], r["epoch"]) for r in hist if r.get(key) is not None]
+        if vals:
+            v, e = max(vals, key=lambda t: (t[0], -t[1]))
+            best[key] = {"value": v, "epoch": e}
+    out["best"] = best
+    return out
+
+
+def build_report(audit_dict=None, runs=None):
+    """The report.json object: Q1..Q12 (text + measurements), setup, runs."""
+    runs = list(runs or [])
+    rep = {"format": REPORT_FORMAT,
+           "date": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+    by_run = audit_dict is None and any(r.get("audit") for r in runs)
+    for qid in QUIRK_IDS:
+        entry = quirk_text(qid)
+        if audit_dict is not None and qid in audit_dict:
+            entry.update(measured_part(audit_dict[qid]))
+        elif by_run:
+            entry["runs"] = {r["name"]: measured_part(r["audit"][qid])
+                             for r in runs if r.get("audit") and qid in r["audit"]}
+        rep[qid] = entry
+    if runs:
+        hist_q12 = {r["name"]: running_vs_full(r["history"]) for r in runs if r.get("history")}
+        if hist_q12:
+            rep["Q12"]["running_vs_full_by_run"] = hist_q12
+        rep["runs"] = [summarize_run(r) for r in runs]
+    if audit_dict is not None and "setup" in audit_dict:
+        rep["setup"] = audit_dict["setup"]
+    elif by_run:
+        rep["setup"] = {r["name"]: r["audit"].get("setup") for r in runs if r.get("audit")}
+    return clean(rep)
+
+
+def write_report(out_dir, audit_dict=None, runs=None):
+    """Write ``report.md`` and ``report.json`` into ``out_dir`` (atomically); returns the
+    report object. ``audit_dict``: one audit (``audit``'s result) or None; ``runs``:
+    run dicts (name, variant, history and optionally their own ``audit``) for the run
+    comparison and Q12, and, without ``audit_dict``, per-run measurements."""
+    os.makedirs(out_dir, exist_ok=True)
+    rep = build_report(audit_dict, runs)
+    write_json_atomic(os.path.join(out_dir, "report.json"), rep)
+    write_text_atomic(os.path.join(out_dir, "report.md"), render_markdown(rep))
+    return rep

@@ -1,0 +1,157 @@
+"""report.md: the report object (``build_report``) rendered as markdown tables."""
+from __future__ import annotations
+
+from .quirks import QUIRK_IDS, QUIRKS, measured_part
+
+_INTRO = ("One section per quirk of `../shared/docs/original-dgg.md` (Q1..Q12): what the "
+          "original code does, what the paper says, and measurements of both settings on "
+          "the same weights, batches and noise. Numbers are also in `report.json` under the "
+          "same keys.")
+
+
+def fmt(v):
+    """One value as table text (6 significant digits; long lists shortened)."""
+    if v is None:
+        return "n/a"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if v == 0:
+            return "0"
+        return f"{v:.6g}"
+    if isinstance(v, list):
+        if len(v) <= 10 and all(not isinstance(a, (dict, list)) for a in v):
+            return ", ".join(fmt(a) for a in v)
+        return (", ".join(fmt(a) for a in v[:4]) + f", ... ({len(v)} values; full list in "
+                "report.json)")
+    return str(v).replace("|", "\\|").replace("\n", " ")
+
+
+def _is_scalar(v):
+    return not isinstance(v, (dict, list)) or (isinstance(v, list) and all(
+        not isinstance(a, (dict, list)) for a in v))
+
+
+def _is_flat(v):
+    return isinstance(v, dict) and bool(v) and all(_is_scalar(a) for a in v.values())
+
+
+def _table(lines, columns):
+    """One table: a column per key of ``columns`` (each a flat dict), a row per inner key."""
+    cols = list(columns)
+    rows = []
+    for v in columns.values():
+        rows += [r for r in v if r not in rows]
+    lines += ["| | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append(f"| {r} | " + " | ".join(fmt(columns[c].get(r)) for c in cols) + " |")
+    lines.append("")
+
+
+def _render(lines, data, depth=0):
+    """Generic renderer: scalars as a quantity/value table; flat dicts side by side in
+    one table; a dict of flat dicts as its own table; deeper dicts as labelled blocks."""
+    scalars = {k: v for k, v in data.items() if _is_scalar(v) and k != "note"}
+    flats = {k: v for k, v in data.items() if _is_flat(v)}
+    if scalars:
+        lines += ["| quantity | value |", "|---|---|"]
+        lines += [f"| {k} | {fmt(v)} |" for k, v in scalars.items()]
+        lines.append("")
+    if flats:
+        _table(lines, flats)
+    for key, value in data.items():
+        if key in scalars or key in flats or key == "note" or not isinstance(value, dict):
+            continue
+        if value and all(_is_flat(v) for v in value.values()):
+            lines += [f"*{key}*", ""]
+            _table(lines, value)
+        elif value:
+            lines += [f"**{key}**" if depth == 0 else f"*{key}*", ""]
+            _render(lines, value, depth + 1)
+    if isinstance(data.get("note"), str):
+        lines += [f"Note: {data['note']}", ""]
+
+
+def _render_schedule(lines, q8):
+    """Q8's DGG learning rate per epoch, a column per schedule setting (``lr_<setting>``
+    lists), rows where the settings disagree marked."""
+    dgg = q8.get("dgg") if isinstance(q8, dict) else None
+    if not isinstance(dgg, dict):
+        return
+    modes = [k[3:] for k, v in dgg.items() if k.startswith("lr_") and isinstance(v, list)]
+    if not modes:
+        return
+    n = min(min(len(dgg[f"lr_{m}"]) for m in modes), 31)
+    lines += [f"DGG learning rate per epoch (0-based), first {n} epochs:", "",
+              "| epoch | " + " | ".join(modes) + " |", "|---|" + "---|" * len(modes)]
+    for e in range(n):
+        row = [dgg[f"lr_{m}"][e] for m in modes]
+        mark = " **differs**" if any(v != row[0] for v in row) else ""
+        lines.append(f"| {e} | " + " | ".join(fmt(v) for v in row) + f"{mark} |")
+    lines.append("")
+
+
+def _runs_section(runs):
+    """The '## Runs' table: final and best ACC/NMI of each run."""
+    lines = ["## Runs", "",
+             "| run | variant | epochs | final ACC | final NMI | best ACC (epoch) | "
+             "best NMI (epoch) | final running ACC | final running NMI | train s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        fin, best = r.get("final") or {}, r.get("best") or {}
+
+        def b(key):
+            v = best.get(key)
+            return f"{fmt(v['value'])} ({v['epoch']})" if v else "n/a"
+        lines.append(f"| {r['name']} | {r.get('variant') or 'n/a'} | {r['epochs']} | "
+                     f"{fmt(fin.get('full_acc'))} | {fmt(fin.get('full_nmi'))} | "
+                     f"{b('full_acc')} | {b('full_nmi')} | {fmt(fin.get('running_acc'))} | "
+                     f"{fmt(fin.get('running_nmi'))} | {fmt(r.get('seconds'))} |")
+    return lines + ["", "ACC/NMI: full pass over all samples after the epoch (NMI 'max' as the "
+                    "original prints); running = the original's per-step predictions (Q12). "
+                    "Curves: `curves.png`.", ""]
+
+
+def _setup_section(setup):
+    """'## Audit setup': one audit's setup, or one block per run (config left out)."""
+    lines = ["## Audit setup", ""]
+    if "n_batches" in setup:
+        _render(lines, {k: v for k, v in setup.items() if k != "config"})
+    else:
+        for name, s in setup.items():
+            if s:
+                lines += [f"*{name}*", ""]
+                _render(lines, {k: v for k, v in s.items() if k != "config"})
+    return lines
+
+
+def _quirk_section(qid, q):
+    """'## Qn: title': the texts, then the measurements (per run, then the audit's)."""
+    lines = [f"## {qid}: {q['title']}", "",
+             f"- Switch: {q['switch']}", f"- Code: {q['code']}", f"- Paper: {q['paper']}", ""]
+    measured = measured_part(q)
+    if "runs" in measured and isinstance(measured["runs"], dict):
+        for name, m in measured.pop("runs").items():
+            lines += [f"### {qid} in run {name}", ""]
+            _render(lines, m)
+            if qid == "Q8":
+                _render_schedule(lines, m)
+    if measured:
+        _render(lines, measured)
+        if qid == "Q8":
+            _render_schedule(lines, measured)
+    return lines
+
+
+def render_markdown(rep):
+    """report.md text of a report object: runs, audit setup, then one section per quirk."""
+    lines = ["# DGG discrepancy report", "", _INTRO, ""]
+    if rep.get("runs"):
+        lines += _runs_section(rep["runs"])
+    if rep.get("setup"):
+        lines += _setup_section(rep["setup"])
+    for qid in QUIRK_IDS:
+        lines += _quirk_section(qid, rep.get(qid, QUIRKS[qid]))
+    return "\n".join(lines).rstrip() + "\n"

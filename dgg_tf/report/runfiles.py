@@ -1,0 +1,136 @@
+"""Files of a run: JSON-clean values, atomic text/JSON writes, history.csv, the curves
+plot, and reading a run directory back (``load_run``)."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+
+import numpy as np
+
+from ..files import atomic_path, write_bytes_atomic
+from .quirks import QUIRK_IDS
+
+
+def clean(obj):
+    """JSON-ready copy: NumPy scalars/arrays to Python, NaN to None, +-Inf to strings."""
+    if isinstance(obj, dict):
+        return {str(k): clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return clean(obj.tolist())
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        if math.isnan(v):
+            return None
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return v
+    return obj
+
+
+def write_text_atomic(path, text):
+    """Write ``text`` to ``path`` through a temporary file (never half a file)."""
+    write_bytes_atomic(path, lambda f: f.write(text), mode="w")
+
+
+def write_json_atomic(path, obj):
+    """Write ``clean(obj)`` as strict JSON (indent 1, no NaN) to ``path`` atomically."""
+    write_text_atomic(path, json.dumps(clean(obj), indent=1, allow_nan=False) + "\n")
+
+
+_atomic_write = write_text_atomic   # the old private name, still imported elsewhere
+
+
+def write_history_csv(path, history):
+    """history.csv: one row per epoch, every key of the records (floats round-trip exactly)."""
+    keys = []
+    for r in history:
+        keys += [k for k in r if k not in keys]
+    buf = io.StringIO()
+    wr = csv.writer(buf, lineterminator="\n")
+    wr.writerow(keys)
+    for r in history:
+        wr.writerow(["" if r.get(k) is None else repr(r[k]) if isinstance(r[k], float) else r[k]
+                     for k in keys])
+    write_text_atomic(path, buf.getvalue())
+
+
+def _parse_cell(text):
+    """A history.csv cell as None, int, float or the text itself."""
+    if text == "":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def read_history_csv(path):
+    """The records of a history.csv written by ``write_history_csv``."""
+    with open(path, newline="") as f:
+        return [{k: _parse_cell(v) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def plot_curves(path, runs):
+    """ACC and NMI against epoch (full pass solid, running dashed) for one or more runs."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, metric in zip(axes, ("acc", "nmi")):
+        for i, run in enumerate(runs):
+            hist = run.get("history") or []
+            color = f"C{i}"
+            for kind, style in (("full", "-"), ("running", "--")):
+                pts = [(r["epoch"], r[f"{kind}_{metric}"]) for r in hist
+                       if r.get(f"{kind}_{metric}") is not None]
+                if pts:
+                    e, v = zip(*pts)
+                    ax.plot(e, v, style, color=color, marker="o" if len(pts) < 20 else None,
+                            markersize=3, label=f"{run.get('name', 'run')} {kind}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric.upper() + (" (NMI 'max')" if metric == "nmi" else ""))
+        ax.set_title(f"{metric.upper()}: full pass (solid), running (dashed)")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+    finally:
+        plt.close(fig)
+
+
+def load_run(run_dir):
+    """A finished (or running) run directory of reproduce/mnist.py as a run dict."""
+    run_dir = os.fspath(run_dir)
+    if not os.path.isdir(run_dir):
+        raise ValueError(f"run directory {run_dir} does not exist")
+    hist_path = os.path.join(run_dir, "history.csv")
+    if not os.path.exists(hist_path):
+        raise ValueError(f"{run_dir} holds no history.csv (not a training run of reproduce/mnist.py)")
+    run = {"name": os.path.basename(os.path.normpath(run_dir)), "dir": run_dir,
+           "history": read_history_csv(hist_path)}
+    cfg_path = os.path.join(run_dir, "config.json")
+    if os.path.exists(cfg_path):
+        with open(cfg_path) as f:
+            meta = json.load(f)
+        run["variant"] = meta.get("variant")
+        run["config"] = meta.get("config")
+    rep_path = os.path.join(run_dir, "report.json")
+    if os.path.exists(rep_path):
+        with open(rep_path) as f:
+            rep = json.load(f)
+        run["audit"] = {k: v for k, v in rep.items() if k in QUIRK_IDS or k == "setup"}
+    return run
