@@ -37,7 +37,7 @@ def _say(verbose, msg):
 
 
 # ---------------------------------------------------------------- checks (before any work)
-def prepare_inputs(config: DGGConfig, x, y, neighbors, weights):
+def prepare_inputs(config: DGGConfig, x, y, neighbors, weights, neighbor_info=None):
     """Every check that can run before the work: data, labels, neighbour tables and
     weights against the config. Returns a dict of the checked inputs."""
     from .neighbors import as_tables
@@ -49,6 +49,7 @@ def prepare_inputs(config: DGGConfig, x, y, neighbors, weights):
         raise ValueError(f"data has shape {x.shape}; the config expects [N, {config.input_dim}]")
     y = None if y is None else np.asarray(y)
     tables, stored_purity, table_info = as_tables(neighbors, len(x), config)
+    table_info.update(neighbor_info or {})
     table = tables[config.neighbor_selection]
     check_training_inputs(x, table, y, config)
     if isinstance(weights, dict):
@@ -232,17 +233,9 @@ def finish_run(net, inputs, files, run_info, audit):
     if y is not None:
         run_info["finished"].update(acc=cluster_acc(y, pred), nmi_max=nmi(y, pred, "max"),
                                     nmi_arithmetic=nmi(y, pred))
-    write_json(os.path.join(workdir, "config.json"), run_info)
+    rep.write_json_atomic(os.path.join(workdir, "config.json"), run_info)
     files.checkpoint()
     return pred
-
-
-def write_json(path, obj):
-    """JSON with NumPy values and NaN made plain, written atomically."""
-    import json
-
-    from . import report as rep
-    rep._atomic_write(path, json.dumps(rep.clean(obj), indent=1, allow_nan=False) + "\n")
 
 
 # ---------------------------------------------------------------- the whole run
@@ -270,7 +263,7 @@ def _resume(net, ckpt_path, config, inputs, run_info, verbose):
 def run_dgg(config: DGGConfig, x, y=None, *, neighbors, weights, workdir, resume=False,
             callbacks=(), verbose=1, audit=True, audit_only=False, audit_batches=10,
             audit_classifier_epochs=None, strategy=None, steps_per_execution=1,
-            tensorboard=None, info=None):
+            tensorboard=None, info=None, neighbor_info=None):
     """Run DGG end to end in ``workdir``; returns a dict with the history, predictions
     and the path of the run.
 
@@ -280,11 +273,12 @@ def run_dgg(config: DGGConfig, x, y=None, *, neighbors, weights, workdir, resume
     ``resume`` continues the checkpoint in ``workdir`` exactly. ``callbacks``: Keras
     callbacks for DGG training (their logs hold each epoch's record). ``strategy``: a
     ``tf.distribute`` strategy. ``tensorboard``: a log directory. ``info``: extra entries
-    for config.json (command, variant, data description). ``verbose``: 0 silent, 1
+    for config.json (command, variant, data description); ``neighbor_info`` likewise
+    for the neighbour table's entry (how it was built). ``verbose``: 0 silent, 1
     progress bars, 2 one line per epoch. Bad input raises ValueError before any work
     and before the run directory is created; a busy directory raises RunDirError.
     """
-    inputs = prepare_inputs(config, x, y, neighbors, weights)
+    inputs = prepare_inputs(config, x, y, neighbors, weights, neighbor_info)
     check_writable(workdir)
     check_new_or_resumable(workdir, resume)
     run_info = _run_info(config, inputs, workdir, info)
@@ -317,7 +311,7 @@ def _run_locked(config, inputs, workdir, run_info, resume, callbacks, verbose, a
         history = []
         if stages["audit"] is not None:
             run_info["audit_seconds"] = stages["audit"]["setup"]["seconds"]
-    write_json(os.path.join(workdir, "config.json"), run_info)
+    rep.write_json_atomic(os.path.join(workdir, "config.json"), run_info)
     if audit_only:
         rep.write_report(workdir, stages["audit"])
         return {"workdir": workdir, "history": [], "audit": stages["audit"]}

@@ -74,17 +74,17 @@ def make_config(args):
 
 
 def neighbors_for(args, config, x):
-    """The neighbour table argument of run_dgg: a file, or tables rebuilt in a subset."""
+    """run_dgg's neighbour table (a file, or tables rebuilt in a subset) and its note."""
     from dgg_tf.neighbors import rebuild_raw, sibling_path
     if args.neighbors:
-        return args.neighbors                 # run_dgg checks that it has N rows
+        return args.neighbors, None           # run_dgg checks that it has N rows
     if args.subset is not None:
         tables, info = rebuild_raw(x, config)
         print(f"neighbours: {info['note']}", flush=True)
-        return tables
+        return tables, info
     if config.neighbor_selection == "random_top100":
-        return DEFAULT_NEIGHBORS
-    return sibling_path(DEFAULT_NEIGHBORS, "random_top100")
+        return DEFAULT_NEIGHBORS, None
+    return sibling_path(DEFAULT_NEIGHBORS, "random_top100"), None
 
 
 def run(args, x=None, y=None, callbacks=()):
@@ -115,7 +115,8 @@ def run(args, x=None, y=None, callbacks=()):
     info = {"variant": args.variant, "data": desc, "subset": args.subset,
             "audit_only": bool(args.audit_only),
             "command": "python reproduce/mnist.py " + shlex.join(args.argv), "cwd": os.getcwd()}
-    run_dgg(config, x, y, neighbors=neighbors_for(args, config, x), weights=args.weights,
+    neighbors, neighbor_info = neighbors_for(args, config, x)
+    run_dgg(config, x, y, neighbors=neighbors, neighbor_info=neighbor_info, weights=args.weights,
             workdir=out, resume=args.resume, verbose=args.verbose, audit_only=args.audit_only,
             audit_batches=args.audit_batches, strategy=make_strategy(args.strategy),
             audit_classifier_epochs=args.audit_classifier_epochs, info=info,
