@@ -200,6 +200,34 @@ class _Searcher:
         return out, proved
 
 
+def _check_knn_input(x, k, block_size):
+    """knn's arguments, checked: (x as an array, k, block_size) or a ValueError."""
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"knn expects a 2-D array [N, D], got shape {x.shape}")
+    if x.dtype == np.bool_:
+        x = x.astype(np.uint8)
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise ValueError(f"knn expects a numeric array, got dtype {x.dtype}")
+    n = len(x)
+    k = int(k)
+    if k < 1:
+        raise ValueError(f"knn: k must be at least 1, got {k}")
+    if k >= n:
+        raise ValueError(f"knn: k={k} neighbours requested but there are only {n} rows "
+                         f"(k must be at most N - 1 = {n - 1})")
+    if int(block_size) < 1:
+        raise ValueError(f"knn: block_size must be positive, got {block_size}")
+    block_size = int(block_size)
+    if np.issubdtype(x.dtype, np.floating):
+        finite = np.isfinite(x).all(axis=1)
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            raise ValueError(f"knn: {bad.size} row(s) contain NaN or Inf (first: row {bad[0]}); "
+                             "distances are undefined")
+    return x, k, block_size
+
+
 def knn(x, k, block_size=2048, return_stats=False):
     """Indices of the k + 1 nearest rows of every row of ``x`` [N, D], by squared
     Euclidean distance: shape [N, k + 1] int64, column 0 the row itself, then the
@@ -221,29 +249,8 @@ def knn(x, k, block_size=2048, return_stats=False):
     With ``return_stats=True`` also returns a dict: candidates per row, rows redone
     in float64, rows redone by the full pass.
     """
-    x = np.asarray(x)
-    if x.ndim != 2:
-        raise ValueError(f"knn expects a 2-D array [N, D], got shape {x.shape}")
-    if x.dtype == np.bool_:
-        x = x.astype(np.uint8)
-    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
-        raise ValueError(f"knn expects a numeric array, got dtype {x.dtype}")
+    x, k, block_size = _check_knn_input(x, k, block_size)
     n, dim = x.shape
-    k = int(k)
-    if k < 1:
-        raise ValueError(f"knn: k must be at least 1, got {k}")
-    if k >= n:
-        raise ValueError(f"knn: k={k} neighbours requested but there are only {n} rows "
-                         f"(k must be at most N - 1 = {n - 1})")
-    if int(block_size) < 1:
-        raise ValueError(f"knn: block_size must be positive, got {block_size}")
-    block_size = int(block_size)
-    if np.issubdtype(x.dtype, np.floating):
-        finite = np.isfinite(x).all(axis=1)
-        if not finite.all():
-            bad = np.flatnonzero(~finite)
-            raise ValueError(f"knn: {bad.size} row(s) contain NaN or Inf (first: row {bad[0]}); "
-                             "distances are undefined")
     norms = np.einsum("ij,ij->i", x, x, dtype=np.float64)   # ||b||^2 in float64
     if not np.isfinite(norms).all():
         raise ValueError("knn: squared norms overflow float64; rescale the data")
