@@ -308,6 +308,7 @@ def train_dgg(net: DGGNetwork, x, table, labels=None, *, history=None, initial_e
     history = [] if history is None else history
     n_classes = None if labels is None else int(labels.max()) + 1
     feed = net.feed = BatchFeed(x, cfg, n_classes)
+    net.train_function = None      # a traced step holds the previous call's data: retrace
     steps = steps_per_epoch(len(x), cfg.batch_size)
     own = [step_lr_callback(cfg.learning_rate, cfg.lr_gamma, cfg.lr_step, cfg.lr_schedule),
            NonFiniteStop(steps, net.step_metrics[-1]),
