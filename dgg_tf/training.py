@@ -16,10 +16,10 @@ import tensorflow as tf
 from sklearn.cluster import KMeans
 
 from .config import DGGConfig
-from .fitting import (NonFiniteStop, TrainingError, batch_noise, index_batches,
-                      step_lr_callback, steps_per_epoch)
+from .fitting import (Contingency, NonFiniteStop, StepMean, TrainingError, batch_noise,
+                      index_batches, step_lr_callback, steps_per_epoch)
 from .graph import SIGMA_ROW, needs_distances, similarity_weights_tf
-from .metrics import Contingency, StepMean, cluster_acc, nmi
+from .metrics import cluster_acc, nmi
 from .models import STEP_MEANS, STEP_SUMS, DGGNetwork, encode_mean
 from .optimizers import TorchAdam, TorchSGD, step_lr
 
