@@ -3,7 +3,6 @@ and (below) exact nearest neighbours and the neighbour table (section 2)."""
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 
 from .config import CHOICES
 
@@ -93,6 +92,7 @@ def similarity_weights_tf(x_nbrs, sigma=10.0, kind="no_inform", sigma_mode="code
     holding part of the batch still divides by the whole batch's row. Same float32
     formulas as the NumPy version; a sum over D may round differently.
     """
+    import tensorflow as tf      # here: the NumPy half of this module stays TensorFlow-free
     _check_kind(kind, sigma_mode)
     nn = x_nbrs.shape[1]
     if not needs_distances(kind):

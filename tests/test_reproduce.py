@@ -83,7 +83,8 @@ def tiny(tmp_path_factory):
 
 def base_args(tiny, out, *extra):
     return ["--variant", "code", "--data", str(tiny), "--weights", str(tiny / "ae.h5"),
-            "--subset", str(N), "--set", "encoder_dims=16,16,32", "--set", "classifier_epochs=2",
+            "--subset", str(N), "--subset-neighbors", "raw",
+            "--set", "encoder_dims=16,16,32", "--set", "classifier_epochs=2",
             "--set", "kmeans_n_init=2", "--audit-batches", "2", "--verbose", "0",
             "--out", str(out), *extra]
 
@@ -280,3 +281,20 @@ def test_unusable_out_and_mismatched_neighbors(tiny, tmp_path, capsys):
     assert mnist.main(args) == 2
     assert "300 rows but the data has 200" in capsys.readouterr().err
     assert not (tmp_path / "sub").exists()
+
+
+@pytest.mark.skipif(not os.path.isdir(mnist.SHARED_MNIST), reason="needs ../shared/data/mnist")
+def test_subset_uses_the_shipped_siamese_embedding(tmp_path, capsys):
+    """--subset builds the original's table inside the subset from the shipped Siamese
+    network (not raw pixels), records its purity, and prints it."""
+    out = tmp_path / "sub"
+    assert mnist.main(["--subset", "200", "--epochs", "0", "--audit-only", "--audit-batches", "1",
+                       "--set", "classifier_epochs=1", "--set", "kmeans_n_init=1",
+                       "--verbose", "1", "--out", str(out)]) == 0
+    info = json.loads((out / "config.json").read_text())["neighbors"]
+    assert info["source"] == "siamese_subset" and info["n_samples"] == 200
+    by_mode = info["purity_by_mode"]
+    assert info["purity"] == pytest.approx(by_mode["random_top100"])
+    assert 0.1 < by_mode["random_top100"] < by_mode["nearest"] <= 1   # ~20 images per class
+    captured = capsys.readouterr()
+    assert f"purity {info['purity']:.3f}" in captured.out and "below 0.8" in captured.err
