@@ -13,9 +13,14 @@ from .runfiles import clean, write_json_atomic, write_text_atomic
 
 def summarize_run(run):
     """Final and best full-pass / running ACC and NMI of a run dict (name, history, ...)."""
+    from ..collapse import collapse_epochs
     hist = run.get("history") or []
     out = {"name": run.get("name"), "variant": run.get("variant"), "epochs": len(hist),
            "seconds": float(sum(r.get("seconds", 0.0) or 0.0 for r in hist))}
+    if run.get("classifier_acc") is not None:
+        out["classifier_acc"] = run["classifier_acc"]
+    if collapse_epochs(hist):
+        out["warnings"] = {"collapse": collapse_epochs(hist)}
     if not hist:
         return out
     last = hist[-1]
