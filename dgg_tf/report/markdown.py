@@ -161,7 +161,10 @@ def _quirk_section(qid, q):
 
 def render_markdown(rep):
     """report.md text of a report object: runs, audit setup, then one section per quirk."""
+    from .effects import effects_section
     lines = ["# DGG discrepancy report", "", _INTRO, ""]
+    if rep.get("sweep"):
+        lines += effects_section(rep["sweep"])
     if rep.get("runs"):
         lines += _warnings_section(rep["runs"]) + _runs_section(rep["runs"])
     if rep.get("setup"):
