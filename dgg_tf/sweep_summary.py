@@ -9,6 +9,7 @@ baseline), its interval from resampling those seeds."""
 from __future__ import annotations
 
 import os
+import textwrap
 
 import numpy as np
 
@@ -157,7 +158,7 @@ def plot_sweep(path, sweep):
         ax.set_xticks(range(1, len(names) + 1), names, rotation=40, ha="right", fontsize=7)
         ax.set_ylabel(metric.replace("full_", "").upper() + " (full pass, final epoch)")
         ax.grid(alpha=0.3, axis="y")
-    fig.suptitle(protocol_line(sweep["protocol"]), fontsize=8)
+    fig.suptitle("\n".join(textwrap.wrap(protocol_line(sweep["protocol"]), 150)), fontsize=8)
     fig.tight_layout()
     try:
         with atomic_path(path) as tmp:

@@ -20,6 +20,14 @@ PROTOCOL = {"name": "test", "subset": None, "epochs": 1, "precision": "float32",
 NAMES = ["code", "gmm_coefficient=1.0"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread_for_kmeans():
+    """K-means on tiny data is far slower with busy cores than single-threaded."""
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(1):
+        yield
+
+
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """240 blobs in [0, 1]^64 with labels, raw-kNN tables and a tiny autoencoder file."""
@@ -132,3 +140,19 @@ def test_report_effect_on_the_final_result(swept, tmp_path):
     assert "gmm_coefficient=1.0 (Q10)" in md
     assert report.main(["--sweep", str(path), "--out", str(tmp_path / "r")]) == 0
     assert json.loads((tmp_path / "r" / "report.json").read_text())["sweep"]["dir"]
+
+
+def test_script_plan_and_usage_errors(capsys):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "sweep_script", os.path.join(os.path.dirname(__file__), "..", "reproduce", "sweep.py"))
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main(["--protocol", "cpu", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "10 configurations, 34 cells, 10000 images, 15 epochs, mixed_bfloat16" in out
+    assert script.main(["--jobs", "0", "--dry-run"]) == 2
+    assert script.main(["--set", "gmm_coefficient=3", "--dry-run"]) == 2
+    assert script.main(["--configs", "code,nope", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error: ") == 3 and "unknown configuration(s) nope" in err
