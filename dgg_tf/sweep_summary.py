@@ -146,7 +146,7 @@ def plot_sweep(path, sweep):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .files import atomic_path
+    from .report.runfiles import save_figure
     names = list(sweep["configs"])
     fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.1 * len(names) + 3), 5))
     for ax, metric in zip(axes, METRICS):
@@ -159,12 +159,7 @@ def plot_sweep(path, sweep):
         ax.set_ylabel(metric.replace("full_", "").upper() + " (full pass, final epoch)")
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle("\n".join(textwrap.wrap(protocol_line(sweep["protocol"]), 150)), fontsize=8)
-    fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=100)
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)
 
 
 def write_summary(sweep_dir):

@@ -164,7 +164,11 @@ def run(args):
         print(f"data: {len(x)} images; neighbours {info['neighbors']}; purity "
               f"{info['purity']:.3f}", flush=True)
         prepare(out, protocol, configs, x, y, tables, args.weights, info)
-    failed = run_sweep(out, jobs=args.jobs)
+    try:
+        failed = run_sweep(out, jobs=args.jobs)
+    except KeyboardInterrupt:
+        print("\ninterrupted; the same command resumes the sweep", file=sys.stderr)
+        return 130
     print(f"wrote {os.path.join(out, 'sweep.json')}, sweep.md, sweep.png", flush=True)
     if failed:
         print(f"error: {failed} cell(s) failed; see {out}/logs; rerun to retry them",

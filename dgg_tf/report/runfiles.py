@@ -116,6 +116,12 @@ def plot_curves(path, runs):
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=7)
+    save_figure(fig, path)
+
+
+def save_figure(fig, path):
+    """Save a matplotlib figure as PNG at ``path`` atomically, then close it."""
+    import matplotlib.pyplot as plt
     fig.tight_layout()
     try:
         with atomic_path(path) as tmp:
