@@ -24,6 +24,7 @@ CHOICES = {
     "lr_schedule": ("code", "nominal"),                 # Q8
     "precision": ("float32", "mixed_bfloat16"),
     "pretrain_schedule": ("section9", "dec"),
+    "gmm_coefficient": (0.5, 1.0),                      # Q10: code and supplement / main text
 }
 
 
@@ -40,6 +41,7 @@ class DGGConfig:
     classifier_pretrain_loss: str = "double_softmax"
     lr_schedule: str = "code"
     kmeans_n_init: int = 10                             # Q2
+    gmm_coefficient: float = 0.5                        # Q10
     precision: str = "float32"
 
     # ---- architecture ----
@@ -107,7 +109,7 @@ class DGGConfig:
             if value not in allowed:
                 raise ValueError(
                     f"config: {name}={value!r} is not allowed; choose one of "
-                    f"{', '.join(allowed)}")
+                    f"{', '.join(str(a) for a in allowed)}")
         object.__setattr__(self, "encoder_dims", tuple(int(d) for d in self.encoder_dims))
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)

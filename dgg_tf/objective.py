@@ -45,21 +45,24 @@ def prior_tf(gamma_nbrs, w, mode):
     return numerator / tf.reduce_sum(numerator, axis=1, keepdims=True)
 
 
-def elbo_terms(target, recon, mean, logvar, gamma, log_pc, w_rows, gmm_mean, gmm_std):
+def elbo_terms(target, recon, mean, logvar, gamma, log_pc, w_rows, gmm_mean, gmm_std,
+               gmm_coefficient=0.5):
     """The five weighted ELBO sums (each sum_r w_r * term_r), float32 scalars.
 
     target, recon [R, D] (or any broadcastable pair whose leading axes flatten to R,
     e.g. [B, 1, D] and [B, Nn, D]); mean, logvar [R, M]; gamma, log_pc [R, K]; w_rows [R];
     gmm_mean, gmm_std [M, K] (only std**2 is used, so std may go negative).
-    The coefficient 1/2 on E[log p(z|c)] is the code's (Q10).
+    ``gmm_coefficient`` multiplies sum_d [log(2 pi s^2) + ((mu - m)^2 + exp(logvar)) / s^2]
+    in E[log p(z|c)]: 1/2 the code's and the supplement's, 1 the main text's (Q10).
     """
     recon_r = tf.reduce_sum(target * tf.math.log(recon + _LOG_EPS)
                             + (1.0 - target) * tf.math.log((1.0 - recon) + _LOG_EPS), axis=-1)
     recon_r = tf.reshape(recon_r, [-1])
     var = tf.square(gmm_std)                                             # [M, K]
-    log_norm = -0.5 * tf.reduce_sum(tf.math.log(var * (2.0 * math.pi)), axis=0)   # [K]
+    c = gmm_coefficient                                                  # 0.5: the code (Q10)
+    log_norm = -c * tf.reduce_sum(tf.math.log(var * (2.0 * math.pi)), axis=0)      # [K]
     sq = tf.square(mean[:, :, None] - gmm_mean[None]) + tf.exp(logvar)[:, :, None]
-    log_pz = log_norm - 0.5 * tf.reduce_sum(sq / var[None], axis=1)     # [R, K]
+    log_pz = log_norm - c * tf.reduce_sum(sq / var[None], axis=1)       # [R, K]
     per_row = {
         "reconstruction": recon_r,
         "gmm": tf.reduce_sum(gamma * log_pz, axis=1),
@@ -113,7 +116,7 @@ def forward_terms(net, x_nbrs, w, eps, config, batch_size=None):
         log_pc = tf.where(pc > 0, log_pc, 0.0)
     log_pc = tf.repeat(log_pc, nn, axis=0)    # row i * Nn + j gets sample i's prior
     terms = elbo_terms(target, recon, mean, logvar, gamma, log_pc, w_rows,
-                       net.gmm.mean, net.gmm.std)
+                       net.gmm.mean, net.gmm.std, float(config.gmm_coefficient))
     if batch_size is None:
         batch_size = tf.cast(batch, tf.float32)
     loss = -tf.add_n([terms[k] for k in TERMS]) / batch_size

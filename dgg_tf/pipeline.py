@@ -146,12 +146,16 @@ class _RunFiles:
         save_checkpoint(os.path.join(self.workdir, CHECKPOINT), self.net, len(self.history),
                         self.history, self.meta, self.kmeans_labels)
 
+    def run(self):
+        """The run as the report sees it: name, variant, history, classifier ACC."""
+        from .collapse import classifier_acc
+        return {"name": self.name, "variant": self.meta.get("variant"), "history": self.history,
+                "classifier_acc": classifier_acc(self.meta.get("classifier_history"))}
+
     def curves(self):
         from . import report as rep
         rep.write_history_csv(os.path.join(self.workdir, "history.csv"), self.history)
-        rep.plot_curves(os.path.join(self.workdir, "curves.png"),
-                        [{"name": self.name, "variant": self.meta.get("variant"),
-                          "history": self.history}])
+        rep.plot_curves(os.path.join(self.workdir, "curves.png"), [self.run()])
 
     def on_epoch(self, epoch, logs):
         self.checkpoint()
@@ -195,11 +199,15 @@ def _tensorboard(log_dir, history):
 
 def train_run(net, inputs, files, start_epoch, callbacks=(), tensorboard=None, verbose=1):
     """DGG training from ``start_epoch`` with the run's callbacks, then the user's."""
+    from .collapse import collapse_callback
     from .fitting import EpochEnd
     from .training import train_dgg
     eta = _eta_callback(net.config.epochs, verbose)
     eta.model_history = files.history
-    own = [EpochEnd(files.on_epoch), eta] + ([_tensorboard(tensorboard, files.history)] if tensorboard else [])
+    watch = collapse_callback(files.history, inputs["x"], net.config.n_clusters,
+                              files.run()["classifier_acc"])
+    own = [eta, watch, EpochEnd(files.on_epoch)] + (
+        [_tensorboard(tensorboard, files.history)] if tensorboard else [])
     _say(verbose, f"DGG training: epochs {start_epoch + 1}..{net.config.epochs}, "
          f"out {files.workdir}")
     return train_dgg(net, inputs["x"], inputs["table"], inputs["y"], history=files.history,
@@ -227,8 +235,7 @@ def finish_run(net, inputs, files, run_info, audit):
     write_bytes_atomic(os.path.join(workdir, "predictions.npy"),
                        lambda f: np.save(f, pred.astype(np.int64)))
     files.curves()
-    rep.write_report(workdir, audit, [{"name": files.name, "variant": run_info.get("variant"),
-                                       "history": files.history}])
+    rep.write_report(workdir, audit, [{**files.run(), "variant": run_info.get("variant")}])
     wall = files.wall_before + time.time() - files.t0
     run_info["finished"] = {"at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                             "epochs": len(files.history), "wall_seconds": round(wall, 1)}
@@ -334,6 +341,8 @@ def _start_or_resume(net, config, inputs, workdir, run_info, opts):
         _say(opts.verbose, f"--resume: no checkpoint in {workdir} yet; starting from the start")
     stages = initial_stages(net, inputs, config, opts.audit or opts.audit_only,
                             opts.audit_batches, opts.audit_classifier_epochs, opts.verbose)
+    if stages["classifier_history"]:
+        run_info["classifier"] = stages["classifier_history"][-1]
     if stages["audit"] is not None:
         run_info["audit_seconds"] = stages["audit"]["setup"]["seconds"]
     return stages, [], run_info, 0.0

@@ -287,7 +287,8 @@ class EpochRecorder(keras.callbacks.Callback):
             record.update(running_acc=running["acc"], running_nmi=running["nmi"],
                           full_acc=cluster_acc(self.labels, full),
                           full_nmi=nmi(self.labels, full, "max"),
-                          full_nmi_arithmetic=nmi(self.labels, full))
+                          full_nmi_arithmetic=nmi(self.labels, full),
+                          clusters_used=int(np.unique(full).size))
         record["seconds"] = time.time() - self.t0
         record["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
         self.history.append(record)

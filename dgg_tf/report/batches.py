@@ -15,8 +15,8 @@ from .stats import flat
 @dataclasses.dataclass
 class BatchPass:
     """One audit batch under the configured settings: inputs, similarity weights ``w``,
-    per-sample loss terms and flat gradient; the coefficient-1 gmm loss and its gradient
-    from the same tape (Q10); gamma of x_mean and of the sampled z, [B, Nn, K]."""
+    per-sample loss terms and flat gradient; the loss and gradient under the other gmm
+    coefficient from the same tape (Q10); gamma of x_mean and of the sampled z, [B, Nn, K]."""
     x_nbrs: np.ndarray
     eps: np.ndarray
     w: np.ndarray
@@ -62,9 +62,15 @@ def _gammas(net, x_nbrs, eps):
     return g_mean, g_sample
 
 
+def _other_coefficient(c):
+    """The gmm coefficient (Q10) the audit compares with the configured ``c``."""
+    return 1.0 if c == 0.5 else 0.5
+
+
 def configured_pass(net, x_nbrs, eps, config):
     """The ``BatchPass`` of one batch: one forward pass gives the loss and gradient of the
-    code (gmm coefficient 1/2) and of the paper's typo (coefficient 1)."""
+    configured gmm coefficient and of the other one (Q10: 1/2 the code, 1 the main text);
+    ``loss_one`` and ``grad_one`` hold the other's."""
     import tensorflow as tf
 
     from ..graph import similarity_weights
@@ -74,7 +80,9 @@ def configured_pass(net, x_nbrs, eps, config):
     with tf.GradientTape(persistent=True) as tape:
         terms, loss, _ = forward_terms(net, tf.constant(x_nbrs), tf.constant(w),
                                        tf.constant(eps), config)
-        loss_one = loss - terms["gmm"] / float(bsz)   # -(sum + one more gmm) / B
+        # the other gmm coefficient (Q10): the gmm term scaled by other / configured
+        scale = _other_coefficient(config.gmm_coefficient) / config.gmm_coefficient - 1.0
+        loss_one = loss - terms["gmm"] * scale / float(bsz)
     variables = net.trainable_variables
     grad = flat(tape.gradient(loss, variables))
     grad_one = flat(tape.gradient(loss_one, variables))

@@ -1,6 +1,7 @@
-"""``python -m dgg_tf.report RUN_DIR [RUN_DIR ...] [--out DIR]``: compare finished runs
-of reproduce/mnist.py (final and best ACC/NMI side by side, combined curves, and each
-run's stored audit), written to a directory that is not one of the runs'."""
+"""``python -m dgg_tf.report RUN_DIR [RUN_DIR ...] [--sweep DIR] [--out DIR]``: compare
+finished runs of reproduce/mnist.py (final and best ACC/NMI side by side, combined
+curves, and each run's stored audit) and, with --sweep, each quirk's effect on the final
+result, written to a directory that is not one of the runs'."""
 from __future__ import annotations
 
 import argparse
@@ -29,7 +30,10 @@ def _parse(argv):
         prog="python -m dgg_tf.report",
         description="Compare finished runs of reproduce/mnist.py: final and best ACC/NMI side "
                     "by side, combined curves, and each run's stored discrepancy audit.")
-    p.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("runs", nargs="*", metavar="RUN_DIR")
+    p.add_argument("--sweep", default=None, metavar="DIR",
+                   help="a sweep directory of reproduce/sweep.py: each quirk's effect on "
+                        "the final result, and a ranked summary at the top")
     p.add_argument("--out", default=None,
                    help="output directory (default runs/compare-<timestamp>); must not be "
                         "one of the runs' directories")
@@ -39,6 +43,9 @@ def _parse(argv):
 def main(argv=None):
     """Write the comparison report of the runs given; 0 on success, 2 on a bad input."""
     args = _parse(argv)
+    if not args.runs and not args.sweep:
+        print("error: give RUN_DIR(s), --sweep DIR, or both", file=sys.stderr)
+        return 2
     out = args.out or os.path.join(
         "runs", "compare-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     clash = _run_holding(out, args.runs)
@@ -53,8 +60,9 @@ def main(argv=None):
         if len(set(names)) != len(names):
             for i, r in enumerate(runs):
                 r["name"] = f"{i + 1}:{r['name']}"
-        write_report(out, None, runs)
-        plot_curves(os.path.join(out, "curves.png"), runs)
+        write_report(out, None, runs, args.sweep)
+        if runs:
+            plot_curves(os.path.join(out, "curves.png"), runs)
     except (ValueError, OSError, json.JSONDecodeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -63,5 +71,5 @@ def main(argv=None):
         fin = s.get("final") or {}
         print(f"{s['name']}: {s['epochs']} epochs, final ACC={fmt(fin.get('full_acc'))} "
               f"NMI={fmt(fin.get('full_nmi'))}")
-    print(f"wrote {os.path.join(out, 'report.md')}, report.json, curves.png")
+    print(f"wrote {os.path.join(out, 'report.md')}, report.json" + (", curves.png" if runs else ""))
     return 0

@@ -13,9 +13,14 @@ from .runfiles import clean, write_json_atomic, write_text_atomic
 
 def summarize_run(run):
     """Final and best full-pass / running ACC and NMI of a run dict (name, history, ...)."""
+    from ..collapse import collapse_epochs
     hist = run.get("history") or []
     out = {"name": run.get("name"), "variant": run.get("variant"), "epochs": len(hist),
            "seconds": float(sum(r.get("seconds", 0.0) or 0.0 for r in hist))}
+    if run.get("classifier_acc") is not None:
+        out["classifier_acc"] = run["classifier_acc"]
+    if collapse_epochs(hist):
+        out["warnings"] = {"collapse": collapse_epochs(hist)}
     if not hist:
         return out
     last = hist[-1]
@@ -31,9 +36,12 @@ def summarize_run(run):
     return out
 
 
-def build_report(audit_dict=None, runs=None):
-    """The report.json object: Q1..Q12 (text + measurements), setup, runs."""
+def build_report(audit_dict=None, runs=None, sweep=None):
+    """The report.json object: Q1..Q12 (text + measurements), setup, runs; with
+    ``sweep`` (a sweep directory) each flipped quirk's effect on the final result."""
+    from .effects import sweep_effects
     runs = list(runs or [])
+    effect = sweep_effects(sweep) if sweep else {}
     rep = {"format": REPORT_FORMAT,
            "date": datetime.datetime.now(datetime.timezone.utc).isoformat()}
     by_run = audit_dict is None and any(r.get("audit") for r in runs)
@@ -41,6 +49,8 @@ def build_report(audit_dict=None, runs=None):
         entry = quirk_text(qid)
         if audit_dict is not None and qid in audit_dict:
             entry.update(measured_part(audit_dict[qid]))
+        if qid in effect:
+            entry["effect_on_final_result"] = effect[qid]
         elif by_run:
             entry["runs"] = {r["name"]: measured_part(r["audit"][qid])
                              for r in runs if r.get("audit") and qid in r["audit"]}
@@ -50,6 +60,8 @@ def build_report(audit_dict=None, runs=None):
         if hist_q12:
             rep["Q12"]["running_vs_full_by_run"] = hist_q12
         rep["runs"] = [summarize_run(r) for r in runs]
+    if effect:
+        rep["sweep"] = effect["sweep"]
     if audit_dict is not None and "setup" in audit_dict:
         rep["setup"] = audit_dict["setup"]
     elif by_run:
@@ -57,13 +69,14 @@ def build_report(audit_dict=None, runs=None):
     return clean(rep)
 
 
-def write_report(out_dir, audit_dict=None, runs=None):
+def write_report(out_dir, audit_dict=None, runs=None, sweep=None):
     """Write ``report.md`` and ``report.json`` into ``out_dir`` (atomically); returns the
     report object. ``audit_dict``: one audit (``audit``'s result) or None; ``runs``:
     run dicts (name, variant, history and optionally their own ``audit``) for the run
-    comparison and Q12, and, without ``audit_dict``, per-run measurements."""
+    comparison and Q12, and, without ``audit_dict``, per-run measurements; ``sweep``: a
+    sweep directory for the effect of each quirk on the final result."""
     os.makedirs(out_dir, exist_ok=True)
-    rep = build_report(audit_dict, runs)
+    rep = build_report(audit_dict, runs, sweep)
     write_json_atomic(os.path.join(out_dir, "report.json"), rep)
     write_text_atomic(os.path.join(out_dir, "report.md"), render_markdown(rep))
     return rep

@@ -114,6 +114,20 @@ def _runs_section(runs):
                     "Curves: `curves.png`.", ""]
 
 
+def _warnings_section(runs):
+    """'## Warnings': the epochs of each run that ended in a collapse (``dgg_tf.collapse``)."""
+    lines = []
+    for r in runs:
+        for e in (r.get("warnings") or {}).get("collapse", []):
+            lines.append(f"- {r['name']}, epoch {e['epoch']}: collapse ({fmt(e['clusters_used'])} "
+                         f"clusters in use, full-pass ACC {fmt(e['full_acc'])}; pretrained "
+                         f"classifier ACC {fmt(r.get('classifier_acc'))})")
+    if not lines:
+        return []
+    return ["## Warnings", "", "A collapse: fewer than half the clusters in use, or full-pass "
+            "ACC below half the pretrained classifier's. Training went on.", ""] + lines + [""]
+
+
 def _setup_section(setup):
     """'## Audit setup': one audit's setup, or one block per run (config left out)."""
     lines = ["## Audit setup", ""]
@@ -147,9 +161,12 @@ def _quirk_section(qid, q):
 
 def render_markdown(rep):
     """report.md text of a report object: runs, audit setup, then one section per quirk."""
+    from .effects import effects_section
     lines = ["# DGG discrepancy report", "", _INTRO, ""]
+    if rep.get("sweep"):
+        lines += effects_section(rep["sweep"])
     if rep.get("runs"):
-        lines += _runs_section(rep["runs"])
+        lines += _warnings_section(rep["runs"]) + _runs_section(rep["runs"])
     if rep.get("setup"):
         lines += _setup_section(rep["setup"])
     for qid in QUIRK_IDS:

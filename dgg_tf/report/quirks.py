@@ -12,13 +12,13 @@ TEXT_KEYS = ("title", "switch", "code", "paper")
 #: The CHOICES switch of each quirk that has one.
 QUIRK_SWITCHES = {"Q1": "neighbor_selection", "Q3": "gmm_init_posterior",
                   "Q4": "classifier_input", "Q5": "classifier_pretrain_loss",
-                  "Q7": "sigma_mode", "Q8": "lr_schedule", "Q9": "prior"}
+                  "Q7": "sigma_mode", "Q8": "lr_schedule", "Q9": "prior",
+                  "Q10": "gmm_coefficient"}
 
 #: Switch lines of the quirks without a CHOICES switch.
 _OTHER_SWITCHES = {
     "Q2": "kmeans_n_init: 10 (code) / 1",
     "Q6": "similarity: student_t implements the evident intent",
-    "Q10": "none (documented; the port follows the code)",
     "Q11": "none (dgg_tf.pretrain implements section 9)",
     "Q12": "none (training records both running and full-pass)",
 }
@@ -77,8 +77,9 @@ _TEXTS = {
     "Q10": ("Coefficient of E[log p(z|c)]: paper 1, code 1/2",
             "The gmm term -1/2 sum_d [log(2 pi s^2) + ((mu - m)^2 + exp(logvar)) / s^2] "
             "enters with coefficient 1/2, as in the supplement and VaDE.",
-            "The paper's bound writes coefficient 1 (a typo per the seed write-up), "
-            "i.e. twice the code's gmm term."),
+            "The main text's bound writes coefficient 1 (a typo per the seed write-up), "
+            "i.e. twice the code's gmm term; the supplement's derivation gives 1/2. Both "
+            "presets keep 1/2; gmm_coefficient=1.0 trains with the main text's 1."),
     "Q11": ("Pretraining fallback unreachable (NameError)",
             "With use_trainedweight = 0, DGG.py passes an undefined w_init and stops with "
             "NameError: the layer-wise pretraining fallback never ran; every reported "

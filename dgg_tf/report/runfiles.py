@@ -81,29 +81,47 @@ def read_history_csv(path):
         return [{k: _parse_cell(v) for k, v in r.items()} for r in csv.DictReader(f)]
 
 
+def _plot_metric(ax, runs, metric):
+    """One panel: ``metric`` (acc, nmi: full pass solid, running dashed; loss) per run, and
+    for ACC each run's pretrained classifier ACC as a dotted reference line."""
+    for i, run in enumerate(runs):
+        hist, color = run.get("history") or [], f"C{i}"
+        kinds = (("", "-"),) if metric == "loss" else (("full_", "-"), ("running_", "--"))
+        for kind, style in kinds:
+            pts = [(r["epoch"], r[kind + metric]) for r in hist
+                   if isinstance(r.get(kind + metric), (int, float))]
+            if pts:
+                e, v = zip(*pts)
+                ax.plot(e, v, style, color=color, marker="o" if len(pts) < 20 else None,
+                        markersize=3, label=f"{run.get('name', 'run')} {kind.rstrip('_')}".strip())
+        if metric == "acc" and run.get("classifier_acc") is not None:
+            ax.axhline(run["classifier_acc"], color=color, linestyle=":", linewidth=1,
+                       label=f"{run.get('name', 'run')} pretrained classifier")
+
+
 def plot_curves(path, runs):
-    """ACC and NMI against epoch (full pass solid, running dashed) for one or more runs."""
+    """ACC and NMI against epoch (full pass solid, running dashed; the pretrained
+    classifier's ACC dotted) and the loss, for one or more runs."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, metric in zip(axes, ("acc", "nmi")):
-        for i, run in enumerate(runs):
-            hist = run.get("history") or []
-            color = f"C{i}"
-            for kind, style in (("full", "-"), ("running", "--")):
-                pts = [(r["epoch"], r[f"{kind}_{metric}"]) for r in hist
-                       if r.get(f"{kind}_{metric}") is not None]
-                if pts:
-                    e, v = zip(*pts)
-                    ax.plot(e, v, style, color=color, marker="o" if len(pts) < 20 else None,
-                            markersize=3, label=f"{run.get('name', 'run')} {kind}")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    titles = {"acc": "ACC: full pass (solid), running (dashed), classifier (dotted)",
+              "nmi": "NMI: full pass (solid), running (dashed)", "loss": "loss (epoch mean)"}
+    for ax, metric in zip(axes, ("acc", "nmi", "loss")):
+        _plot_metric(ax, runs, metric)
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric.upper() + (" (NMI 'max')" if metric == "nmi" else ""))
-        ax.set_title(f"{metric.upper()}: full pass (solid), running (dashed)")
+        ax.set_title(titles[metric], fontsize=9)
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=7)
+    save_figure(fig, path)
+
+
+def save_figure(fig, path):
+    """Save a matplotlib figure as PNG at ``path`` atomically, then close it."""
+    import matplotlib.pyplot as plt
     fig.tight_layout()
     try:
         with atomic_path(path) as tmp:
@@ -128,6 +146,7 @@ def load_run(run_dir):
             meta = json.load(f)
         run["variant"] = meta.get("variant")
         run["config"] = meta.get("config")
+        run["classifier_acc"] = (meta.get("classifier") or {}).get("acc")
     rep_path = os.path.join(run_dir, "report.json")
     if os.path.exists(rep_path):
         with open(rep_path) as f:

@@ -40,4 +40,4 @@ def switch_line(switch):
     """The 'Switch:' line of a quirk: ``name: code value (code) / other / ...``."""
     first, *others = choices(switch)
     label = first if first == "code" else f"{first} (code)"
-    return f"{switch}: " + " / ".join([label, *others])
+    return f"{switch}: " + " / ".join(str(v) for v in [label, *others])

@@ -1,0 +1,62 @@
+"""Collapse warnings: after each DGG epoch, a run that uses fewer than half the clusters
+(full-pass predictions), or whose full-pass ACC is below half the pretrained
+classifier's, is said to collapse. The console says so, the epoch's record keeps
+``clusters_used`` and ``collapse`` (0/1), and the run's report lists those epochs.
+Training goes on."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def clusters_used(pred):
+    """How many distinct clusters the predictions ``pred`` [N] use."""
+    return int(np.unique(np.asarray(pred)).size)
+
+
+def classifier_acc(classifier_history):
+    """ACC of the pretrained classifier (the last epoch's ``acc``), or None without labels."""
+    last = (classifier_history or [{}])[-1]
+    return last.get("acc")
+
+
+def collapse_reasons(record, n_clusters, reference_acc=None):
+    """Why the epoch ``record`` counts as a collapse (empty list: it does not)."""
+    reasons = []
+    used = record.get("clusters_used")
+    if used is not None and used < n_clusters / 2:
+        reasons.append(f"only {used} of {n_clusters} clusters in use")
+    acc = record.get("full_acc")
+    if acc is not None and reference_acc and acc < 0.5 * reference_acc:
+        reasons.append(f"full-pass ACC {acc:.4f} is below half the pretrained "
+                       f"classifier's {reference_acc:.4f}")
+    return reasons
+
+
+def collapse_epochs(history):
+    """The records of ``history`` flagged as a collapse: [{epoch, clusters_used, full_acc}]."""
+    return [{"epoch": r.get("epoch"), "clusters_used": r.get("clusters_used"),
+             "full_acc": r.get("full_acc")} for r in history or [] if r.get("collapse")]
+
+
+def collapse_callback(history, x, n_clusters, reference_acc=None, stream=None):
+    """A Keras callback that flags each epoch's record (``history[-1]``, written by
+    ``training.train_dgg``) and prints a warning on a collapse; run it before the
+    callbacks that save the record."""
+    import sys
+
+    import keras
+
+    from .training import predict
+
+    class CollapseWatch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            record = history[-1]
+            if record.get("clusters_used") is None:
+                record["clusters_used"] = clusters_used(predict(self.model, x))
+            reasons = collapse_reasons(record, n_clusters, reference_acc)
+            record["collapse"] = int(bool(reasons))
+            if reasons:
+                print(f"WARNING: epoch {record.get('epoch', epoch + 1)}: the clustering has "
+                      f"collapsed ({'; '.join(reasons)}); training goes on",
+                      file=stream or sys.stdout, flush=True)
+    return CollapseWatch()

@@ -1,0 +1,58 @@
+"""The report's "Effect on the final result": read from a sweep directory
+(``reproduce/sweep.py``), per quirk whose switch was flipped alone, the paired
+difference of final ACC and NMI to the baseline, with its 95% interval and protocol,
+and a ranked summary for the top of report.md."""
+from __future__ import annotations
+
+import os
+
+from .quirks import QUIRK_SWITCHES
+
+
+def _quirk_of(name):
+    """The quirk id of a sweep configuration ``switch=value``, or None."""
+    switch = name.split("=")[0]
+    return next((q for q, s in QUIRK_SWITCHES.items() if s == switch), None)
+
+
+def _entry(name, e, protocol):
+    acc, nmi = e["full_acc"], e["full_nmi"]
+    return {"configuration": name, "baseline": e["baseline"], "protocol": protocol,
+            "acc_difference": acc["difference"], "acc_95_interval": [acc["low"], acc["high"]],
+            "nmi_difference": nmi["difference"], "nmi_95_interval": [nmi["low"], nmi["high"]],
+            "seeds": acc["n"], "moves_acc": e["moves"]}
+
+
+def sweep_effects(sweep_dir):
+    """{"sweep": summary with the ranked list, qid: effect entry} from ``sweep_dir``."""
+    from ..sweep_summary import load_effects, protocol_line
+    sweep, ranked = load_effects(sweep_dir)
+    protocol = protocol_line(sweep["protocol"])
+    out = {"sweep": {"dir": os.path.abspath(sweep_dir), "protocol": protocol, "ranked": []}}
+    for name, e in ranked.items():
+        entry = _entry(name, e, protocol)
+        out["sweep"]["ranked"].append({**entry, "quirk": _quirk_of(name)})
+        qid = _quirk_of(name)
+        if qid is not None and qid not in out:
+            out[qid] = entry
+    return out
+
+
+def _pm(v):
+    return "n/a" if v is None else f"{v:+.4f}"
+
+
+def effects_section(summary):
+    """'## Effect on the final result': the ranked switches, largest ACC change first."""
+    lines = ["## Effect on the final result", "", f"From the sweep in `{summary['dir']}` "
+             f"({summary['protocol']}). Each configuration against its baseline, paired by "
+             "seed; 95% bootstrap interval over the seeds.", ""]
+    for i, r in enumerate(summary["ranked"], 1):
+        tag = f" ({r['quirk']})" if r.get("quirk") else ""
+        lo, hi = r["acc_95_interval"]
+        nlo, nhi = r["nmi_95_interval"]
+        lines.append(f"{i}. {r['configuration']}{tag} vs {r['baseline']}: ACC "
+                     f"{_pm(r['acc_difference'])} [{_pm(lo)}, {_pm(hi)}], NMI "
+                     f"{_pm(r['nmi_difference'])} [{_pm(nlo)}, {_pm(nhi)}], {r['seeds']} seeds"
+                     + (" — moves ACC" if r["moves_acc"] else ""))
+    return lines + [""]

@@ -1,0 +1,188 @@
+"""A grid of named DGG configurations x seeds on MNIST, each cell an ordinary run
+directory (no audit) under one sweep directory; then sweep.json, sweep.md, sweep.png.
+
+    python reproduce/sweep.py --protocol cpu|full|tiny [--out DIR] [--jobs N]
+        [--configs code,paper,...] [--subset N] [--epochs E] [--seeds S] [--flip-seeds S]
+        [--precision P] [--subset-neighbors siamese|raw] [--set NAME=VALUE ...] [--dry-run]
+
+Configurations: code; paper; code with one switch flipped (dgg_tf.sweep.FLIPS).
+Protocols (dgg_tf.sweep.PROTOCOLS):
+  cpu   the first 10000 MNIST training images, mixed_bfloat16, 15 epochs, 5 seeds for
+        code and paper and 3 per flip: 34 cells, about 2.4 h on 2 idle cores;
+  full  all 70000 images with the shipped neighbour table, 300 epochs, 5 seeds (a GPU);
+  tiny  1000 images, 1 epoch, 2 seeds (a smoke test).
+--subset/--epochs/--seeds/--flip-seeds/--precision override the protocol's sizes.
+The same command resumes: finished cells are skipped, killed cells continue from their
+last checkpoint. --dry-run prints the plan and the estimated time and stops.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from dgg_tf.cli import REPO, SHARED_MNIST, UsageError, quiet_tensorflow, run_main  # noqa: E402
+
+DEFAULT_WEIGHTS = os.path.join(REPO, "pretrained", "mnist_ae.h5")
+DEFAULT_NEIGHBORS = os.path.join(REPO, "pretrained", "mnist_neighbors.npz")
+DEFAULT_SIAMESE = os.path.join(REPO, "pretrained", "mnist_siamese.h5")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="reproduce/sweep.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add = p.add_argument
+    add("--protocol", choices=["cpu", "full", "tiny"], default="cpu")
+    add("--out", default=None, help="sweep directory (default runs/sweep-<protocol>)")
+    add("--jobs", type=int, default=1, help="cells run in parallel (subprocesses)")
+    add("--configs", default=None, help="comma-separated configuration names (default all)")
+    add("--subset", type=int, default=None, help="use the first N images (0: all)")
+    add("--epochs", type=int, default=None)
+    add("--seeds", type=int, default=None, help="seeds of code and paper")
+    add("--flip-seeds", type=int, default=None, help="seeds of each flipped configuration")
+    add("--precision", choices=["float32", "mixed_bfloat16"], default=None)
+    add("--set", action="append", default=[], metavar="NAME=VALUE",
+        help="a config value for every cell (repeatable)")
+    add("--data", default=None, help="MNIST: idx directory, mnist.npz or mnist.pkl.gz")
+    add("--weights", default=DEFAULT_WEIGHTS, help="autoencoder weights")
+    add("--neighbors", default=DEFAULT_NEIGHBORS,
+        help="neighbour table of all 70000 images (protocols without a subset)")
+    add("--subset-neighbors", choices=["siamese", "raw"], default=None,
+        help="neighbours inside a subset: the Siamese embedding (default once available) "
+             "or exact kNN on the raw pixels")
+    add("--siamese-weights", default=DEFAULT_SIAMESE, help="Siamese network weights")
+    add("--dry-run", action="store_true", help="print the plan and its estimated time")
+    return p
+
+
+def make_protocol(args):
+    """The protocol's sizes with the command line's overrides and --set settings."""
+    from dgg_tf.config import DGGConfig
+    from dgg_tf.sweep import PROTOCOLS
+    protocol = {"name": args.protocol, **PROTOCOLS[args.protocol]}
+    for key in ("subset", "epochs", "seeds", "flip_seeds", "precision"):
+        value = getattr(args, key)
+        if isinstance(value, int) and value < (0 if key in ("subset", "epochs") else 1):
+            raise UsageError(f"--{key.replace('_', '-')} must be positive, got {value}")
+        if value is not None:
+            protocol[key] = value or None if key == "subset" else value
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be positive, got {args.jobs}")
+    settings = dict(protocol["settings"])
+    extra = DGGConfig().with_assignments(args.set)
+    settings.update({k: v for k, v in extra.to_dict().items()
+                     if v != DGGConfig().to_dict()[k]})
+    protocol["settings"] = settings
+    DGGConfig().replace(**{k: tuple(v) if k == "encoder_dims" else v
+                           for k, v in settings.items()})
+    return protocol
+
+
+def subset_neighbors(x, y, config, how, siamese_weights):
+    """Neighbour tables inside a subset: ``(tables {mode: table}, note)``."""
+    from dgg_tf.neighbors import rebuild_raw
+    if how == "raw":
+        tables, info = rebuild_raw(x, config)
+        return tables, info["note"]
+    # ---- HOOK (siamese): the lead wires dgg_tf.siamese.subset_neighbors here. It
+    # returns (table or {mode: table}, info); a single table is the configured mode's.
+    from dgg_tf import siamese
+    if not hasattr(siamese, "subset_neighbors"):
+        raise UsageError("--subset-neighbors siamese needs dgg_tf.siamese.subset_neighbors, "
+                         "which this checkout lacks; pass --subset-neighbors raw")
+    if not os.path.exists(siamese_weights):
+        raise UsageError(f"Siamese weights {siamese_weights} do not exist; pass "
+                         "--siamese-weights or --subset-neighbors raw")
+    tables, info = siamese.subset_neighbors(x, siamese_weights, config, config.seed, y)
+    if not isinstance(tables, dict):
+        tables = {config.neighbor_selection: tables}
+    return tables, (info or {}).get("note", "Siamese embedding of the subset")
+
+
+def load_data(args, protocol):
+    """x, y, neighbour tables (or the table file) and the data description."""
+    import numpy as np
+
+    from dgg_tf.config import DGGConfig
+    from dgg_tf.data import load_mnist
+    from dgg_tf.neighbors import load_tables
+    data = args.data if args.data is not None else (SHARED_MNIST if os.path.isdir(SHARED_MNIST)
+                                                    else None)
+    x, y = load_mnist(data)
+    config = DGGConfig().replace(**{k: tuple(v) if k == "encoder_dims" else v
+                                    for k, v in protocol["settings"].items()})
+    info = {"source": os.path.abspath(data) if data else "keras cache"}
+    n = protocol["subset"]
+    if n:
+        if n > len(x):
+            raise UsageError(f"--subset {n} exceeds the {len(x)} images")
+        x, y = x[:n], y[:n]
+        how = args.subset_neighbors or ("siamese" if _siamese_ready() else "raw")
+        if args.subset_neighbors is None and how == "raw":
+            print("note: dgg_tf.siamese.subset_neighbors is not available; neighbours by "
+                  "exact kNN on the raw pixels", flush=True)
+        tables, note = subset_neighbors(x, y, config, how, args.siamese_weights)
+        info.update(subset=f"first {n}", neighbors=f"{how}: {note}")
+    else:
+        tables, _, table_info = load_tables(args.neighbors, len(x), config)
+        info.update(neighbors=table_info["note"])
+    from dgg_tf.siamese import neighbor_purity
+    info["purity"] = neighbor_purity(tables["random_top100"] if "random_top100" in tables
+                                     else next(iter(tables.values())), y, config.num_neighbors)
+    return np.asarray(x, np.float32), y, tables, info
+
+
+def _siamese_ready():
+    from dgg_tf import siamese
+    return hasattr(siamese, "subset_neighbors")
+
+
+def run(args):
+    from dgg_tf.sweep import PLAN, estimate_seconds, extend, prepare, run_sweep, sweep_configs
+    protocol = make_protocol(args)
+    names = [n.strip() for n in args.configs.split(",") if n.strip()] if args.configs else None
+    configs = sweep_configs(protocol, names)
+    out = args.out or os.path.join("runs", f"sweep-{args.protocol}")
+    n = protocol["subset"] or 70000
+    cells = sum(len(c["seeds"]) for c in configs.values())
+    est = estimate_seconds(protocol, configs, n)
+    print(f"sweep: {len(configs)} configurations, {cells} cells, {n} images, "
+          f"{protocol['epochs']} epochs, {protocol['precision']}; about {est / 3600:.1f} h on "
+          f"2 idle cores one cell at a time; out {out}", flush=True)
+    if args.dry_run:
+        return 0
+    if os.path.exists(os.path.join(out, PLAN)):
+        extend(out, protocol, configs)        # the same sweep again: resume it
+    else:
+        if not os.path.exists(args.weights):
+            raise UsageError(f"weights {args.weights} do not exist; pass --weights")
+        x, y, tables, info = load_data(args, protocol)
+        info["command"] = "python reproduce/sweep.py " + shlex.join(args.argv)
+        print(f"data: {len(x)} images; neighbours {info['neighbors']}; purity "
+              f"{info['purity']:.3f}", flush=True)
+        prepare(out, protocol, configs, x, y, tables, args.weights, info)
+    try:
+        failed = run_sweep(out, jobs=args.jobs)
+    except KeyboardInterrupt:
+        print("\ninterrupted; the same command resumes the sweep", file=sys.stderr)
+        return 130
+    print(f"wrote {os.path.join(out, 'sweep.json')}, sweep.md, sweep.png", flush=True)
+    if failed:
+        print(f"error: {failed} cell(s) failed; see {out}/logs; rerun to retry them",
+              file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    quiet_tensorflow()
+    return run_main(lambda: run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

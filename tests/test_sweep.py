@@ -1,0 +1,158 @@
+"""reproduce/sweep.py's library (dgg_tf.sweep) on tiny synthetic data: the declared
+sweep.json shape, skipping finished cells, resuming a killed cell, the summary, and
+the report's "Effect on the final result"."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from dgg_tf import report
+from dgg_tf.config import DGGConfig
+from dgg_tf.sweep import (cell_config, cell_dir, cell_state, prepare, read_json, run_sweep,
+                          sweep_configs)
+from dgg_tf.sweep_summary import effects, paired_difference, write_summary
+
+SETTINGS = {"input_dim": 64, "encoder_dims": [16, 16, 32], "classifier_epochs": 1,
+            "kmeans_n_init": 1, "batch_size": 40}
+PROTOCOL = {"name": "test", "subset": None, "epochs": 1, "precision": "float32", "seeds": 2,
+            "flip_seeds": 2, "settings": SETTINGS}
+NAMES = ["code", "gmm_coefficient=1.0"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread_for_kmeans():
+    """K-means on tiny data is far slower with busy cores than single-threaded."""
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """240 blobs in [0, 1]^64 with labels, raw-kNN tables and a tiny autoencoder file."""
+    import keras
+    from sklearn.datasets import make_blobs
+
+    from dgg_tf.models import DGGNetwork
+    from dgg_tf.neighbors import rebuild_raw
+    from dgg_tf.weights import get_params, save_weights_h5
+    x, y = make_blobs(240, 64, centers=10, cluster_std=0.5, random_state=0)
+    x = (1 / (1 + np.exp(-x))).astype(np.float32)
+    cfg = DGGConfig().replace(**{**SETTINGS, "encoder_dims": (16, 16, 32)})
+    tables, _ = rebuild_raw(x, cfg)
+    keras.utils.set_random_seed(1)
+    params = {k: v for k, v in get_params(DGGNetwork(cfg)).items()
+              if k.startswith(("encoder", "decoder"))}
+    weights = tmp_path_factory.mktemp("sweep_in") / "ae.h5"
+    save_weights_h5(weights, params, {"source": "test"})
+    return x, y, tables, weights
+
+
+def _prepare(path, inputs, protocol=PROTOCOL, names=NAMES):
+    x, y, tables, weights = inputs
+    return prepare(str(path), protocol, sweep_configs(protocol, names), x, y, tables, weights,
+                   {"source": "blobs"})
+
+
+@pytest.fixture(scope="module")
+def swept(inputs, tmp_path_factory):
+    path = tmp_path_factory.mktemp("sweep") / "s"
+    _prepare(path, inputs)
+    lines = []
+    assert run_sweep(str(path), in_process=True, say=lines.append) == 0
+    return path, lines
+
+
+def test_writes_the_declared_shape(swept):
+    path, lines = swept
+    sweep = read_json(path / "sweep.json")
+    assert set(sweep) == {"protocol", "configs"} and list(sweep["configs"]) == NAMES
+    assert sweep["protocol"]["epochs"] == 1 and sweep["protocol"]["data"]["n_samples"] == 240
+    for name, entry in sweep["configs"].items():
+        assert set(entry) == {"overrides", "seeds", "epochs", "classifier_acc", "full_acc",
+                              "full_nmi"}
+        assert entry["seeds"] == [0, 1] and entry["epochs"] == 1
+        for key in ("classifier_acc", "full_acc", "full_nmi"):
+            assert len(entry[key]) == 2 and all(0 <= v <= 1 for v in entry[key])
+    assert sweep["configs"]["gmm_coefficient=1.0"]["overrides"] == {"gmm_coefficient": 1.0}
+    assert len([ln for ln in lines if ln.startswith("[")]) == 4 and "sweep ETA" in lines[-1]
+    md = (path / "sweep.md").read_text()
+    assert "| code | 2/2 |" in md and "gmm_coefficient=1.0 (vs code): ACC" in md
+    assert (path / "sweep.png").stat().st_size > 1000
+    run = read_json(path / "runs" / "code" / "seed-0" / "config.json")
+    assert "audit_seconds" not in run and run["config"]["seed"] == 0
+
+
+def test_rerun_skips_finished_cells(swept):
+    path, _ = swept
+    stamp = os.path.getmtime(path / "runs" / "code" / "seed-1" / "config.json")
+    lines = []
+    assert run_sweep(str(path), in_process=True, say=lines.append) == 0
+    assert lines == [f"sweep {path}: 4 cells, 4 finished, 0 to run (in this process)"]
+    assert os.path.getmtime(path / "runs" / "code" / "seed-1" / "config.json") == stamp
+
+
+def test_resumes_a_killed_cell(inputs, tmp_path):
+    """A cell killed after its epoch-1 checkpoint of 2 is resumed (as a subprocess)."""
+    from dgg_tf.pipeline import run_dgg
+    x, y, tables, weights = inputs
+    protocol = {**PROTOCOL, "epochs": 2, "seeds": 1}
+    plan = _prepare(tmp_path, inputs, protocol, ["code"])
+    cell = cell_dir(str(tmp_path), "code", 0)
+    config = cell_config(plan, "code", 0)
+    first = run_dgg(config.replace(epochs=1), x, y, neighbors=tables, weights=str(weights),
+                    workdir=cell, audit=False, verbose=0)["history"]
+    os.remove(os.path.join(cell, "model.h5"))          # as if killed before finishing
+    assert cell_state(cell, 2) == "resume"
+    lines = []
+    assert run_sweep(str(tmp_path), jobs=1, say=lines.append) == 0, \
+        (tmp_path / "logs" / "code-seed-0.log").read_text()
+    info = read_json(os.path.join(cell, "config.json"))
+    assert info["finished"]["epochs"] == 2 and info["resumed"][0]["from_epoch"] == 1
+    hist = report.read_history_csv(os.path.join(cell, "history.csv"))
+    assert hist[0]["full_acc"] == first[0]["full_acc"] and len(hist) == 2
+    assert read_json(tmp_path / "sweep.json")["configs"]["code"]["full_acc"][0] is not None
+
+
+def test_paired_bootstrap_and_ranking():
+    base = {"seeds": [0, 1, 2], "full_acc": [0.5, 0.6, 0.7], "full_nmi": [0.5, 0.5, 0.5]}
+    up = {"seeds": [0, 1, 2], "full_acc": [0.7, 0.8, 0.9], "full_nmi": [0.5, 0.5, None]}
+    d = paired_difference(up, base, "full_acc")
+    assert d["difference"] == pytest.approx(0.2) and d["low"] == pytest.approx(0.2)
+    assert paired_difference(up, base, "full_nmi")["n"] == 2
+    sweep = {"configs": {"code": {**base, "overrides": {}},
+                         "a": {**up, "overrides": {"prior": "paper"}},
+                         "b": {**base, "overrides": {"lr_schedule": "nominal"}}}}
+    ranked = effects(sweep)
+    assert list(ranked) == ["a", "b"] and ranked["a"]["moves"] and not ranked["b"]["moves"]
+
+
+def test_report_effect_on_the_final_result(swept, tmp_path):
+    path, _ = swept
+    write_summary(str(path))
+    rep = report.build_report(None, [], sweep=str(path))
+    effect = rep["Q10"]["effect_on_final_result"]
+    assert effect["configuration"] == "gmm_coefficient=1.0" and effect["seeds"] == 2
+    assert "protocol test" in effect["protocol"]
+    md = report.render_markdown(rep)
+    assert md.index("## Effect on the final result") < md.index("## Q1:")
+    assert "gmm_coefficient=1.0 (Q10)" in md
+    assert report.main(["--sweep", str(path), "--out", str(tmp_path / "r")]) == 0
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["sweep"]["dir"]
+
+
+def test_script_plan_and_usage_errors(capsys):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "sweep_script", os.path.join(os.path.dirname(__file__), "..", "reproduce", "sweep.py"))
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main(["--protocol", "cpu", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "10 configurations, 34 cells, 10000 images, 15 epochs, mixed_bfloat16" in out
+    assert script.main(["--jobs", "0", "--dry-run"]) == 2
+    assert script.main(["--set", "gmm_coefficient=3", "--dry-run"]) == 2
+    assert script.main(["--configs", "code,nope", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error: ") == 3 and "unknown configuration(s) nope" in err
