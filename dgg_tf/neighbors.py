@@ -86,3 +86,25 @@ def as_tables(neighbors, n, config: DGGConfig):
                              f"num_neighbors={config.num_neighbors} needs "
                              f"{config.num_neighbors + 1}")
     return tables, None, {"source": "arrays", "path": None}
+
+
+def subset_tables(x, y, config: DGGConfig, how="siamese", siamese_weights=None):
+    """Tables of every selection mode inside a subset ``x``: ``how="siamese"`` as the
+    original builds them (the trained Siamese network's embedding, its exact
+    ``table_top`` nearest, ``table_columns`` of them drawn or the nearest), ``"raw"``
+    by exact kNN on the inputs. Returns ``(tables, info)``; info is JSON-ready."""
+    if how == "raw":
+        return rebuild_raw(x, config)
+    if how != "siamese":
+        raise ValueError(f"subset neighbours must be 'siamese' or 'raw', got {how!r}")
+    from .siamese import subset_neighbors
+    if siamese_weights is None or not os.path.exists(siamese_weights):
+        raise ValueError(f"Siamese weights {siamese_weights} do not exist; build them with "
+                         "reproduce/siamese_mnist.py or use raw-pixel neighbours")
+    _, info = subset_neighbors(x, siamese_weights, config, seed=config.seed, labels=y)
+    tables = info.pop("tables")
+    info["purity_by_mode"] = info.pop("purity", None)
+    info.update(source="siamese_subset", note=(
+        f"rebuilt for {len(x)} samples: the Siamese embedding ({siamese_weights}), exact "
+        f"{config.table_top}-NN in it, neighbor_selection={config.neighbor_selection}"))
+    return tables, info

@@ -82,21 +82,11 @@ def make_config(args):
 
 def neighbors_for(args, config, x, y):
     """run_dgg's neighbour table (a file, or tables rebuilt in a subset) and its note."""
-    from dgg_tf.neighbors import rebuild_raw, sibling_path
+    from dgg_tf.neighbors import sibling_path, subset_tables
     if args.neighbors:
         return args.neighbors, None           # run_dgg checks that it has N rows
-    if args.subset is not None and args.subset_neighbors == "raw":
-        tables, info = rebuild_raw(x, config)
-        print(f"neighbours: {info['note']}", flush=True)
-        return tables, info
     if args.subset is not None:
-        from dgg_tf.siamese import subset_neighbors
-        _, info = subset_neighbors(x, args.siamese, config, seed=config.seed, labels=y)
-        tables = info.pop("tables")
-        info["purity_by_mode"] = info.pop("purity", None)
-        info = {**info, "source": "siamese_subset", "note": (
-            f"rebuilt for the subset of {len(x)}: the Siamese embedding ({args.siamese}), exact "
-            f"{config.table_top}-NN in it, neighbor_selection={config.neighbor_selection}")}
+        tables, info = subset_tables(x, y, config, args.subset_neighbors, args.siamese)
         print(f"neighbours: {info['note']}", flush=True)
         return tables, info
     if config.neighbor_selection == "random_top100":

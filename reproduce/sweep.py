@@ -50,9 +50,9 @@ def build_parser():
     add("--weights", default=DEFAULT_WEIGHTS, help="autoencoder weights")
     add("--neighbors", default=DEFAULT_NEIGHBORS,
         help="neighbour table of all 70000 images (protocols without a subset)")
-    add("--subset-neighbors", choices=["siamese", "raw"], default=None,
-        help="neighbours inside a subset: the Siamese embedding (default once available) "
-             "or exact kNN on the raw pixels")
+    add("--subset-neighbors", choices=["siamese", "raw"], default="siamese",
+        help="neighbours inside a subset: the shipped Siamese embedding (as the original "
+             "builds them, default) or exact kNN on the raw pixels")
     add("--siamese-weights", default=DEFAULT_SIAMESE, help="Siamese network weights")
     add("--dry-run", action="store_true", help="print the plan and its estimated time")
     return p
@@ -81,34 +81,13 @@ def make_protocol(args):
     return protocol
 
 
-def subset_neighbors(x, y, config, how, siamese_weights):
-    """Neighbour tables inside a subset: ``(tables {mode: table}, note)``."""
-    from dgg_tf.neighbors import rebuild_raw
-    if how == "raw":
-        tables, info = rebuild_raw(x, config)
-        return tables, info["note"]
-    # ---- HOOK (siamese): the lead wires dgg_tf.siamese.subset_neighbors here. It
-    # returns (table or {mode: table}, info); a single table is the configured mode's.
-    from dgg_tf import siamese
-    if not hasattr(siamese, "subset_neighbors"):
-        raise UsageError("--subset-neighbors siamese needs dgg_tf.siamese.subset_neighbors, "
-                         "which this checkout lacks; pass --subset-neighbors raw")
-    if not os.path.exists(siamese_weights):
-        raise UsageError(f"Siamese weights {siamese_weights} do not exist; pass "
-                         "--siamese-weights or --subset-neighbors raw")
-    tables, info = siamese.subset_neighbors(x, siamese_weights, config, config.seed, y)
-    if not isinstance(tables, dict):
-        tables = {config.neighbor_selection: tables}
-    return tables, (info or {}).get("note", "Siamese embedding of the subset")
-
-
 def load_data(args, protocol):
     """x, y, neighbour tables (or the table file) and the data description."""
     import numpy as np
 
     from dgg_tf.config import DGGConfig
     from dgg_tf.data import load_mnist
-    from dgg_tf.neighbors import load_tables
+    from dgg_tf.neighbors import load_tables, subset_tables
     data = args.data if args.data is not None else (SHARED_MNIST if os.path.isdir(SHARED_MNIST)
                                                     else None)
     x, y = load_mnist(data)
@@ -120,12 +99,9 @@ def load_data(args, protocol):
         if n > len(x):
             raise UsageError(f"--subset {n} exceeds the {len(x)} images")
         x, y = x[:n], y[:n]
-        how = args.subset_neighbors or ("siamese" if _siamese_ready() else "raw")
-        if args.subset_neighbors is None and how == "raw":
-            print("note: dgg_tf.siamese.subset_neighbors is not available; neighbours by "
-                  "exact kNN on the raw pixels", flush=True)
-        tables, note = subset_neighbors(x, y, config, how, args.siamese_weights)
-        info.update(subset=f"first {n}", neighbors=f"{how}: {note}")
+        how = args.subset_neighbors
+        tables, table_info = subset_tables(x, y, config, how, args.siamese_weights)
+        info.update(subset=f"first {n}", neighbors=f"{how}: {table_info['note']}")
     else:
         tables, _, table_info = load_tables(args.neighbors, len(x), config)
         info.update(neighbors=table_info["note"])
@@ -133,11 +109,6 @@ def load_data(args, protocol):
     info["purity"] = neighbor_purity(tables["random_top100"] if "random_top100" in tables
                                      else next(iter(tables.values())), y, config.num_neighbors)
     return np.asarray(x, np.float32), y, tables, info
-
-
-def _siamese_ready():
-    from dgg_tf import siamese
-    return hasattr(siamese, "subset_neighbors")
 
 
 def run(args):
