@@ -14,6 +14,8 @@ import struct
 
 import numpy as np
 
+from .files import aligned_empty, aligned_float32
+
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -52,9 +54,10 @@ def _finish(x_train, y_train, x_test, y_test, source):
     if x.shape[1] != 784 or len(x) != len(y):
         raise DataError(f"MNIST: {source} holds images of shape {x.shape} and {len(y)} "
                         "labels; expected 784 pixels per image and one label per image")
+    # into 64-byte aligned memory, so that training can use it without a copy
     if x.dtype == np.uint8 or x.max() > 1.0:
-        x = x.astype(np.float32) / np.float32(255.0)
-    x = x.astype(np.float32, copy=False)
+        x = np.divide(x, np.float32(255.0), out=aligned_empty(x.shape), dtype=np.float32)
+    x = aligned_float32(x)
     if not np.all(np.isfinite(x)):
         raise DataError(f"MNIST: {source} contains non-finite pixel values")
     return x, y

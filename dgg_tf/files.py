@@ -39,3 +39,22 @@ def json_default(value):
     if isinstance(value, (np.generic, np.ndarray)):
         return value.tolist()
     raise TypeError(f"{type(value).__name__} value {value!r} is not JSON-serialisable")
+
+
+def aligned_empty(shape, align=64):
+    """An uninitialised C-contiguous float32 array whose data start on an ``align``-byte
+    boundary, so that TensorFlow can use its memory without copying it."""
+    size = int(np.prod(shape))
+    raw = np.empty(size * 4 + align, np.uint8)
+    start = (-raw.ctypes.data) % align
+    return raw[start:start + size * 4].view(np.float32).reshape(shape)
+
+
+def aligned_float32(x, align=64):
+    """``x`` as an array like ``aligned_empty``'s (a copy only when it is not one)."""
+    x = np.asarray(x)
+    if x.dtype == np.float32 and x.flags.c_contiguous and x.ctypes.data % align == 0:
+        return x
+    out = aligned_empty(x.shape, align)
+    out[...] = x
+    return out

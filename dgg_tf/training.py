@@ -18,6 +18,7 @@ from sklearn.cluster import KMeans
 from .config import DGGConfig
 from .fitting import (Contingency, NonFiniteStop, StepMean, TrainingError, batch_noise,
                       index_batches, step_lr_callback, steps_per_epoch)
+from .files import aligned_float32
 from .graph import SIGMA_ROW, needs_distances, similarity_weights_tf
 from .metrics import cluster_acc, nmi
 from .models import STEP_MEANS, STEP_SUMS, DGGNetwork, encode_mean
@@ -196,14 +197,24 @@ class BatchFeed:
 
     def __init__(self, x, config: DGGConfig, n_classes=None):
         self.config = config
-        if tf.distribute.has_strategy():
-            self.x = tf.Variable(x, trainable=False, name="feed_x")
-        else:
-            gpus = tf.config.list_logical_devices("GPU")
-            with tf.device(gpus[0].name if gpus else "/CPU:0"):
-                self.x = tf.identity(tf.convert_to_tensor(x, tf.float32))
+        self.x = self._on_device(x)
         self.running = (Contingency(config.n_clusters, n_classes, "running")
                         if n_classes else None)
+
+    def _on_device(self, x):
+        """x where the steps run. Under tf.distribute, a variable mirrored on every
+        device. Otherwise TensorFlow reads the (64-byte aligned) array's own memory
+        through DLPack: tf.convert_to_tensor would add a copy of x and a transient
+        second one (440 MB for MNIST); on a GPU the one copy made is the device's."""
+        if tf.distribute.has_strategy():
+            return tf.Variable(x, trainable=False, name="feed_x")
+        self.host = aligned_float32(x)          # kept alive as long as the tensor
+        x_t = tf.experimental.dlpack.from_dlpack(self.host.__dlpack__())
+        gpus = tf.config.list_logical_devices("GPU")
+        if gpus:
+            with tf.device(gpus[0].name):
+                x_t = tf.identity(x_t)
+        return x_t
 
     def assemble(self, batch):
         """x_nbrs, w, eps, labels of one batch from its indices and noise."""
