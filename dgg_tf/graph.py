@@ -9,9 +9,11 @@ from .config import CHOICES
 SIMILARITIES = CHOICES["similarity"]
 # The weight of column 0 relative to a neighbour's for the kinds that ignore the
 # inputs (as a function of Nn), and the kernel of each kind that uses distances.
-CONSTANT_SELF = {"no_inform": lambda nn: 1.0, "kl": lambda nn: 1.0 / nn}
-KERNELS = {"gauss": lambda d, xp: xp.exp(-d), "inv_gauss": lambda d, xp: xp.exp(d),
-           "student_t": lambda d, xp: 1.0 / (1.0 + d)}
+CONSTANT_SELF = {"no_inform": lambda nn: 1.0,
+                 "kl": lambda columns: 1.0 / columns}
+KERNELS = {"gauss": lambda d, xp: xp.exp(-d),
+           "inv_gauss": lambda dist, xp: xp.exp(dist),
+           "student_t": lambda r, xp: 1.0 / (1.0 + r)}
 SIGMA_MODES_IMPLEMENTED = ("code", "honoured")   # each has a branch below
 SIGMA_ROW = 11  # Q7: the original divides by row 11 of the batch's sorted distances
 
