@@ -24,6 +24,9 @@ CHOICES = {
     "lr_schedule": ("code", "nominal"),                 # Q8
     "precision": ("float32", "mixed_bfloat16"),
     "pretrain_schedule": ("section9", "dec"),
+    # reconstruction term: the MNIST code's Bernoulli (sigmoid decoder, data in [0, 1]) or
+    # the Reuters/HAR scripts' Gaussian -0.5 * ||x - xhat||^2 (linear decoder, real data)
+    "likelihood": ("bernoulli", "gaussian"),
 }
 
 
@@ -41,6 +44,8 @@ class DGGConfig:
     lr_schedule: str = "code"
     kmeans_n_init: int = 10                             # Q2
     precision: str = "float32"
+    likelihood: str = "bernoulli"
+    reconstruction_scale: float = 1.0   # multiplies the gaussian term only (0.1 Reuters, 100 HAR)
 
     # ---- architecture ----
     input_dim: int = 784

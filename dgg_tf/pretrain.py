@@ -99,6 +99,12 @@ def bernoulli_nll_sum(x, recon):
     return -ops.sum(x * ops.log(recon + _LOG_EPS) + (1.0 - x) * ops.log((1.0 - recon) + _LOG_EPS))
 
 
+def gaussian_nll_sum(x, recon):
+    """0.5 * sum((x - recon)^2) over batch and features: fine-tuning's loss under
+    likelihood="gaussian" (a linear decoder), the negative of DGG's gaussian term."""
+    return 0.5 * ops.sum(ops.square(x - recon))
+
+
 def mean_squared_error(x, recon):
     return ops.mean(ops.square(x - recon))
 
@@ -157,7 +163,8 @@ def pretrain_autoencoder(x, config: DGGConfig, seed=0, state=None, on_epoch=None
                        partial=True)
         elif label == "finetune":
             opt = TorchAdam(config.finetune_lr)
-            _run_epochs(_make_step(ae, opt, bernoulli_nll_sum), opt, x, config.finetune_batch_size,
+            _run_epochs(_make_step(ae, opt, gaussian_nll_sum if config.likelihood == "gaussian"
+                                          else bernoulli_nll_sum), opt, x, config.finetune_batch_size,
                         config.finetune_epochs,
                         lambda e: step_lr(config.finetune_lr, config.finetune_lr_gamma,
                                           config.finetune_lr_step, e, config.lr_schedule),
