@@ -157,11 +157,17 @@ def test_gaussian_estimator_on_real_valued_data():
     x, _ = make_blobs(300, 6, centers=3, random_state=1)
     x = (x - x.mean(0)) / x.std(0) / 10       # the fit below sees x * 10: unit variance
     model = DGG(n_clusters=3, epochs=1, pretrain_epochs=2, classifier_epochs=1,
-                likelihood="gaussian", config_overrides={"encoder_dims": (16, 16, 32),
-                                                         "num_neighbors": 5})
-    model.fit(x.astype(np.float32) * 10)
+                siamese_epochs=1, likelihood="gaussian",
+                config_overrides={"encoder_dims": (16, 16, 32), "num_neighbors": 5})
+    model.fit(x.astype(np.float32) * 10, neighbors="siamese")
     assert model.predict(x * 10).shape == (300,) and model.config_.likelihood == "gaussian"
     assert np.isfinite(model.history_[-1]["recon_bce"])
+    # given weights (no pretraining) and a given table
+    table = np.concatenate([np.arange(300)[:, None], (np.arange(300)[:, None] + np.arange(1, 6))
+                            % 300], axis=1)
+    again = clone(model).set_params(epochs=1).fit(x * 10, neighbors=table,
+                                                  weights=model.autoencoder_)
+    assert again.autoencoder_ is not model.autoencoder_ and again.labels_.shape == (300,)
 
 
 def test_report_lists_the_likelihood_switch():
