@@ -2,8 +2,9 @@
 
     python benchmarks/step_time.py [--precision float32 mixed_bfloat16] [--steps 30]
 
-Measures the compiled training step alone (gradient + PyTorch-style Adam update
-+ the original's post-step evaluation) on random data, after a warm-up.
+Measures the compiled training step alone, ``DGGNetwork.train_step`` after
+``compile_dgg`` (gradient + PyTorch-style Adam update + the original's post-step
+evaluation and its logs), on random data, after a warm-up.
 For float32 it also times the step's matrix products alone, run back to back
 (forward, weight and input gradients of every layer, and the post-step
 evaluation's forward pass): the floor that no float32 implementation of this
@@ -12,35 +13,34 @@ Run it on an otherwise idle machine.
 """
 import argparse
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
+import tensorflow as tf
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from dgg_tf.config import DGGConfig  # noqa: E402
-from dgg_tf.models import encoder_sizes  # noqa: E402
-from dgg_tf.models import DGGNetwork  # noqa: E402
-from dgg_tf.training import DGGTrainer  # noqa: E402
+from dgg_tf.config import DGGConfig
+from dgg_tf.graph import similarity_weights
+from dgg_tf.models import DGGNetwork, encoder_sizes
+from dgg_tf.training import compile_dgg
 
 
 def measure(precision, steps, batch=100, neighbours=20):
     cfg = DGGConfig(precision=precision, num_neighbors=neighbours)
-    trainer = DGGTrainer(DGGNetwork(cfg), cfg)
+    net = compile_dgg(DGGNetwork(cfg))
+    step = tf.function(net.train_step)
     rng = np.random.default_rng(0)
-    x = rng.random((batch * 4, cfg.input_dim), dtype=np.float32)
-    table = np.stack([np.arange(len(x))] + [rng.permutation(len(x)) for _ in range(neighbours)], 1)
-    inputs = [tuple(tf.constant(a) for a in trainer.batch_inputs(x, table, np.arange(s, s + batch)))
-              for s in range(0, len(x), batch)]
+    inputs = []
+    for _ in range(4):
+        x_nbrs = rng.random((batch, neighbours + 1, cfg.input_dim), dtype=np.float32)
+        w = similarity_weights(x_nbrs, cfg.sigma, cfg.similarity, cfg.sigma_mode)
+        eps = rng.standard_normal((batch, neighbours + 1, cfg.latent_dim), dtype=np.float32)
+        inputs.append(tuple(tf.constant(a) for a in (x_nbrs, w, eps)))
     for i in range(5):
-        trainer._step(*inputs[i % len(inputs)])
+        step(inputs[i % len(inputs)])
     times = []
     for i in range(steps):
         t = time.perf_counter()
-        out = trainer._step(*inputs[i % len(inputs)])
-        float(out[1])
+        float(step(inputs[i % len(inputs)])["loss"])
         times.append(time.perf_counter() - t)
     return float(np.median(times))
 
@@ -81,7 +81,8 @@ if __name__ == "__main__":
     p.add_argument("--precision", nargs="+", default=["float32", "mixed_bfloat16"])
     p.add_argument("--steps", type=int, default=30)
     args = p.parse_args()
-    print(f"tensorflow {tf.__version__}, {os.cpu_count()} CPUs")
+    devices = [d.name for d in tf.config.list_logical_devices() if "CPU" not in d.device_type]
+    print(f"tensorflow {tf.__version__}, {os.cpu_count()} CPUs, accelerators: {devices or 'none'}")
     for precision in args.precision:
         step = measure(precision, args.steps)
         line = f"{precision}: median step {step:.3f} s"

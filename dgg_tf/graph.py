@@ -3,11 +3,16 @@ and (below) exact nearest neighbours and the neighbour table (section 2)."""
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 
 from .config import CHOICES
 
 SIMILARITIES = CHOICES["similarity"]
+# The weight of column 0 relative to a neighbour's for the kinds that ignore the
+# inputs (as a function of Nn), and the kernel of each kind that uses distances.
+CONSTANT_SELF = {"no_inform": lambda nn: 1.0, "kl": lambda nn: 1.0 / nn}
+KERNELS = {"gauss": lambda d, xp: xp.exp(-d), "inv_gauss": lambda d, xp: xp.exp(d),
+           "student_t": lambda d, xp: 1.0 / (1.0 + d)}
+SIGMA_MODES_IMPLEMENTED = ("code", "honoured")   # each has a branch below
 SIGMA_ROW = 11  # Q7: the original divides by row 11 of the batch's sorted distances
 
 
@@ -37,20 +42,16 @@ def similarity_weights(x_nbrs, sigma=10.0, kind="no_inform", sigma_mode="code"):
     if x_nbrs.ndim != 3 or x_nbrs.shape[1] < 2:
         raise ValueError(f"similarity_weights expects x_nbrs of shape [B, Nn >= 2, D], got "
                          f"{x_nbrs.shape}")
-    if kind not in SIMILARITIES:
-        raise ValueError(f"similarity kind {kind!r} unknown; choose one of {', '.join(SIMILARITIES)}")
-    if sigma_mode not in CHOICES["sigma_mode"]:
-        raise ValueError(f"sigma_mode must be one of {', '.join(CHOICES['sigma_mode'])}, "
-                         f"got {sigma_mode!r}")
+    _check_kind(kind, sigma_mode)
     batch, nn = x_nbrs.shape[:2]
     if sigma_mode == "code" and batch <= SIGMA_ROW:
         raise ValueError(
             f"sigma_mode='code' needs a batch of at least {SIGMA_ROW + 1} samples (got {batch}): "
             f"the original takes sigma from row {SIGMA_ROW} of the batch's sorted distances and "
             "raises IndexError on smaller batches (Q7); use sigma_mode='honoured' or a larger batch")
-    if kind in ("no_inform", "kl"):
+    if kind in CONSTANT_SELF:
         w = np.full((batch, nn), 1.0 / (nn - 1), np.float32)
-        w[:, 0] = 1.0 if kind == "no_inform" else 1.0 / nn
+        w[:, 0] = CONSTANT_SELF[kind](nn)
         return w / w.sum(axis=1, keepdims=True)
     dist = pairwise_to_self(x_nbrs)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -60,21 +61,26 @@ def similarity_weights(x_nbrs, sigma=10.0, kind="no_inform", sigma_mode="code"):
             if not sigma > 0:
                 raise ValueError(f"sigma must be positive, got {sigma}")
             dist = dist / np.float32(sigma)
-        if kind == "gauss":
-            s = np.exp(-dist)
-        elif kind == "inv_gauss":
-            s = np.exp(dist)
-        else:  # student_t
-            s = np.float32(1.0) / (np.float32(1.0) + dist)
+        s = KERNELS[kind](dist, np).astype(np.float32)
         s[:, 0] = s[:, 1:].sum(axis=1)
         if kind != "gauss":
             s = s / s.sum(axis=1, keepdims=True)
     return s.astype(np.float32)
 
 
+def _check_kind(kind, sigma_mode):
+    """ValueError for a similarity kind or sigma mode without a formula here."""
+    if kind not in CONSTANT_SELF and kind not in KERNELS:
+        raise ValueError(f"similarity kind {kind!r} unknown; choose one of "
+                         f"{', '.join(k for k in SIMILARITIES if k in CONSTANT_SELF or k in KERNELS)}")
+    if sigma_mode not in SIGMA_MODES_IMPLEMENTED:
+        raise ValueError(f"sigma_mode must be one of {', '.join(SIGMA_MODES_IMPLEMENTED)}, "
+                         f"got {sigma_mode!r}")
+
+
 def needs_distances(kind):
     """Whether a similarity kind depends on the inputs (else its weights are constant)."""
-    return kind not in ("no_inform", "kl")
+    return kind not in CONSTANT_SELF
 
 
 def similarity_weights_tf(x_nbrs, sigma=10.0, kind="no_inform", sigma_mode="code",
@@ -86,6 +92,8 @@ def similarity_weights_tf(x_nbrs, sigma=10.0, kind="no_inform", sigma_mode="code
     holding part of the batch still divides by the whole batch's row. Same float32
     formulas as the NumPy version; a sum over D may round differently.
     """
+    import tensorflow as tf      # here: the NumPy half of this module stays TensorFlow-free
+    _check_kind(kind, sigma_mode)
     nn = x_nbrs.shape[1]
     if not needs_distances(kind):
         w = similarity_weights(np.zeros((SIGMA_ROW + 1, nn, 1), np.float32), sigma, kind,
@@ -97,12 +105,7 @@ def similarity_weights_tf(x_nbrs, sigma=10.0, kind="no_inform", sigma_mode="code
         dist = dist / tf.sort(row)[None, :]
     else:
         dist = dist / tf.constant(sigma, tf.float32)
-    if kind == "gauss":
-        s = tf.exp(-dist)
-    elif kind == "inv_gauss":
-        s = tf.exp(dist)
-    else:  # student_t
-        s = 1.0 / (1.0 + dist)
+    s = KERNELS[kind](dist, tf.math)
     s = tf.concat([tf.reduce_sum(s[:, 1:], axis=1, keepdims=True), s[:, 1:]], axis=1)
     if kind != "gauss":
         s = s / tf.reduce_sum(s, axis=1, keepdims=True)
@@ -200,6 +203,34 @@ class _Searcher:
         return out, proved
 
 
+def _check_knn_input(x, k, block_size):
+    """knn's arguments, checked: (x as an array, k, block_size) or a ValueError."""
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"knn expects a 2-D array [N, D], got shape {x.shape}")
+    if x.dtype == np.bool_:
+        x = x.astype(np.uint8)
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise ValueError(f"knn expects a numeric array, got dtype {x.dtype}")
+    n = len(x)
+    k = int(k)
+    if k < 1:
+        raise ValueError(f"knn: k must be at least 1, got {k}")
+    if k >= n:
+        raise ValueError(f"knn: k={k} neighbours requested but there are only {n} rows "
+                         f"(k must be at most N - 1 = {n - 1})")
+    if int(block_size) < 1:
+        raise ValueError(f"knn: block_size must be positive, got {block_size}")
+    block_size = int(block_size)
+    if np.issubdtype(x.dtype, np.floating):
+        finite = np.isfinite(x).all(axis=1)
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            raise ValueError(f"knn: {bad.size} row(s) contain NaN or Inf (first: row {bad[0]}); "
+                             "distances are undefined")
+    return x, k, block_size
+
+
 def knn(x, k, block_size=2048, return_stats=False):
     """Indices of the k + 1 nearest rows of every row of ``x`` [N, D], by squared
     Euclidean distance: shape [N, k + 1] int64, column 0 the row itself, then the
@@ -221,29 +252,8 @@ def knn(x, k, block_size=2048, return_stats=False):
     With ``return_stats=True`` also returns a dict: candidates per row, rows redone
     in float64, rows redone by the full pass.
     """
-    x = np.asarray(x)
-    if x.ndim != 2:
-        raise ValueError(f"knn expects a 2-D array [N, D], got shape {x.shape}")
-    if x.dtype == np.bool_:
-        x = x.astype(np.uint8)
-    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
-        raise ValueError(f"knn expects a numeric array, got dtype {x.dtype}")
+    x, k, block_size = _check_knn_input(x, k, block_size)
     n, dim = x.shape
-    k = int(k)
-    if k < 1:
-        raise ValueError(f"knn: k must be at least 1, got {k}")
-    if k >= n:
-        raise ValueError(f"knn: k={k} neighbours requested but there are only {n} rows "
-                         f"(k must be at most N - 1 = {n - 1})")
-    if int(block_size) < 1:
-        raise ValueError(f"knn: block_size must be positive, got {block_size}")
-    block_size = int(block_size)
-    if np.issubdtype(x.dtype, np.floating):
-        finite = np.isfinite(x).all(axis=1)
-        if not finite.all():
-            bad = np.flatnonzero(~finite)
-            raise ValueError(f"knn: {bad.size} row(s) contain NaN or Inf (first: row {bad[0]}); "
-                             "distances are undefined")
     norms = np.einsum("ij,ij->i", x, x, dtype=np.float64)   # ||b||^2 in float64
     if not np.isfinite(norms).all():
         raise ValueError("knn: squared norms overflow float64; rescale the data")

@@ -1,7 +1,7 @@
 """The DGG objective (sections 7-8): prior, ELBO terms and the loss.
 
 One implementation serves the training step and the audit API:
-``forward_terms`` is what ``training.DGGTrainer`` differentiates, and
+``forward_terms`` is what ``DGGNetwork.train_step`` differentiates, and
 ``loss_terms`` / ``prior`` call the same code on NumPy inputs.
 
 Rows: a batch of B samples with Nn columns (column 0 = the sample itself) is

@@ -9,9 +9,11 @@ config.json, history.csv, model.h5, predictions.npy, curves.png, report.md/json.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import os
+import sys
 import time
 
 import numpy as np
@@ -241,6 +243,19 @@ def finish_run(net, inputs, files, run_info, audit):
     return pred
 
 
+def _report_purity(purity, config, verbose):
+    """Print the neighbour table's purity; warn when it is low (a quick look on a
+    subset with raw-pixel neighbours collapses easily)."""
+    if purity is None:
+        return
+    _say(verbose, f"neighbours: purity {purity:.3f} (share of the {config.num_neighbors} "
+         "training neighbours that carry the sample's label)")
+    if purity < 0.8:
+        print(f"warning: neighbour purity {purity:.3f} is below 0.8; DGG pulls samples "
+              "towards their neighbours' clusters, so expect a poorer clustering (the "
+              "shipped MNIST tables have 0.96)", file=sys.stderr, flush=True)
+
+
 # ---------------------------------------------------------------- the whole run
 def _resume(net, ckpt_path, config, inputs, run_info, verbose):
     """Restore a checkpoint into ``net``; returns (stages, history, meta, run_info)."""
@@ -263,6 +278,21 @@ def _resume(net, ckpt_path, config, inputs, run_info, verbose):
     return stages, list(meta["history"]), meta, run_info
 
 
+@dataclasses.dataclass
+class RunOptions:
+    """How ``run_dgg`` runs (everything but the config and the inputs)."""
+    resume: bool = False
+    callbacks: tuple = ()
+    verbose: int = 1
+    audit: bool = True
+    audit_only: bool = False
+    audit_batches: int = 10
+    audit_classifier_epochs: int = None
+    strategy: object = None
+    steps_per_execution: int = 1
+    tensorboard: str = None
+
+
 def run_dgg(config: DGGConfig, x, y=None, *, neighbors, weights, workdir, resume=False,
             callbacks=(), verbose=1, audit=True, audit_only=False, audit_batches=10,
             audit_classifier_epochs=None, strategy=None, steps_per_execution=1,
@@ -274,61 +304,66 @@ def run_dgg(config: DGGConfig, x, y=None, *, neighbors, weights, workdir, resume
     a table file, an (N, 1 + k) index table, or {selection mode: table}. ``weights``: an
     autoencoder weight file (our .h5, VaDE's .h5, DGG's .out folder) or a params dict.
     ``resume`` continues the checkpoint in ``workdir`` exactly. ``callbacks``: Keras
-    callbacks for DGG training (their logs hold each epoch's record). ``strategy``: a
-    ``tf.distribute`` strategy. ``tensorboard``: a log directory. ``info``: extra entries
-    for config.json (command, variant, data description); ``neighbor_info`` likewise
-    for the neighbour table's entry (how it was built). ``verbose``: 0 silent, 1
-    progress bars, 2 one line per epoch. Bad input raises ValueError before any work
-    and before the run directory is created; a busy directory raises RunDirError.
+    callbacks for DGG training (``history[-1]`` of the result is each epoch's record
+    when they run). ``strategy``: a ``tf.distribute`` strategy. ``tensorboard``: a log
+    directory. ``info``: extra entries for config.json (command, variant, data
+    description); ``neighbor_info`` likewise for the neighbour table's entry (how it
+    was built). ``verbose``: 0 silent, 1 progress bars, 2 one line per epoch. Bad input
+    raises ValueError before any work and before the run directory is created; a busy
+    directory raises RunDirError.
     """
+    opts = RunOptions(resume, tuple(callbacks), verbose, audit, audit_only, audit_batches,
+                      audit_classifier_epochs, strategy, steps_per_execution, tensorboard)
     inputs = prepare_inputs(config, x, y, neighbors, weights, neighbor_info)
+    _report_purity(inputs["neighbors"].get("purity"), config, verbose)
     check_writable(workdir)
     check_new_or_resumable(workdir, resume)
     run_info = _run_info(config, inputs, workdir, info)
     lock = open_run_dir(workdir, resume)
     try:
-        return _run_locked(config, inputs, workdir, run_info, resume, callbacks, verbose, audit,
-                           audit_only, audit_batches, audit_classifier_epochs, strategy,
-                           steps_per_execution, tensorboard)
+        return _run_locked(config, inputs, workdir, run_info, opts)
     finally:
         lock.release()
 
 
-def _run_locked(config, inputs, workdir, run_info, resume, callbacks, verbose, audit,
-                audit_only, audit_batches, audit_classifier_epochs, strategy,
-                steps_per_execution, tensorboard):
-    from . import report as rep
-    net = build_dgg(config, inputs["params"], strategy, steps_per_execution, verbose)
+def _start_or_resume(net, config, inputs, workdir, run_info, opts):
+    """The stages before training, run now or read from the checkpoint."""
     ckpt_path = os.path.join(workdir, CHECKPOINT)
-    meta = {"config": config.to_dict(), "variant": run_info.get("variant"),
-            **inputs["fingerprints"]}
-    if resume and os.path.exists(ckpt_path):
+    if opts.resume and os.path.exists(ckpt_path):
         stages, history, old_meta, run_info = _resume(net, ckpt_path, config, inputs,
-                                                      run_info, verbose)
-        meta["wall_seconds"] = old_meta.get("wall_seconds", 0.0)
-    else:
-        if resume:
-            _say(verbose, f"--resume: no checkpoint in {workdir} yet; starting from the start")
-        stages = initial_stages(net, inputs, config, audit or audit_only, audit_batches,
-                                audit_classifier_epochs, verbose)
-        history = []
-        if stages["audit"] is not None:
-            run_info["audit_seconds"] = stages["audit"]["setup"]["seconds"]
+                                                      run_info, opts.verbose)
+        return stages, history, run_info, old_meta.get("wall_seconds", 0.0)
+    if opts.resume:
+        _say(opts.verbose, f"--resume: no checkpoint in {workdir} yet; starting from the start")
+    stages = initial_stages(net, inputs, config, opts.audit or opts.audit_only,
+                            opts.audit_batches, opts.audit_classifier_epochs, opts.verbose)
+    if stages["audit"] is not None:
+        run_info["audit_seconds"] = stages["audit"]["setup"]["seconds"]
+    return stages, [], run_info, 0.0
+
+
+def _run_locked(config, inputs, workdir, run_info, opts):
+    from . import report as rep
+    net = build_dgg(config, inputs["params"], opts.strategy, opts.steps_per_execution,
+                    opts.verbose)
+    stages, history, run_info, wall_before = _start_or_resume(net, config, inputs, workdir,
+                                                              run_info, opts)
     rep.write_json_atomic(os.path.join(workdir, "config.json"), run_info)
-    if audit_only:
+    if opts.audit_only:
         rep.write_report(workdir, stages["audit"])
         return {"workdir": workdir, "history": [], "audit": stages["audit"]}
-    meta.update(init=stages["init"], classifier_history=stages["classifier_history"],
-                audit=stages["audit"])
+    meta = {"config": config.to_dict(), "variant": run_info.get("variant"),
+            **inputs["fingerprints"], "init": stages["init"],
+            "classifier_history": stages["classifier_history"], "audit": stages["audit"]}
     files = _RunFiles(workdir, net, meta, stages["kmeans_labels"], history,
-                      os.path.basename(os.path.normpath(workdir)), meta.get("wall_seconds", 0.0))
+                      os.path.basename(os.path.normpath(workdir)), wall_before)
     if not history:
         files.checkpoint()                  # epoch 0: init, classifier and audit are kept
         rep.write_report(workdir, stages["audit"])
-    elif history:
+    else:
         files.curves()                      # the files agree with the checkpoint again
-    train_run(net, inputs, files, len(history), callbacks, tensorboard, verbose)
+    train_run(net, inputs, files, len(history), opts.callbacks, opts.tensorboard, opts.verbose)
     pred = finish_run(net, inputs, files, run_info, stages["audit"])
-    _say(verbose, f"done: {len(history)} epochs; outputs in {workdir}")
+    _say(opts.verbose, f"done: {len(history)} epochs; outputs in {workdir}")
     return {"workdir": workdir, "history": history, "predictions": pred, "network": net,
             "audit": stages["audit"], "config_json": run_info}

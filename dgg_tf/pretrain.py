@@ -11,14 +11,24 @@ Two schedules, chosen by ``config.pretrain_schedule``:
   error, SGD lr 1.0 momentum 0.9, batch 256), except that our decoder ends in a
   sigmoid, as DGG's must.
 
-Stages run in order; after each epoch the caller's ``on_epoch`` callback gets
-the current weights (checkpointing), and a finished run can be resumed stage by
-stage from the state dict it returns.
+Every stage trains through Keras ``fit`` (``LossTrainer``: a ``train_step`` that
+computes the original's per-batch loss) on stateless seeded batches
+(``fitting.index_batches``), with the StepLR schedule, the per-epoch checkpoint
+and the non-finite stop as callbacks. The training state after every epoch
+(weights, optimizer variables, stage, epoch, history) resumes a run exactly: a run
+resumed from any epoch boundary ends with the same weights as an uninterrupted one.
+
+``LossTrainer``, ``fit_epochs``, the optimizer-state and checkpoint helpers are
+shared with the Siamese training (siamese.py).
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
+import hashlib
+import os
 import time
+from typing import Callable
 
 import keras
 import numpy as np
@@ -26,69 +36,17 @@ import tensorflow as tf
 from keras import ops
 
 from .config import DGGConfig
+from .fitting import (EpochEnd, NonFiniteStop, TrainingError, index_batches, step_lr_callback,
+                      steps_per_epoch)
+from .models import Autoencoder, encode_mean, encoder_sizes, torch_default_dense
 from .objective import _LOG_EPS  # a variable: see objective.py
-from .models import Autoencoder, encoder_sizes, torch_default_dense
 from .optimizers import TorchAdam, TorchSGD, step_lr
-from .weights import get_params, set_params
+from .weights import get_params, load_weights_h5, save_weights_h5, set_params
 
 
-def _stage_names(config):
-    n = len(encoder_sizes(config)) - 1
-    return [f"layer{i + 1}" for i in range(n)] + ["finetune"] if config.pretrain_schedule == "section9" \
-        else ["end_to_end"]
-
-
-class LayerAutoencoder(keras.Model):
-    """One greedy stage: encoder Dense n_in->n_hid and decoder Dense n_hid->n_in.
-    First stage: ReLU on the encoder only; middle: on both; last: decoder only."""
-
-    def __init__(self, n_in, n_hid, kind, dtype):
-        super().__init__(name="layer_autoencoder")
-        self.enc = torch_default_dense(n_hid, "enc", n_in, "relu" if kind in ("first", "middle") else None, dtype)
-        self.dec = torch_default_dense(n_in, "dec", n_hid, "relu" if kind in ("last", "middle") else None, dtype)
-        self.dec(self.enc(ops.zeros((1, n_in))))
-
-    def call(self, x):
-        return ops.cast(self.dec(self.enc(x)), "float32")
-
-
-def _run_epochs(step_fn, optimizer, data, batch_size, epochs, lr_of_epoch, rng, label,
-                on_epoch, start_epoch=0, verbose=1):
-    """Shuffled mini-batch epochs with a Progbar; returns per-epoch mean losses."""
-    n = len(data)
-    losses = []
-    for epoch in range(start_epoch, epochs):
-        optimizer.learning_rate.assign(lr_of_epoch(epoch))
-        order = rng.permutation(n)
-        steps = (n + batch_size - 1) // batch_size
-        bar = keras.utils.Progbar(steps, verbose=verbose, stateful_metrics=["loss"])
-        if verbose:
-            print(f"{label} epoch {epoch + 1}/{epochs} lr={lr_of_epoch(epoch):.3g}")
-        total, t0 = 0.0, time.time()
-        for s in range(steps):
-            batch = tf.constant(data[order[s * batch_size:(s + 1) * batch_size]])
-            loss = float(step_fn(batch))
-            if not np.isfinite(loss):
-                raise FloatingPointError(f"{label}: loss is {loss} at epoch {epoch + 1}, batch {s + 1}")
-            total += loss
-            bar.update(s + 1, [("loss", total / (s + 1))])
-        losses.append(total / steps)
-        if on_epoch is not None:
-            on_epoch(label, epoch + 1, total / steps, time.time() - t0)
-    return losses
-
-
-def _make_step(model, optimizer, loss_fn):
-    @tf.function
-    def step(x):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(x, model(x))
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
-    return step
-
-
+# ----------------------------------------------------------------------------
+# losses (per batch, as the original computes them)
+# ----------------------------------------------------------------------------
 def squared_error_sum(x, recon):
     """sum((x - recon)^2) / batch: the greedy stages' loss."""
     return ops.sum(ops.square(x - recon)) / ops.cast(ops.shape(x)[0], "float32")
@@ -106,78 +64,341 @@ def gaussian_nll_sum(x, recon):
 
 
 def mean_squared_error(x, recon):
+    """mean((x - recon)^2) over batch and pixels: the DEC schedule's loss."""
     return ops.mean(ops.square(x - recon))
 
 
-def pretrain_autoencoder(x, config: DGGConfig, seed=0, state=None, on_epoch=None, verbose=1):
+# ----------------------------------------------------------------------------
+# training one stage through fit (shared with siamese.py)
+# ----------------------------------------------------------------------------
+class LossTrainer(keras.Model):
+    """Trains ``network`` through ``fit`` on ``batch_loss(network, batch)``.
+
+    Why a ``train_step`` and not ``compile(loss=...)``: Keras' compiled loss is
+    ``loss(y, y_pred)`` reduced by a sample-weighted mean; the original's losses are
+    scalars of a whole batch (summed, or summed over pairs), so the step computes them
+    directly, then one gradient and one optimizer update: the same computation as the
+    original's ``loss.backward(); optimizer.step()``.
+
+    Dataset elements are ``(batch, step)``, step 1-based within the epoch. Logs: the
+    running mean ``loss`` of the epoch, and ``nonfinite_step`` (the step if this
+    batch's loss is not finite, else 0) for ``fitting.NonFiniteStop``.
+    """
+
+    def __init__(self, network, batch_loss):
+        super().__init__(name="loss_trainer")
+        self.network = network
+        self.batch_loss = batch_loss
+        self.loss_mean = keras.metrics.Mean(name="loss")
+        self.built = True        # the network is built; nothing to infer from data
+
+    @property
+    def metrics(self):
+        return [self.loss_mean]
+
+    def train_step(self, data):
+        batch, step = data
+        variables = self.network.trainable_variables
+        with tf.GradientTape() as tape:
+            loss = self.batch_loss(self.network, batch)
+        grads = tape.gradient(loss, variables)
+        self.optimizer.apply_gradients(zip(grads, variables))
+        self.loss_mean.update_state(loss)
+        finite = tf.math.is_finite(loss)
+        return {"loss": self.loss_mean.result(),
+                "nonfinite_step": tf.where(finite, tf.zeros_like(step), step)}
+
+
+def fit_epochs(trainer, optimizer, make_batch, n, batch_size, seed, first_epoch, epochs,
+               callbacks=(), verbose=1, label="training"):
+    """``trainer.fit`` over epochs first_epoch..epochs-1 of shuffled batches of n rows.
+
+    ``make_batch(index)`` gathers the rows of one batch (int64 indices, the epoch's
+    stateless order from ``fitting.index_batches``). ``callbacks`` run after the
+    non-finite stop. The step runs as a plain ``tf.function`` (``jit_compile=False``):
+    the optimizers compile their own update with XLA, and the loss and gradient stay
+    the same kernels as the hand-written step they replace (checked bit for bit).
+    ``shuffle=False``: the batches already come in the epoch's seeded order.
+    """
+    if first_epoch >= epochs:
+        return
+    steps = steps_per_epoch(n, batch_size)
+    data = index_batches(n, batch_size, seed, first_epoch, epochs,
+                         lambda index, epoch, step: (make_batch(index), step + 1))
+    trainer.compile(optimizer=optimizer, jit_compile=False)
+    try:
+        trainer.fit(data, steps_per_epoch=steps, epochs=epochs, initial_epoch=first_epoch,
+                    callbacks=[NonFiniteStop(steps), *callbacks], verbose=verbose, shuffle=False)
+    except TrainingError as e:
+        raise TrainingError(f"{label}: {e}; the weights diverged or the input holds extreme "
+                            f"values") from None
+
+
+def optimizer_arrays(optimizer):
+    """Copies of every optimizer variable (step count, learning rate, moments)."""
+    return [np.array(v.numpy()) for v in optimizer.variables]
+
+
+def restore_optimizer(optimizer, variables, arrays, source="checkpoint"):
+    """Build ``optimizer`` for ``variables`` and load ``arrays`` (``optimizer_arrays``)
+    into it, so a resumed run continues with the exact optimizer state."""
+    optimizer.build(variables)
+    if len(arrays) != len(optimizer.variables):
+        raise ValueError(f"{source}: {len(arrays)} optimizer arrays, the optimizer has "
+                         f"{len(optimizer.variables)}")
+    for var, value in zip(optimizer.variables, arrays):
+        if tuple(np.shape(value)) != tuple(var.shape):
+            raise ValueError(f"{source}: optimizer variable {var.path} has shape "
+                             f"{np.shape(value)}, expected {tuple(var.shape)}")
+        var.assign(np.asarray(value).astype(var.dtype))
+
+
+# ----------------------------------------------------------------------------
+# checkpoints: weights + optimizer arrays + state in our flat weights format
+# ----------------------------------------------------------------------------
+_STATE_KEYS = ("stage", "epoch", "history")
+
+
+def save_checkpoint(path, state, provenance=None):
+    """Write a training state atomically with ``weights.save_weights_h5``: the weights
+    under their usual names (so the file also loads as weights), the optimizer's
+    variables as ``optimizer/NNN``, stage, epoch and history in the provenance."""
+    arrays = dict(state["params"])
+    optimizer = state.get("optimizer") or []
+    for i, value in enumerate(optimizer):
+        arrays[f"optimizer/{i:03d}"] = np.asarray(value, np.float32)
+    prov = dict(provenance or {})
+    prov.update({key: state[key] for key in _STATE_KEYS if key in state})
+    prov["n_optimizer_arrays"] = len(optimizer)
+    save_weights_h5(path, arrays, prov)
+
+
+def load_checkpoint(path):
+    """Read a checkpoint written by ``save_checkpoint``: ``(state, provenance)``;
+    ``state`` holds params, optimizer (None if absent), history and, where saved,
+    stage and epoch."""
+    arrays, prov = load_weights_h5(path)
+    optimizer = []
+    for i in range(int(prov.get("n_optimizer_arrays", 0))):
+        name = f"optimizer/{i:03d}"
+        if name not in arrays:
+            raise ValueError(f"checkpoint {path} lacks {name}")
+        optimizer.append(arrays.pop(name))
+    state = {"params": arrays, "optimizer": optimizer or None,
+             "history": copy.deepcopy(prov.get("history") or {})}
+    state.update({key: int(prov[key]) for key in ("stage", "epoch") if key in prov})
+    return state, prov
+
+
+def checkpoint_path(out_path):
+    """Where the per-epoch checkpoint of ``out_path`` lives."""
+    return os.fspath(out_path) + ".ckpt.h5"
+
+
+def check_resume(prov, ckpt, expected):
+    """Refuse a checkpoint made with other settings (``expected``: name -> value;
+    names the checkpoint does not record are not checked)."""
+    for key, mine in expected.items():
+        if key in prov and prov[key] != mine:
+            raise ValueError(f"checkpoint {ckpt} was made with {key}={prov[key]!r}, this run "
+                             f"has {mine!r}; remove it or rerun with the same settings")
+
+
+def data_fingerprint(x):
+    """A short content hash of the training data (cache and checkpoint checks)."""
+    h = hashlib.sha256()
+    h.update(str(np.shape(x)).encode())
+    h.update(np.ascontiguousarray(x).tobytes())
+    return h.hexdigest()[:16]
+
+
+def check_samples(x, config, what):
+    """``x`` as float32 [N, input_dim], finite, or a ValueError naming ``what``."""
+    x = np.asarray(x, np.float32)
+    if x.ndim != 2 or x.shape[1] != config.input_dim or len(x) == 0:
+        raise ValueError(f"{what} expects x of shape [N, {config.input_dim}], got {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{what}: x contains NaN or Inf")
+    return x
+
+
+def check_output_path(path, what="output"):
+    """Fail early (ValueError) unless ``path`` can be written: not a directory, and its
+    directory (or the nearest existing parent, which ``files.atomic_path`` creates
+    from) is a writable directory."""
+    path = os.path.abspath(os.fspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"{what} {path} is a directory")
+    parent = os.path.dirname(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {path}: {parent} is not a writable directory")
+
+
+# ----------------------------------------------------------------------------
+# the pretraining stages
+# ----------------------------------------------------------------------------
+def stage_names(config):
+    """layer1..layerN then finetune (section9), or end_to_end (dec)."""
+    if config.pretrain_schedule == "dec":
+        return ["end_to_end"]
+    n = len(encoder_sizes(config)) - 1
+    return [f"layer{i + 1}" for i in range(n)] + ["finetune"]
+
+
+class LayerAutoencoder(keras.Model):
+    """One greedy stage: encoder Dense n_in->n_hid and decoder Dense n_hid->n_in.
+    First stage: ReLU on the encoder only; middle: on both; last: decoder only."""
+
+    def __init__(self, n_in, n_hid, kind, dtype):
+        super().__init__(name="layer_autoencoder")
+        self.enc = torch_default_dense(n_hid, "enc", n_in,
+                                       "relu" if kind in ("first", "middle") else None, dtype)
+        self.dec = torch_default_dense(n_in, "dec", n_hid,
+                                       "relu" if kind in ("last", "middle") else None, dtype)
+        self.dec(self.enc(ops.zeros((1, n_in))))
+
+    def call(self, x):
+        return ops.cast(self.dec(self.enc(x)), "float32")
+
+
+@dataclasses.dataclass
+class Stage:
+    """What one stage trains: ``network`` on ``inputs`` with ``loss(x, recon)``;
+    ``write_back()`` copies a greedy stage's two layers into the autoencoder."""
+    network: keras.Model
+    inputs: np.ndarray
+    loss: Callable
+    optimizer: keras.optimizers.Optimizer
+    lr: tuple                     # (base, gamma, step) of StepLR
+    batch_size: int
+    epochs: int
+    write_back: Callable | None = None
+
+
+def _stage_seed(seed, index):
+    """The seed of stage ``index``'s init and shuffling (distinct per stage)."""
+    return int(seed) * 1000 + index
+
+
+def _make_stage(label, index, ae, x, config, seed, fresh):
+    """The network, data, loss and optimizer of one stage. A greedy stage's layers
+    are freshly initialised (seeded per stage) when ``fresh``, else taken from the
+    autoencoder, where every epoch writes them back."""
+    if label == "finetune":
+        loss = gaussian_nll_sum if config.likelihood == "gaussian" else bernoulli_nll_sum
+        return Stage(ae, x, loss, TorchAdam(config.finetune_lr),
+                     (config.finetune_lr, config.finetune_lr_gamma, config.finetune_lr_step),
+                     config.finetune_batch_size, config.finetune_epochs)
+    if label == "end_to_end":
+        return Stage(ae, x, mean_squared_error, TorchSGD(config.dec_lr, momentum=config.dec_momentum),
+                     (config.dec_lr, 1.0, 1), config.dec_batch_size, config.dec_epochs)
+    sizes = encoder_sizes(config)
+    i = int(label[5:]) - 1
+    last = i == len(sizes) - 2
+    kind = "first" if i == 0 else ("last" if last else "middle")
+    dtype = "mixed_bfloat16" if config.precision == "mixed_bfloat16" else "float32"
+    if fresh:
+        keras.utils.set_random_seed(_stage_seed(seed, index))
+    net = LayerAutoencoder(sizes[i], sizes[i + 1], kind, dtype)
+    layers_ = {f"encoder{i + 1}": net.enc, f"decoder{len(sizes) - 1 - i}": net.dec}
+
+    def write_back():
+        set_params(ae, {f"{name}/{w}": np.array(v.numpy()) for name, layer in layers_.items()
+                        for w, v in (("W", layer.kernel), ("b", layer.bias))}, partial=True)
+    if not fresh:
+        current = get_params(ae)
+        for name, layer in layers_.items():
+            layer.kernel.assign(current[f"{name}/W"])
+            layer.bias.assign(current[f"{name}/b"])
+    lr = config.layerwise_last_lr if last else config.layerwise_lr
+    return Stage(net, _encode_prefix(ae, x, i), squared_error_sum,
+                 TorchSGD(lr, momentum=config.layerwise_momentum),
+                 (lr, config.layerwise_lr_gamma, config.layerwise_lr_step),
+                 config.layerwise_batch_size, config.layerwise_epochs, write_back)
+
+
+def _train_stage(label, index, ae, x, config, seed, state, on_epoch, callbacks, verbose):
+    """Run (the rest of) one stage through ``fit``; the state is updated and handed to
+    ``on_epoch`` after every epoch."""
+    done = int(state["epoch"])
+    stage = _make_stage(label, index, ae, x, config, seed, fresh=done == 0)
+    history = state["history"].setdefault(label, [])
+    del history[done:]
+    if done and state.get("optimizer") is not None:
+        restore_optimizer(stage.optimizer, stage.network.trainable_variables, state["optimizer"],
+                          f"pretraining checkpoint ({label})")
+    base, gamma, step = stage.lr
+    clock = [time.time()]
+
+    def end_of_epoch(epoch, logs):
+        if stage.write_back is not None:
+            stage.write_back()
+        now = time.time()
+        history.append({"epoch": epoch + 1, "loss": float(logs["loss"]),
+                        "lr": step_lr(base, gamma, step, epoch, config.lr_schedule),
+                        "seconds": round(now - clock[0], 2)})
+        clock[0] = now
+        state.update(epoch=epoch + 1, params=get_params(ae),
+                     optimizer=optimizer_arrays(stage.optimizer))
+        if on_epoch is not None:
+            on_epoch(state, ae, label, epoch + 1)
+
+    if verbose:
+        print(f"pretraining stage {label}: epochs {done + 1}..{stage.epochs}", flush=True)
+    inputs = tf.constant(stage.inputs)
+    fit_epochs(LossTrainer(stage.network, lambda net, batch: stage.loss(batch, net(batch))),
+               stage.optimizer, lambda index_: tf.gather(inputs, index_), len(stage.inputs),
+               stage.batch_size, _stage_seed(seed, index), done, stage.epochs,
+               [step_lr_callback(base, gamma, step, config.lr_schedule), EpochEnd(end_of_epoch),
+                *callbacks], verbose, f"pretraining {label}")
+
+
+def _start_state(state, stages):
+    """A private copy of ``state`` with every key set. A state without ``epoch`` (an
+    older checkpoint) restarts an unfinished greedy stage and continues an end-to-end
+    one after its last recorded epoch, with fresh optimizer moments."""
+    state = copy.deepcopy(state) if state else {}
+    state.setdefault("stage", 0)
+    state.setdefault("history", {})
+    if "epoch" not in state:
+        label = stages[state["stage"]] if state["stage"] < len(stages) else None
+        state["epoch"] = 0 if label is None or label.startswith("layer") \
+            else len(state["history"].get(label, []))
+        state["optimizer"] = None
+    return state
+
+
+def pretrain_autoencoder(x, config: DGGConfig, seed=0, state=None, on_epoch=None, verbose=1,
+                         callbacks=()):
     """Pretrain an ``Autoencoder`` on ``x`` [N, input_dim]; returns ``(params, state)``.
 
-    ``state`` (from a checkpoint) holds ``params``, ``stage`` (index of the first
-    unfinished stage) and ``history``. Resuming a greedy layer stage restarts it;
-    resuming the end-to-end stages (finetune, end_to_end) continues after the last
-    finished epoch from the checkpointed weights, with the learning-rate schedule
-    continued but the optimiser's moments and the shuffling order started afresh
-    (so a resumed run is close to, not identical with, an uninterrupted one).
+    ``state`` (from a checkpoint, see ``save_checkpoint``) holds ``params`` (the whole
+    autoencoder), ``stage`` (index of the first unfinished stage), ``epoch`` (epochs
+    done in it), ``optimizer`` (that stage's optimizer variables) and ``history``
+    (per stage, per epoch: loss, lr, seconds). Resuming from the state of any epoch
+    boundary gives the same weights as an uninterrupted run.
+
+    ``on_epoch(state, ae, label, epoch)`` is called after every epoch (``epoch``
+    1-based) and at the end of every stage (``epoch`` None); ``callbacks`` are Keras
+    callbacks added to every stage's ``fit``.
     """
-    x = np.asarray(x, np.float32)
-    if x.ndim != 2 or x.shape[1] != config.input_dim:
-        raise ValueError(f"pretraining expects x of shape [N, {config.input_dim}], got {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError("pretraining: x contains NaN or Inf")
+    x = check_samples(x, config, "pretraining")
+    stages = stage_names(config)
+    state = _start_state(state, stages)  # never mutate the caller's
     keras.utils.set_random_seed(seed)
-    rng = np.random.default_rng(seed)
-    dtype = "mixed_bfloat16" if config.precision == "mixed_bfloat16" else "float32"
     ae = Autoencoder(config)
-    state = copy.deepcopy(state) if state else {"stage": 0, "history": {}}  # never mutate the caller's
     if state.get("params"):
         set_params(ae, state["params"], partial=True, source="pretraining checkpoint")
-    stages = _stage_names(config)
-    sizes = encoder_sizes(config)
-
-    def checkpoint(label, epoch, loss, seconds):
-        state["history"].setdefault(label, []).append({"epoch": epoch, "loss": loss, "seconds": seconds})
-        if on_epoch is not None:
-            on_epoch(state, ae, label, epoch)
-
     for index, label in enumerate(stages):
         if index < state["stage"]:
             continue
-        done = len(state["history"].get(label, [])) if not label.startswith("layer") else 0
-        state["history"][label] = state["history"].get(label, [])[:done]
-        if label.startswith("layer"):
-            i = int(label[5:]) - 1
-            last = i == len(sizes) - 2
-            kind = "first" if i == 0 else ("last" if last else "middle")
-            stage = LayerAutoencoder(sizes[i], sizes[i + 1], kind, dtype)
-            lr = config.layerwise_last_lr if last else config.layerwise_lr
-            opt = TorchSGD(lr, momentum=config.layerwise_momentum)
-            inputs = _encode_prefix(ae, x, i)
-            _run_epochs(_make_step(stage, opt, squared_error_sum), opt, inputs,
-                        config.layerwise_batch_size, config.layerwise_epochs,
-                        lambda e: step_lr(lr, config.layerwise_lr_gamma, config.layerwise_lr_step, e, config.lr_schedule),
-                        rng, label, checkpoint, verbose=verbose)
-            enc_name = f"encoder{i + 1}"
-            dec_name = f"decoder{len(sizes) - 1 - i}"
-            set_params(ae, {f"{enc_name}/W": stage.enc.kernel.numpy(), f"{enc_name}/b": stage.enc.bias.numpy(),
-                            f"{dec_name}/W": stage.dec.kernel.numpy(), f"{dec_name}/b": stage.dec.bias.numpy()},
-                       partial=True)
-        elif label == "finetune":
-            opt = TorchAdam(config.finetune_lr)
-            _run_epochs(_make_step(ae, opt, gaussian_nll_sum if config.likelihood == "gaussian"
-                                          else bernoulli_nll_sum), opt, x, config.finetune_batch_size,
-                        config.finetune_epochs,
-                        lambda e: step_lr(config.finetune_lr, config.finetune_lr_gamma,
-                                          config.finetune_lr_step, e, config.lr_schedule),
-                        rng, label, checkpoint, start_epoch=done, verbose=verbose)
-        else:  # end_to_end (DEC-style)
-            opt = TorchSGD(config.dec_lr, momentum=config.dec_momentum)
-            _run_epochs(_make_step(ae, opt, mean_squared_error), opt, x, config.dec_batch_size,
-                        config.dec_epochs, lambda e: config.dec_lr, rng, label, checkpoint,
-                        start_epoch=done, verbose=verbose)
-        state["stage"] = index + 1
-        state["params"] = get_params(ae)
+        _train_stage(label, index, ae, x, config, seed, state, on_epoch, callbacks, verbose)
+        state.update(stage=index + 1, epoch=0, optimizer=None, params=get_params(ae))
         if on_epoch is not None:
             on_epoch(state, ae, label, None)
+    state.setdefault("params", get_params(ae))
     return get_params(ae), state
 
 
@@ -194,3 +415,93 @@ def _encode_prefix(ae, x, n_layers, batch=5000):
         out.append(np.asarray(ops.cast(h, "float32")))
     return np.concatenate(out)
 
+
+# ----------------------------------------------------------------------------
+# the whole job: checkpointed pretraining into a weights file
+# ----------------------------------------------------------------------------
+def check_pretrain_files(out_path, *, resume=False, init=None, config=None):
+    """The checks ``pretrain_to_file`` makes before any work, for callers to run before
+    loading data: ``out_path`` is new (unless ``resume``) and writable, and ``init``
+    (if given) is a readable autoencoder weights file. Raises ValueError (OSError
+    for unreadable files); returns the ``init`` params or None."""
+    from .weights import load_any
+    out_path = os.fspath(out_path)
+    if os.path.exists(out_path) and not resume:
+        raise ValueError(f"{out_path} exists; remove it or pass --resume")
+    check_output_path(out_path, "output")
+    if init is None:
+        return None
+    return load_any(init, config)[0]
+
+
+def _kmeans_line(ae, x, labels, config, n_init):
+    """K-means ACC/NMI of the encoder means: ``(metrics, printable line)``."""
+    from .metrics import kmeans_scores
+    _, metrics = kmeans_scores(encode_mean(ae, x), labels, config.n_clusters, n_init,
+                               config.kmeans_random_state)
+    return metrics, f"K-means(n_init={n_init}) ACC={metrics['kmeans_acc']:.4f} " \
+                    f"NMI={metrics['kmeans_nmi']:.4f}"
+
+
+def _resume_state(ckpt, resume, init_params, expected, verbose):
+    """The state to start from: the checkpoint (``resume``), else ``init_params``."""
+    if resume and os.path.exists(ckpt):
+        state, prov = load_checkpoint(ckpt)
+        check_resume(prov, ckpt, expected)
+        if verbose:
+            print(f"resuming from {ckpt}: stage {state.get('stage', 0) + 1}, "
+                  f"{state.get('epoch', 0)} epoch(s) of it done", flush=True)
+        return state
+    if init_params is not None:
+        return {"params": init_params, "stage": 0, "epoch": 0, "history": {}}
+    return None
+
+
+def pretrain_to_file(config, x, out_path, *, labels=None, seed=0, resume=False, init=None,
+                     verbose=1, provenance=None, callbacks=(), kmeans_every=10):
+    """Pretrain the autoencoder on ``x`` and write it to ``out_path`` (our flat HDF5
+    weights format, atomically); returns ``(params, metrics)``.
+
+    After every epoch the training state goes to ``OUT.ckpt.h5`` (``checkpoint_path``);
+    ``resume=True`` continues from it exactly (refusing one made with another seed,
+    schedule or data). ``init``: a weights file (any format ``weights.load_any``
+    reads) to start from instead of random init. ``labels`` (evaluation only): K-means
+    ACC/NMI of the encoder means every ``kmeans_every`` epochs and at the end, stored
+    as ``metrics``. ``provenance``: extra fields for the file (command, data, ...).
+    """
+    init_params = check_pretrain_files(out_path, resume=resume, init=init, config=config)
+    x = check_samples(x, config, "pretraining")
+    if labels is not None and len(labels) != len(x):
+        raise ValueError(f"pretraining: {len(labels)} labels for {len(x)} samples")
+    ckpt, t0 = checkpoint_path(out_path), time.time()
+    expected = {"seed": seed, "schedule": config.pretrain_schedule,
+                "data_fingerprint": data_fingerprint(x)}
+    state = _resume_state(ckpt, resume, init_params, expected, verbose)
+
+    def file_provenance(state, extra=None):
+        return {**(provenance or {}), **expected, "precision": config.precision,
+                "init_weights": os.fspath(init) if init else None, "config": config.to_dict(),
+                "wall_seconds": round(time.time() - t0, 1), **(extra or {})}
+
+    def on_epoch(state, ae, label, epoch):
+        save_checkpoint(ckpt, state, file_provenance(state))
+        if labels is not None and verbose and (epoch is None or epoch % kmeans_every == 0):
+            print(f"[{label} {epoch or 'done'}] {_kmeans_line(ae, x, labels, config, 1)[1]} "
+                  f"elapsed={time.time() - t0:.0f}s", flush=True)
+
+    params, state = pretrain_autoencoder(x, config, seed=seed, state=state, on_epoch=on_epoch,
+                                         verbose=verbose, callbacks=callbacks)
+    metrics = {}
+    if labels is not None:
+        ae = Autoencoder(config)
+        set_params(ae, params)
+        metrics, line = _kmeans_line(ae, x, labels, config, config.kmeans_n_init)
+        if verbose:
+            print(line, flush=True)
+    epochs = {label: len(h) for label, h in state["history"].items()}
+    save_weights_h5(out_path, params, file_provenance(state, {
+        "stage": state["stage"], "history": state["history"], "metrics": metrics,
+        "epochs": epochs}))
+    if verbose:
+        print(f"wrote {out_path} ({time.time() - t0:.0f} s)", flush=True)
+    return params, metrics

@@ -9,7 +9,11 @@ the first operand is the data repeated 4 times. The loss per pair is the hinge
 embeddings then give every sample's 100 nearest neighbours, of which 40 are kept.
 
 Here the pairs are index arrays (rows are gathered per batch, never 4N x 784),
-and the table is an (N, 1 + table_columns) int32 array stored as ``.npz``.
+the network trains through Keras ``fit`` (``pretrain.LossTrainer``) with StepLR,
+per-epoch checkpoint and non-finite stop as callbacks, and the table is an
+(N, 1 + table_columns) int32 array stored as ``.npz``. ``build_neighbors`` is the
+whole job of ``reproduce/siamese_mnist.py``; ``subset_neighbors`` builds the table
+inside a subset from an already trained network.
 """
 from __future__ import annotations
 
@@ -23,12 +27,16 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from .config import DGGConfig
+from . import pretrain
+from .config import CHOICES, DGGConfig
 from .files import json_default, write_bytes_atomic
+from .fitting import EpochEnd, step_lr_callback
 from .graph import knn
 from .models import Encoder, encode_mean
 from .optimizers import TorchAdam, step_lr
-from .weights import get_params, set_params
+from .pretrain import (LossTrainer, check_samples, fit_epochs, optimizer_arrays,
+                       restore_optimizer)
+from .weights import get_params, save_weights_h5, set_params
 
 TABLE_FORMAT = "dgg_tf-neighbors-v1"
 
@@ -104,160 +112,132 @@ class SiameseNet(keras.Model):
 embed = encode_mean  # embeddings of all rows, in batches (models.encode_mean)
 
 
-def _optimizer_arrays(optimizer):
-    return [np.array(v.numpy()) for v in optimizer.variables]
+def _encoder_names(config):
+    return [f"encoder{i + 1}" for i in range(len(config.encoder_dims) + 1)]
+
+
+def load_encoder_params(net, params, source):
+    """Assign encoder1..encoder4 of ``params`` to a ``SiameseNet``; a ValueError names
+    what is missing or does not fit (shapes are checked by ``set_params``)."""
+    assigned = set_params(net, params, partial=True, source=source)
+    expected = {f"{layer}/{p}" for layer in _encoder_names(net.config) for p in ("W", "b")}
+    if not expected <= set(assigned):
+        raise ValueError(f"{source} lack {sorted(expected - set(assigned))}; they must hold "
+                         f"the encoder's layers {', '.join(_encoder_names(net.config))}")
+
+
+def _checked_pairs(pairs, n):
+    first, second, label = (np.asarray(a) for a in pairs)
+    if not (len(first) == len(second) == len(label)) or len(first) == 0:
+        raise ValueError("train_siamese: pairs must be three arrays of the same, non-zero length")
+    if first.min() < 0 or second.min() < 0 or max(first.max(), second.max()) >= n:
+        raise ValueError(f"train_siamese: pair indices out of range for {n} samples")
+    return (tf.constant(first.astype(np.int32)), tf.constant(second.astype(np.int32)),
+            tf.constant(label.astype(np.float32)))
+
+
+def _pair_batches(x, pairs):
+    """``make_batch`` for ``pretrain.fit_epochs``: the rows of both operands and the
+    labels of a batch of pair indices (rows gathered per batch, never 4N x 784)."""
+    data = tf.constant(x)
+    first, second, label = pairs
+
+    def make_batch(index):
+        return (tf.gather(data, tf.gather(first, index)), tf.gather(data, tf.gather(second, index)),
+                tf.gather(label, index))
+    return make_batch
+
+
+def _pair_loss(margin):
+    def loss(net, batch):
+        xa, xb, lab = batch
+        # both operands in one pass (same computation per row, no batch statistics)
+        e = net(tf.concat([xa, xb], axis=0))
+        n = tf.shape(xa)[0]
+        return hinge_loss(e[:n], e[n:], lab, margin)
+    return loss
 
 
 def train_siamese(x, config: DGGConfig, init_params=None, seed=0, epochs=None, on_epoch=None,
-                  state=None, verbose=1, pairs=None):
-    """Train the Siamese net on ``x`` [N, input_dim]; returns ``(params, state)``.
+                  state=None, verbose=1, pairs=None, callbacks=()):
+    """Train the Siamese net on ``x`` [N, input_dim] through Keras ``fit``; returns
+    ``(params, state)``.
 
     ``init_params``: a weights dict holding encoder1..encoder4 (e.g. the pretrained
     autoencoder), or None for PyTorch-default init (seeded by ``seed``). ``pairs``:
     ``(first, second, label)`` from ``make_pairs``; computed from ``x`` with ``seed``
     when None. Adam (PyTorch semantics, L2 ``siamese_weight_decay`` in the gradient),
     StepLR(``siamese_lr_step``, ``siamese_lr_gamma``) in ``config.lr_schedule`` mode,
-    batches of ``siamese_batch_size`` pairs shuffled each epoch (the shuffle of epoch
-    e is drawn from ``default_rng([seed, e])``, so a resumed run sees the same
-    batches as an uninterrupted one).
+    batches of ``siamese_batch_size`` pairs in the stateless order of
+    ``fitting.index_batches`` (a function of seed and epoch).
 
-    ``on_epoch(state, net)`` is called after every epoch (checkpointing). ``state``
-    is a dict: ``params`` (weights), ``optimizer`` (the optimizer's variables: step
-    count and Adam moments, so resuming continues the exact optimizer state),
-    ``epoch`` (epochs done) and ``history`` (per-epoch mean loss, lr, seconds). Pass
-    it back to resume. ``epochs`` defaults to ``config.siamese_epochs`` and is the
-    total, not the number still to run.
+    ``on_epoch(state, net)`` is called after every epoch (checkpointing); ``callbacks``
+    (Keras callbacks) are added to the ``fit``. ``state``: ``params``, ``optimizer``
+    (the optimizer's variables: step count and Adam moments), ``epoch`` (epochs done)
+    and ``history`` (per-epoch mean loss, lr, seconds). Passing it back resumes with
+    the same result as an uninterrupted run. ``epochs`` (default
+    ``config.siamese_epochs``) is the total, not the number still to run.
     """
-    x = np.asarray(x, np.float32)
-    if x.ndim != 2 or x.shape[1] != config.input_dim:
-        raise ValueError(f"train_siamese expects x of shape [N, {config.input_dim}], got {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError("train_siamese: x contains NaN or Inf")
+    x = check_samples(x, config, "train_siamese")
     epochs = config.siamese_epochs if epochs is None else int(epochs)
     keras.utils.set_random_seed(seed)
     net = SiameseNet(config)
     if init_params is not None:
-        assigned = set_params(net, init_params, partial=True, source="Siamese initial weights")
-        expected = {f"{layer}/{p}" for layer in _encoder_names(config) for p in ("W", "b")}
-        if not expected <= set(assigned):
-            raise ValueError("Siamese initial weights lack "
-                             f"{sorted(expected - set(assigned))}; they must hold the encoder's "
-                             f"layers {', '.join(_encoder_names(config))}")
+        load_encoder_params(net, init_params, "Siamese initial weights")
     if pairs is None:
         pairs = make_pairs(x, seed, n_positives=config.siamese_positives)
-    first, second, label = (np.asarray(a) for a in pairs)
-    if not (len(first) == len(second) == len(label)) or len(first) == 0:
-        raise ValueError("train_siamese: pairs must be three arrays of the same, non-zero length")
-    if first.min() < 0 or second.min() < 0 or max(first.max(), second.max()) >= len(x):
-        raise ValueError(f"train_siamese: pair indices out of range for {len(x)} samples")
-
+    pairs = _checked_pairs(pairs, len(x))
     optimizer = TorchAdam(config.siamese_lr, l2=config.siamese_weight_decay)
-    optimizer.build(net.trainable_variables)
     state = dict(state or {})
     state.setdefault("epoch", 0)
-    state.setdefault("history", [])
+    state["history"] = list(state.get("history") or [])[:state["epoch"]]
     if state.get("params"):
         set_params(net, state["params"], source="Siamese checkpoint")
     if state.get("optimizer") is not None:
-        saved = state["optimizer"]
-        if len(saved) != len(optimizer.variables):
-            raise ValueError(f"Siamese checkpoint: {len(saved)} optimizer arrays, the optimizer "
-                             f"has {len(optimizer.variables)}")
-        for var, value in zip(optimizer.variables, saved):
-            if tuple(np.shape(value)) != tuple(var.shape):
-                raise ValueError(f"Siamese checkpoint: optimizer variable {var.path} has shape "
-                                 f"{np.shape(value)}, expected {tuple(var.shape)}")
-            var.assign(np.asarray(value).astype(var.dtype))
+        restore_optimizer(optimizer, net.trainable_variables, state["optimizer"],
+                          "Siamese checkpoint")
+    lr_args = (config.siamese_lr, config.siamese_lr_gamma, config.siamese_lr_step)
+    clock = [time.time()]
 
-    data = tf.constant(x)
-    margin = float(config.siamese_margin)
-    variables = net.trainable_variables
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32)] * 2
-                 + [tf.TensorSpec([None], tf.float32)])
-    def step(i1, i2, lab):
-        xa = tf.gather(data, i1)
-        xb = tf.gather(data, i2)
-        with tf.GradientTape() as tape:
-            # both operands in one pass (same computation per row, no batch statistics)
-            e = net(tf.concat([xa, xb], axis=0))
-            e1, e2 = e[:tf.shape(i1)[0]], e[tf.shape(i1)[0]:]
-            loss = hinge_loss(e1, e2, lab, margin)
-        grads = tape.gradient(loss, variables)
-        optimizer.apply_gradients(zip(grads, variables))
-        return loss
-
-    n_pairs = len(first)
-    bs = config.siamese_batch_size
-    steps = (n_pairs + bs - 1) // bs
-    for epoch in range(state["epoch"], epochs):
-        lr = step_lr(config.siamese_lr, config.siamese_lr_gamma, config.siamese_lr_step, epoch,
-                     config.lr_schedule)
-        optimizer.learning_rate.assign(lr)
-        order = np.random.default_rng([seed, epoch]).permutation(n_pairs)
-        if verbose:
-            print(f"Siamese epoch {epoch + 1}/{epochs} lr={lr:.3g}", flush=True)
-        bar = keras.utils.Progbar(steps, verbose=verbose, stateful_metrics=["loss"])
-        total, t0 = 0.0, time.time()
-        for s in range(steps):
-            idx = order[s * bs:(s + 1) * bs]
-            loss = float(step(first[idx].astype(np.int32), second[idx].astype(np.int32),
-                              label[idx].astype(np.float32)))
-            if not np.isfinite(loss):
-                raise FloatingPointError(
-                    f"Siamese training: loss is {loss} at epoch {epoch + 1}, batch {s + 1}/{steps} "
-                    f"(lr {lr:.3g}); the weights diverged or the input holds extreme values")
-            total += loss
-            bar.update(s + 1, [("loss", total / (s + 1))])
-        state["epoch"] = epoch + 1
-        state["history"].append({"epoch": epoch + 1, "loss": total / steps, "lr": lr,
-                                 "seconds": round(time.time() - t0, 2)})
-        state["params"] = get_params(net)
-        state["optimizer"] = _optimizer_arrays(optimizer)
+    def end_of_epoch(epoch, logs):
+        now = time.time()
+        state["history"].append({"epoch": epoch + 1, "loss": float(logs["loss"]),
+                                 "lr": step_lr(*lr_args, epoch, config.lr_schedule),
+                                 "seconds": round(now - clock[0], 2)})
+        clock[0] = now
+        state.update(epoch=epoch + 1, params=get_params(net),
+                     optimizer=optimizer_arrays(optimizer))
         if on_epoch is not None:
             on_epoch(state, net)
+
+    fit_epochs(LossTrainer(net, _pair_loss(float(config.siamese_margin))), optimizer,
+               _pair_batches(x, pairs), len(pairs[0]), config.siamese_batch_size, seed,
+               state["epoch"], epochs, [step_lr_callback(*lr_args, config.lr_schedule),
+                                        EpochEnd(end_of_epoch), *callbacks],
+               verbose, "Siamese training")
     if not state.get("params"):
-        state["params"] = get_params(net)
-        state["optimizer"] = _optimizer_arrays(optimizer)
+        optimizer.build(net.trainable_variables)
+        state.update(params=get_params(net), optimizer=optimizer_arrays(optimizer))
     return get_params(net), state
 
 
-def _encoder_names(config):
-    return [f"encoder{i + 1}" for i in range(len(config.encoder_dims) + 1)]
-
-
 # ----------------------------------------------------------------------------
-# checkpoints (our flat weights format: weights + optimizer arrays + provenance)
+# checkpoints (pretrain.save_checkpoint: weights + optimizer arrays + provenance)
 # ----------------------------------------------------------------------------
 def save_checkpoint(path, state, provenance=None):
-    """Write a training state atomically with ``weights.save_weights_h5``: the weights
-    under their usual names (so the file also loads as weights), the optimizer's
-    variables as ``optimizer/NNN``, epoch and history in the provenance."""
-    from .weights import save_weights_h5
-    arrays = dict(state["params"])
-    for i, value in enumerate(state.get("optimizer") or []):
-        arrays[f"optimizer/{i:03d}"] = np.asarray(value, np.float32)
-    prov = dict(provenance or {})
-    prov.update({"epoch": int(state["epoch"]), "history": state["history"],
-                 "n_optimizer_arrays": len(state.get("optimizer") or [])})
-    save_weights_h5(path, arrays, prov)
+    """Write a Siamese training state atomically (``pretrain.save_checkpoint``): the
+    weights under their usual names (so the file also loads as weights), the
+    optimizer's variables as ``optimizer/NNN``, epoch and history in the provenance."""
+    state = {key: state[key] for key in ("params", "optimizer", "epoch", "history") if key in state}
+    pretrain.save_checkpoint(path, state, provenance)
 
 
 def load_checkpoint(path):
     """Read a checkpoint written by ``save_checkpoint``: ``(state, provenance)``."""
-    from .weights import load_weights_h5
-    arrays, prov = load_weights_h5(path)
-    if "epoch" not in prov or "n_optimizer_arrays" not in prov:
+    state, prov = pretrain.load_checkpoint(path)
+    if "epoch" not in state or "n_optimizer_arrays" not in prov:
         raise ValueError(f"{path} is a weights file but not a Siamese checkpoint (no epoch)")
-    n_opt = int(prov["n_optimizer_arrays"])
-    optimizer = []
-    for i in range(n_opt):
-        name = f"optimizer/{i:03d}"
-        if name not in arrays:
-            raise ValueError(f"Siamese checkpoint {path} lacks {name}")
-        optimizer.append(arrays.pop(name))
-    state = {"params": arrays, "optimizer": optimizer or None, "epoch": int(prov["epoch"]),
-             "history": list(prov.get("history") or [])}
+    state["history"] = list(state["history"] or [])
     return state, prov
 
 
@@ -276,8 +256,9 @@ def neighbor_table(embedding, config: DGGConfig, seed=0, knn_indices=None, mode=
     "nearest": column 0 plus the ``table_columns`` nearest, in order.
     """
     mode = mode or config.neighbor_selection
-    if mode not in ("random_top100", "nearest"):
-        raise ValueError(f"neighbor_selection must be 'random_top100' or 'nearest', got {mode!r}")
+    if mode not in CHOICES["neighbor_selection"]:
+        raise ValueError(f"neighbor_selection must be one of "
+                         f"{', '.join(CHOICES['neighbor_selection'])}, got {mode!r}")
     top, cols = int(config.table_top), int(config.table_columns)
     if knn_indices is None:
         knn_indices = knn(np.asarray(embedding), top)
@@ -369,3 +350,236 @@ def _check_table(table, source, n_samples):
         bad = int(np.flatnonzero(table[:, 0] != np.arange(n))[0])
         raise TableError(f"neighbour table {source}: column 0 must be the sample itself "
                          f"(row {bad} holds {table[bad, 0]})")
+
+
+# ----------------------------------------------------------------------------
+# the whole job: Siamese training, tables and their files
+# ----------------------------------------------------------------------------
+def table_paths(out_table):
+    """The file of every selection mode: the original's (Q1) at ``out_table``, each
+    other one next to it as ``STEM_MODE.npz`` (e.g. ``mnist_neighbors_nearest.npz``)."""
+    stem, ext = os.path.splitext(os.fspath(out_table))
+    original, *others = CHOICES["neighbor_selection"]
+    return {original: os.fspath(out_table), **{mode: f"{stem}_{mode}{ext or '.npz'}"
+                                                for mode in others}}
+
+
+def _initial_encoder(weights, config):
+    """encoder1..encoder4 of a weights file (any format ``weights.load_any`` reads), or
+    None for ``weights`` None / "none" (PyTorch-default init)."""
+    from .weights import check_params, load_any
+    if weights is None or os.fspath(weights).lower() == "none":
+        return None
+    if not os.path.exists(weights):
+        raise ValueError(f"initial weights {weights} do not exist; pretrain them with "
+                         "reproduce/pretrain_mnist.py or pass --weights none")
+    params, _ = load_any(weights, config)
+    needed = [f"{layer}/{w}" for layer in _encoder_names(config) for w in ("W", "b")]
+    check_params(params, config, f"initial weights {weights} (the Siamese net starts from the "
+                 "autoencoder's encoder1..encoder4)", required=needed)
+    return {name: params[name] for name in needed}
+
+
+def _check_table_size(n_samples, config, what):
+    """The table needs table_top neighbours besides each sample: n > table_top."""
+    if n_samples <= config.table_top:
+        raise ValueError(f"{what}: {n_samples} samples; a neighbour table needs more than "
+                         f"table_top = {config.table_top} (at least {config.table_top + 1})")
+
+
+def check_neighbor_files(config, *, weights, out_weights, out_table, resume=False, epochs=None,
+                         n_samples=None):
+    """The checks ``build_neighbors`` makes before any work, for callers to run before
+    loading data: epochs, the number of samples (if known), the outputs (new unless
+    ``resume``, writable) and the initial weights. Raises ValueError; returns the
+    initial encoder params (None for default init)."""
+    epochs = config.siamese_epochs if epochs is None else epochs
+    if epochs < 0:
+        raise ValueError(f"--epochs must be non-negative, got {epochs}")
+    if n_samples is not None:
+        _check_table_size(n_samples, config, "build_neighbors")
+    if os.path.exists(out_weights) and not resume:
+        raise ValueError(f"{out_weights} exists; remove it or pass --resume")
+    for path in (out_weights, *table_paths(out_table).values()):
+        pretrain.check_output_path(path, "output")
+    return _initial_encoder(weights, config)
+
+
+def raw_pixel_pairs(x, config, seed, cache_path=None, verbose=1):
+    """``make_pairs`` on the exact raw-pixel nearest neighbours, which are cached in
+    ``cache_path`` (keyed by the data's fingerprint); returns ``(pairs, knn_seconds)``
+    (seconds None when the cache was used)."""
+    fingerprint, positives = pretrain.data_fingerprint(x), config.siamese_positives
+    nearest, seconds = None, None
+    if cache_path is not None and os.path.exists(cache_path):
+        with np.load(cache_path, allow_pickle=False) as d:
+            if str(d["fingerprint"]) == fingerprint and d["knn"].shape == (len(x), positives + 1):
+                nearest = d["knn"]
+                if verbose:
+                    print(f"raw-pixel {positives}-NN from cache {cache_path}", flush=True)
+    if nearest is None:
+        t = time.time()
+        nearest = knn(x, positives)
+        seconds = round(time.time() - t, 1)
+        if verbose:
+            print(f"raw-pixel {positives}-NN of {len(x)} samples: {seconds} s", flush=True)
+        if cache_path is not None:
+            write_bytes_atomic(cache_path, lambda f: np.savez(
+                f, knn=nearest.astype(np.int32), fingerprint=np.array(fingerprint)))
+    pairs = make_pairs(x, seed, knn_indices=nearest, n_positives=positives)
+    if verbose:
+        print(f"pairs: {len(pairs[0])} ({int(pairs[2].sum())} positive)", flush=True)
+    return pairs, seconds
+
+
+def tables_of_embedding(z, config, seed=0, labels=None):
+    """The table of every selection mode (one exact ``table_top``-NN search shared),
+    and, with ``labels``, the neighbour purity of each table's ``num_neighbors``
+    training columns: ``(tables, purity, knn_seconds)``."""
+    t = time.time()
+    top = knn(z, config.table_top)
+    seconds = round(time.time() - t, 2)
+    tables = {mode: neighbor_table(z, config, seed=seed, knn_indices=top, mode=mode)
+              for mode in CHOICES["neighbor_selection"]}
+    purity = {} if labels is None else {
+        mode: neighbor_purity(table, labels, config.num_neighbors) for mode, table in tables.items()}
+    return tables, purity, seconds
+
+
+def _embedding_metrics(net, x, labels, config, seed, verbose):
+    """Embeddings, K-means ACC/NMI (with labels) and the tables of every mode."""
+    from .metrics import kmeans_scores
+    z = embed(net, x)
+    metrics = {}
+    if labels is not None:
+        _, metrics = kmeans_scores(z, labels, config.n_clusters, config.kmeans_n_init,
+                                   config.kmeans_random_state)
+    tables, purity, seconds = tables_of_embedding(z, config, seed, labels)
+    metrics.update({f"purity_{mode}": value for mode, value in purity.items()})
+    if purity:
+        metrics["purity_num_neighbors"] = config.num_neighbors
+    if verbose:
+        if labels is not None:
+            print(f"K-means(n_init={config.kmeans_n_init}) on the Siamese embedding: "
+                  f"ACC={metrics['kmeans_acc']:.4f} NMI={metrics['kmeans_nmi']:.4f}", flush=True)
+        print(f"{config.table_top}-NN in the embedding: {seconds} s", flush=True)
+        for mode, value in purity.items():
+            print(f"neighbour purity ({mode}, {config.num_neighbors} training neighbours): "
+                  f"{value:.4f}", flush=True)
+    return tables, purity, metrics
+
+
+def build_neighbors(config, x, *, weights, out_weights, out_table, labels=None, seed=0,
+                    epochs=None, resume=False, verbose=1, provenance=None, callbacks=()):
+    """Train the Siamese net on ``x`` and write it and the neighbour tables (section 2);
+    returns ``(params, metrics)``.
+
+    ``weights``: initial encoder weights (a file any ``weights.load_any`` format, or
+    "none"/None for PyTorch-default init). Writes ``out_weights`` (our weights format),
+    ``out_table`` (the original's random_top100 table, Q1) and the other modes'
+    tables next to it (``table_paths``), all atomically, with the purity of every
+    mode (when ``labels`` are given; labels are for evaluation only). After every
+    epoch the training state goes to ``OUT_WEIGHTS.ckpt.h5``; ``resume=True``
+    continues from it exactly (refusing one made with another seed, precision or
+    data). The raw-pixel neighbours are cached in ``OUT_WEIGHTS.pairs.npz``.
+    ``epochs`` (default ``config.siamese_epochs``) is the total.
+    """
+    epochs = config.siamese_epochs if epochs is None else int(epochs)
+    out_weights, out_table = os.fspath(out_weights), os.fspath(out_table)
+    init_params = check_neighbor_files(config, weights=weights, out_weights=out_weights,
+                                       out_table=out_table, resume=resume, epochs=epochs)
+    x = check_samples(x, config, "build_neighbors")
+    _check_table_size(len(x), config, "build_neighbors")
+    if labels is not None and len(labels) != len(x):
+        raise ValueError(f"build_neighbors: {len(labels)} labels for {len(x)} samples")
+    t0, ckpt = time.time(), pretrain.checkpoint_path(out_weights)
+    expected = {"seed": seed, "precision": config.precision,
+                "data_fingerprint": pretrain.data_fingerprint(x)}
+    state = _resume_siamese(ckpt, resume, expected, verbose)
+    pairs, raw_seconds = raw_pixel_pairs(x, config, seed, out_weights + ".pairs.npz", verbose)
+
+    def file_provenance(state, extra=None):
+        return {**(provenance or {}), **expected, "init_weights": os.fspath(weights or "none"),
+                "epochs_requested": epochs, "epochs_run": int(state["epoch"]),
+                "config": config.to_dict(), "wall_seconds": round(time.time() - t0, 1),
+                **(extra or {})}
+
+    params, state = train_siamese(
+        x, config, init_params=init_params, seed=seed, epochs=epochs, state=state, pairs=pairs,
+        on_epoch=lambda st, net: save_checkpoint(ckpt, st, file_provenance(st)),
+        verbose=verbose, callbacks=callbacks)
+    net = SiameseNet(config)
+    set_params(net, params)
+    tables, purity, metrics = _embedding_metrics(net, x, labels, config, seed, verbose)
+    if raw_seconds is not None:
+        metrics["raw_knn_seconds"] = raw_seconds
+    final = file_provenance(state, {"metrics": metrics, "history": state["history"]})
+    for mode, path in table_paths(out_table).items():
+        save_table(path, tables[mode], neighbor_selection=mode, table_top=config.table_top,
+                   table_columns=config.table_columns, num_neighbors=config.num_neighbors,
+                   seed=seed, purity=purity, metrics=metrics,
+                   siamese_weights=out_weights, provenance=final)
+        if verbose:
+            print(f"wrote {path} ({mode}, shape {tables[mode].shape})", flush=True)
+    save_weights_h5(out_weights, params, final)
+    if verbose:
+        print(f"wrote {out_weights} ({time.time() - t0:.0f} s)", flush=True)
+    return params, metrics
+
+
+def _resume_siamese(ckpt, resume, expected, verbose):
+    """The checkpointed state (``resume`` and a checkpoint exists), else None."""
+    if not resume:
+        return None
+    if not os.path.exists(ckpt):
+        if verbose:
+            print(f"--resume: no checkpoint {ckpt} yet, starting from the beginning", flush=True)
+        return None
+    state, prov = load_checkpoint(ckpt)
+    pretrain.check_resume(prov, ckpt, expected)
+    if verbose:
+        print(f"resuming from {ckpt}: {state['epoch']} epoch(s) done", flush=True)
+    return state
+
+
+def subset_neighbors(x, siamese_weights_path, config: DGGConfig, seed=0, labels=None):
+    """The original's neighbour table built inside a subset ``x`` [n, input_dim]:
+    ``(table int32 [n, 1 + table_columns], info)``.
+
+    The rows are embedded with the trained Siamese network of
+    ``siamese_weights_path`` (e.g. the shipped ``pretrained/mnist_siamese.h5``), then
+    every row gets its exact ``table_top`` nearest in the embedding (``graph.knn``)
+    and ``neighbor_table`` keeps column 0 (the row) and ``table_columns`` of them,
+    drawn at random (seeded by ``seed``) or the nearest, per
+    ``config.neighbor_selection``. Indices refer to rows of ``x``.
+
+    ``info``: the source, sizes, mode, seed, seconds, ``tables`` (the table of every
+    mode, for comparisons) and, with ``labels``, ``neighbor_purity`` (of the
+    ``num_neighbors`` training columns of the chosen table) and ``purity`` per mode.
+    Raises ValueError when ``x`` has ``table_top`` rows or fewer, or when the weight
+    file is missing or does not fit the config's encoder.
+    """
+    from .weights import load_any
+    x = check_samples(x, config, "subset_neighbors")
+    _check_table_size(len(x), config, "subset_neighbors")
+    if labels is not None and len(labels) != len(x):
+        raise ValueError(f"subset_neighbors: {len(labels)} labels for {len(x)} samples")
+    path = os.fspath(siamese_weights_path)
+    if not os.path.exists(path):
+        raise ValueError(f"Siamese weights {path} do not exist; build them with "
+                         "reproduce/siamese_mnist.py")
+    params, _ = load_any(path, config)
+    net = SiameseNet(config)
+    load_encoder_params(net, params, f"Siamese weights {path}")
+    t = time.time()
+    z = embed(net, x)
+    embed_seconds = round(time.time() - t, 2)
+    tables, purity, knn_seconds = tables_of_embedding(z, config, seed, labels)
+    mode = config.neighbor_selection
+    info = {"source": path, "n_samples": len(x), "table_top": config.table_top,
+            "table_columns": config.table_columns, "neighbor_selection": mode, "seed": seed,
+            "embed_seconds": embed_seconds, "knn_seconds": knn_seconds, "tables": tables}
+    if purity:
+        info.update(neighbor_purity=purity[mode], purity=purity,
+                    purity_num_neighbors=config.num_neighbors)
+    return tables[mode], info

@@ -16,10 +16,10 @@ import tensorflow as tf
 from sklearn.cluster import KMeans
 
 from .config import DGGConfig
-from .fitting import (NonFiniteStop, TrainingError, batch_noise, index_batches,
-                      step_lr_callback, steps_per_epoch)
+from .fitting import (Contingency, NonFiniteStop, StepMean, TrainingError, batch_noise,
+                      index_batches, step_lr_callback, steps_per_epoch)
 from .graph import SIGMA_ROW, needs_distances, similarity_weights_tf
-from .metrics import Contingency, StepMean, cluster_acc, nmi
+from .metrics import cluster_acc, nmi
 from .models import STEP_MEANS, STEP_SUMS, DGGNetwork, encode_mean
 from .optimizers import TorchAdam, TorchSGD, step_lr
 
@@ -308,6 +308,7 @@ def train_dgg(net: DGGNetwork, x, table, labels=None, *, history=None, initial_e
     history = [] if history is None else history
     n_classes = None if labels is None else int(labels.max()) + 1
     feed = net.feed = BatchFeed(x, cfg, n_classes)
+    net.train_function = None      # a traced step holds the previous call's data: retrace
     steps = steps_per_epoch(len(x), cfg.batch_size)
     own = [step_lr_callback(cfg.learning_rate, cfg.lr_gamma, cfg.lr_step, cfg.lr_schedule),
            NonFiniteStop(steps, net.step_metrics[-1]),

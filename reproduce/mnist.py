@@ -10,8 +10,10 @@ epoch; ``--resume`` continues it exactly) and the outputs in --out (default
 runs/mnist-<variant>-<timestamp>/): config.json, history.csv, model.h5,
 predictions.npy, curves.png, report.md, report.json.
 
---subset N takes the first N samples and rebuilds the neighbour table inside them by
-exact kNN on the raw pixels, unless --neighbors names a table with N rows.
+--subset N takes the first N samples and rebuilds the neighbour table inside them as
+the original builds it: the shipped Siamese network's embedding, its exact 100 nearest,
+20 of them drawn at random (--subset-neighbors raw: exact kNN on the raw pixels), unless
+--neighbors names a table with N rows.
 User errors (missing data, wrong weights, a table for another N, a bad --set, a busy
 or unwritable --out, a diverging loss) end with exit code 2 and one message.
 """
@@ -27,6 +29,7 @@ from dgg_tf.cli import REPO, SHARED_MNIST, UsageError, quiet_tensorflow, run_mai
 
 DEFAULT_WEIGHTS = os.path.join(REPO, "pretrained", "mnist_ae.h5")
 DEFAULT_NEIGHBORS = os.path.join(REPO, "pretrained", "mnist_neighbors.npz")
+DEFAULT_SIAMESE = os.path.join(REPO, "pretrained", "mnist_siamese.h5")
 
 
 def build_parser():
@@ -42,6 +45,10 @@ def build_parser():
     add("--out", default=None, help="run directory (default runs/mnist-<variant>-<time>)")
     add("--seed", type=int, default=0, help="config.seed (shuffling, noise, f2 init)")
     add("--subset", type=int, default=None, help="use the first N samples")
+    add("--subset-neighbors", choices=["siamese", "raw"], default="siamese",
+        help="neighbours inside a subset: the shipped Siamese embedding (as the original "
+             "builds them) or exact kNN on the raw pixels")
+    add("--siamese", default=DEFAULT_SIAMESE, help="Siamese weights for --subset")
     add("--set", action="append", default=[], metavar="NAME=VALUE",
         help="override a config value (repeatable)")
     add("--resume", action="store_true", help="continue the run in --out")
@@ -73,13 +80,23 @@ def make_config(args):
     return config if args.epochs is None else config.replace(epochs=args.epochs)
 
 
-def neighbors_for(args, config, x):
+def neighbors_for(args, config, x, y):
     """run_dgg's neighbour table (a file, or tables rebuilt in a subset) and its note."""
     from dgg_tf.neighbors import rebuild_raw, sibling_path
     if args.neighbors:
         return args.neighbors, None           # run_dgg checks that it has N rows
-    if args.subset is not None:
+    if args.subset is not None and args.subset_neighbors == "raw":
         tables, info = rebuild_raw(x, config)
+        print(f"neighbours: {info['note']}", flush=True)
+        return tables, info
+    if args.subset is not None:
+        from dgg_tf.siamese import subset_neighbors
+        _, info = subset_neighbors(x, args.siamese, config, seed=config.seed, labels=y)
+        tables = info.pop("tables")
+        info["purity_by_mode"] = info.pop("purity", None)
+        info = {**info, "source": "siamese_subset", "note": (
+            f"rebuilt for the subset of {len(x)}: the Siamese embedding ({args.siamese}), exact "
+            f"{config.table_top}-NN in it, neighbor_selection={config.neighbor_selection}")}
         print(f"neighbours: {info['note']}", flush=True)
         return tables, info
     if config.neighbor_selection == "random_top100":
@@ -115,7 +132,7 @@ def run(args, x=None, y=None, callbacks=()):
     info = {"variant": args.variant, "data": desc, "subset": args.subset,
             "audit_only": bool(args.audit_only),
             "command": "python reproduce/mnist.py " + shlex.join(args.argv), "cwd": os.getcwd()}
-    neighbors, neighbor_info = neighbors_for(args, config, x)
+    neighbors, neighbor_info = neighbors_for(args, config, x, y)
     run_dgg(config, x, y, neighbors=neighbors, neighbor_info=neighbor_info, weights=args.weights,
             workdir=out, resume=args.resume, verbose=args.verbose, audit_only=args.audit_only,
             audit_batches=args.audit_batches, strategy=make_strategy(args.strategy),

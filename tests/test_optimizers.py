@@ -90,7 +90,7 @@ def test_step_lr_code_and_nominal():
     assert step_lr(0.002, 0.9, 10, 8) == pytest.approx(0.002)
     assert step_lr(0.002, 0.9, 10, 9) == pytest.approx(0.0018)
     assert step_lr(0.002, 0.9, 10, 9, mode="nominal") == pytest.approx(0.002)
-    with pytest.raises(ValueError, match="lr_schedule must be 'code' or 'nominal'"):
+    with pytest.raises(ValueError, match="lr_schedule must be one of code, nominal"):
         step_lr(1.0, 0.1, 3, 0, mode="paper")
 
 

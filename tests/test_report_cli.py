@@ -76,7 +76,7 @@ def test_write_json_atomic_is_strict_json(tmp_path):
 
 
 def test_no_function_over_80_lines():
-    for path in sorted((ROOT / "dgg_tf" / "report").glob("*.py")):
+    for path in sorted((ROOT / "dgg_tf").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 length = node.end_lineno - node.lineno + 1

@@ -83,7 +83,8 @@ def tiny(tmp_path_factory):
 
 def base_args(tiny, out, *extra):
     return ["--variant", "code", "--data", str(tiny), "--weights", str(tiny / "ae.h5"),
-            "--subset", str(N), "--set", "encoder_dims=16,16,32", "--set", "classifier_epochs=2",
+            "--subset", str(N), "--subset-neighbors", "raw",
+            "--set", "encoder_dims=16,16,32", "--set", "classifier_epochs=2",
             "--set", "kmeans_n_init=2", "--audit-batches", "2", "--verbose", "0",
             "--out", str(out), *extra]
 
@@ -237,3 +238,63 @@ def test_user_errors_exit_2(tiny, tmp_path, capsys):
     (tmp_path / "junk.h5").write_bytes(b"not hdf5")
     assert mnist.main(base_args(tiny, tmp_path / "o", "--weights", str(tmp_path / "junk.h5"))) == 2
     assert "unrecognised weights format" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("setting, expect", [("sigma=0", "sigma must be a finite number > 0"),
+                                             ("sigma=nan", "finite"),
+                                             ("learning_rate=inf", "finite")])
+def test_bad_values_refused_before_any_work(tmp_path, capsys, setting, expect):
+    out = tmp_path / "never"
+    assert mnist.main(["--set", setting, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert expect in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_busy_out_names_the_pid(tiny, reference, tmp_path, capsys):
+    """A second run on a directory whose lock a live process holds is refused, with or
+    without --resume, naming that PID; nothing in the directory changes."""
+    run = tmp_path / "busy"
+    run.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run / "run.lock").write_text(json.dumps({"pid": sleeper.pid}))
+        for extra in ((), ("--resume",)):
+            assert mnist.main(base_args(tiny, run, "--epochs", "1", *extra)) == 2
+            assert f"in use by PID {sleeper.pid}" in capsys.readouterr().err
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert [p.name for p in run.iterdir()] == ["run.lock"]
+
+
+def test_unusable_out_and_mismatched_neighbors(tiny, tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    assert mnist.main(base_args(tiny, tmp_path / "afile" / "run", "--epochs", "1")) == 2
+    assert "is not a directory" in capsys.readouterr().err
+    # --subset with a table for all 300 samples: refused, not silently rebuilt
+    from dgg_tf.siamese import save_table
+    table = (np.arange(N)[:, None] + np.arange(41)[None]) % N
+    save_table(tmp_path / "t300.npz", table.astype(np.int32), neighbor_selection="random_top100")
+    args = base_args(tiny, tmp_path / "sub", "--epochs", "1", "--neighbors", str(tmp_path / "t300.npz"))
+    args[args.index("--subset") + 1] = "200"
+    assert mnist.main(args) == 2
+    assert "300 rows but the data has 200" in capsys.readouterr().err
+    assert not (tmp_path / "sub").exists()
+
+
+@pytest.mark.skipif(not os.path.isdir(mnist.SHARED_MNIST), reason="needs ../shared/data/mnist")
+def test_subset_uses_the_shipped_siamese_embedding(tmp_path, capsys):
+    """--subset builds the original's table inside the subset from the shipped Siamese
+    network (not raw pixels), records its purity, and prints it."""
+    out = tmp_path / "sub"
+    assert mnist.main(["--subset", "200", "--epochs", "0", "--audit-only", "--audit-batches", "1",
+                       "--set", "classifier_epochs=1", "--set", "kmeans_n_init=1",
+                       "--verbose", "1", "--out", str(out)]) == 0
+    info = json.loads((out / "config.json").read_text())["neighbors"]
+    assert info["source"] == "siamese_subset" and info["n_samples"] == 200
+    by_mode = info["purity_by_mode"]
+    assert info["purity"] == pytest.approx(by_mode["random_top100"])
+    assert 0.1 < by_mode["random_top100"] < by_mode["nearest"] <= 1   # ~20 images per class
+    captured = capsys.readouterr()
+    assert f"purity {info['purity']:.3f}" in captured.out and "below 0.8" in captured.err

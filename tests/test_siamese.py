@@ -1,15 +1,23 @@
-"""Siamese pairs, loss, training, neighbour tables and their files."""
+"""Siamese pairs, loss, training (through fit, exact resume), neighbour tables and their
+files, the whole job (build_neighbors) and the tables of a subset (subset_neighbors)."""
 import os
 
+import keras
 import numpy as np
 import pytest
 
 from dgg_tf.config import DGGConfig
+from dgg_tf.fitting import EpochEnd, TrainingError
 from dgg_tf.graph import knn
-from dgg_tf.siamese import (SiameseNet, TableError, embed, hinge_loss, load_checkpoint,
-                            load_table, make_pairs, neighbor_purity, neighbor_table,
-                            save_checkpoint, save_table, train_siamese)
-from dgg_tf.weights import get_params, set_params
+from dgg_tf.siamese import (SiameseNet, TableError, build_neighbors, embed, hinge_loss,
+                            load_checkpoint, load_table, make_pairs, neighbor_purity,
+                            neighbor_table, save_checkpoint, save_table, subset_neighbors,
+                            table_paths, train_siamese)
+from dgg_tf.weights import get_params, load_weights_h5, save_weights_h5, set_params
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHIPPED = os.path.join(ROOT, "pretrained", "mnist_siamese.h5")
+MNIST_DIR = "/work/shared/data/mnist"
 
 TINY = DGGConfig(input_dim=64, encoder_dims=(16, 16, 32), latent_dim=4, siamese_batch_size=100,
                  table_top=30, table_columns=12, num_neighbors=5)
@@ -104,7 +112,7 @@ def test_train_siamese_lowers_loss_and_resumes_exactly(tmp_path):
     assert st["epoch"] == 2 and prov["seed"] == 1 and st["optimizer"]
     resumed, st3 = train_siamese(x, TINY, init_params=init, seed=1, epochs=3, verbose=0, state=st)
     for name in params:
-        np.testing.assert_allclose(resumed[name], params[name], rtol=0, atol=1e-6)
+        np.testing.assert_array_equal(resumed[name], params[name], err_msg=name)
     assert [h["loss"] for h in st3["history"]] == pytest.approx(losses)
 
 
@@ -117,7 +125,7 @@ def test_train_siamese_errors():
         train_siamese(x[:, :10], TINY, epochs=1, verbose=0)
     bad = get_params(SiameseNet(TINY))
     bad["encoder4/W"] = bad["encoder4/W"] * 1e30      # huge weights: the loss overflows
-    with pytest.raises(FloatingPointError, match="epoch 1, batch 1"):
+    with pytest.raises(TrainingError, match="epoch 1, batch 1"):
         train_siamese(x, TINY, init_params=bad, epochs=1, verbose=0)
 
 
@@ -231,3 +239,177 @@ def test_train_siamese_step_lr_schedule():
         cfg = TINY.replace(siamese_lr_step=2, lr_schedule=mode)
         _, state = train_siamese(x, cfg, seed=0, epochs=3, verbose=0)
         assert [h["lr"] for h in state["history"]] == pytest.approx(expected)
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """A user's Keras callback: records the epochs and losses fit reports."""
+
+    def __init__(self):
+        super().__init__()
+        self.ends = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.ends.append((epoch, float(logs["loss"])))
+
+
+def test_train_siamese_goes_through_fit_with_user_callbacks():
+    x, _ = blobs(120)
+    recorder = EpochRecorder()
+    _, state = train_siamese(x, TINY, seed=0, epochs=3, verbose=0, callbacks=[recorder])
+    assert [e for e, _ in recorder.ends] == [0, 1, 2]
+    assert [loss for _, loss in recorder.ends] == [h["loss"] for h in state["history"]]
+    # resumed at epoch 2: fit starts at initial_epoch 2
+    recorder2 = EpochRecorder()
+    train_siamese(x, TINY, seed=0, epochs=3, verbose=0, callbacks=[recorder2],
+                  state={k: state[k] for k in state} | {"epoch": 2})
+    assert [e for e, _ in recorder2.ends] == [2]
+
+
+# ---- build_neighbors: training, checkpoint, tables, files -----------------------------
+def test_build_neighbors_writes_everything_and_resumes_exactly(tmp_path):
+    x, labels = blobs(150)
+    cfg = TINY.replace(siamese_epochs=3)
+    out_w, out_t = tmp_path / "s.h5", tmp_path / "nb.npz"
+    params, metrics = build_neighbors(cfg, x, weights=None, out_weights=out_w, out_table=out_t,
+                                      labels=labels, seed=4, verbose=0,
+                                      provenance={"command": "test"})
+    got, prov = load_weights_h5(out_w)
+    for name in params:
+        np.testing.assert_array_equal(got[name], params[name])
+    assert prov["command"] == "test" and prov["epochs_run"] == 3 and prov["init_weights"] == "none"
+    paths = table_paths(out_t)
+    assert paths == {"random_top100": str(out_t), "nearest": str(tmp_path / "nb_nearest.npz")}
+    for mode, path in paths.items():
+        table, settings = load_table(path, n_samples=150)
+        assert table.shape == (150, 1 + cfg.table_columns)
+        assert settings["neighbor_selection"] == mode and settings["seed"] == 4
+        assert settings["purity"][mode] == pytest.approx(
+            neighbor_purity(table, labels, cfg.num_neighbors))
+    assert 0 <= metrics["kmeans_acc"] <= 1 and "purity_nearest" in metrics
+    with pytest.raises(ValueError, match="exists; remove it or pass --resume"):
+        build_neighbors(cfg, x, weights=None, out_weights=out_w, out_table=out_t, verbose=0)
+
+    # killed after epoch 2, resumed from the checkpoint: the same weights
+    out_w2 = tmp_path / "s2.h5"
+
+    def stop_after_two(epoch, logs):
+        if epoch == 1:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        build_neighbors(cfg, x, weights=None, out_weights=out_w2, out_table=tmp_path / "t2.npz",
+                        seed=4, verbose=0, callbacks=[EpochEnd(stop_after_two)])
+    assert load_checkpoint(str(out_w2) + ".ckpt.h5")[0]["epoch"] == 2
+    assert os.path.exists(str(out_w2) + ".pairs.npz")
+    with pytest.raises(ValueError, match="data_fingerprint"):
+        build_neighbors(cfg, x[::-1], weights=None, out_weights=out_w2,
+                        out_table=tmp_path / "t2.npz", seed=4, resume=True, verbose=0)
+    resumed, _ = build_neighbors(cfg, x, weights=None, out_weights=out_w2,
+                                 out_table=tmp_path / "t2.npz", seed=4, resume=True, verbose=0)
+    for name in params:
+        np.testing.assert_array_equal(resumed[name], params[name], err_msg=name)
+
+
+def test_build_neighbors_user_errors_before_work(tmp_path):
+    x, _ = blobs(150)
+    common = dict(out_weights=tmp_path / "s.h5", out_table=tmp_path / "t.npz", verbose=0)
+    with pytest.raises(ValueError, match="do not exist"):
+        build_neighbors(TINY, x, weights=tmp_path / "missing.h5", **common)
+    ae = tmp_path / "ae.h5"
+    save_weights_h5(ae, {"encoder1/W": np.zeros((64, 16), np.float32)})
+    with pytest.raises(ValueError, match="missing encoder1/b"):
+        build_neighbors(TINY, x, weights=ae, **common)
+    with pytest.raises(ValueError, match="at least 31"):
+        build_neighbors(TINY, x[:30], weights=None, **common)
+    with pytest.raises(ValueError, match="non-negative"):
+        build_neighbors(TINY, x, weights=None, epochs=-1, **common)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="not a writable directory"):
+        build_neighbors(TINY, x, weights=None, out_weights=tmp_path / "file" / "s.h5",
+                        out_table=tmp_path / "t.npz", verbose=0)
+    assert not os.path.exists(tmp_path / "s.h5.pairs.npz")   # nothing was computed
+
+
+# ---- subset_neighbors: the shipped Siamese net, tables inside a subset ------------------
+def numpy_embedding(path, x):
+    """The Siamese encoder's forward pass in float64 NumPy, straight from the file."""
+    import h5py
+    with h5py.File(path, "r") as f:
+        h = x.astype(np.float64)
+        for i in range(1, 5):
+            h = h @ f[f"encoder{i}/W"][()] + f[f"encoder{i}/b"][()]
+            h = np.maximum(h, 0) if i < 4 else h
+    return h
+
+
+def check_subset_table(table, info, x, config):
+    n = len(x)
+    assert table.shape == (n, 1 + config.table_columns) and table.dtype == np.int32
+    np.testing.assert_array_equal(table[:, 0], np.arange(n))
+    # the embedding the table was built from, checked against NumPy's forward pass
+    net = SiameseNet(config)
+    set_params(net, load_weights_h5(SHIPPED)[0], partial=True)
+    z = embed(net, x).astype(np.float64)
+    np.testing.assert_allclose(z, numpy_embedding(SHIPPED, x), rtol=1e-4, atol=1e-4)
+    d = ((z[:, None, :] - z[None]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    top = np.argsort(d, axis=1, kind="stable")[:, :config.table_top]
+    for i in range(n):
+        row = table[i, 1:].tolist()
+        assert i not in row and len(set(row)) == len(row)
+        assert set(row) <= set(top[i].tolist()), i
+    assert info["neighbor_selection"] == config.neighbor_selection
+    np.testing.assert_array_equal(info["tables"][config.neighbor_selection], table)
+
+
+@pytest.mark.parametrize("mode", ["random_top100", "nearest"])
+def test_subset_neighbors_on_synthetic_rows(mode):
+    x, labels = blobs(400, dim=784, k=10)
+    config = DGGConfig(neighbor_selection=mode)
+    table, info = subset_neighbors(x, SHIPPED, config, seed=3, labels=labels)
+    check_subset_table(table, info, x, config)
+    assert info["neighbor_purity"] == pytest.approx(
+        neighbor_purity(table, labels, config.num_neighbors))
+    if mode == "nearest":
+        np.testing.assert_array_equal(table, knn(embed_shipped(x), 100)[:, :41])
+    again, _ = subset_neighbors(x, SHIPPED, config, seed=3)
+    np.testing.assert_array_equal(again, table)
+
+
+def embed_shipped(x):
+    net = SiameseNet(DGGConfig())
+    set_params(net, load_weights_h5(SHIPPED)[0], partial=True)
+    return embed(net, x)
+
+
+@pytest.mark.skipif(not os.path.isdir(MNIST_DIR), reason="no local MNIST")
+def test_subset_neighbors_on_first_500_mnist_images():
+    from dgg_tf.data import load_mnist
+    x, y = load_mnist(MNIST_DIR)
+    x, y = x[:500], y[:500]
+    config = DGGConfig()
+    table, info = subset_neighbors(x, SHIPPED, config, seed=0, labels=y)
+    check_subset_table(table, info, x, config)
+    # the trained embedding groups digits: 88% of the 20 nearest share the label (raw
+    # pixels: 66%); 40 drawn from the top 100 of ~50 per class can reach only about half
+    assert info["purity"]["nearest"] > 0.8
+    assert 0.3 < info["neighbor_purity"] == info["purity"]["random_top100"] < 0.5
+
+
+def test_subset_neighbors_rejects_small_subsets_and_unfit_weights(tmp_path):
+    x, _ = blobs(101, dim=784)
+    with pytest.raises(ValueError, match="100 samples; a neighbour table needs more than "
+                                         "table_top = 100"):
+        subset_neighbors(x[:100], SHIPPED, DGGConfig())
+    table, _ = subset_neighbors(x, SHIPPED, DGGConfig())      # 101: the smallest that works
+    assert table.shape == (101, 41)
+    with pytest.raises(ValueError, match="shape"):
+        subset_neighbors(x[:, :64], SHIPPED, DGGConfig())
+    with pytest.raises(ValueError, match="encoder1/W has shape"):
+        subset_neighbors(blobs(50)[0], SHIPPED, TINY)
+    with pytest.raises(ValueError, match="do not exist"):
+        subset_neighbors(x, tmp_path / "missing.h5", DGGConfig())
+    partial = tmp_path / "partial.h5"
+    params = load_weights_h5(SHIPPED)[0]
+    save_weights_h5(partial, {k: v for k, v in params.items() if not k.startswith("encoder4")})
+    with pytest.raises(ValueError, match="lack .*encoder4/W"):
+        subset_neighbors(x, partial, DGGConfig())

@@ -1,0 +1,58 @@
+"""Run by test_fit.py in its own process: one epoch on one device and under
+MirroredStrategy on 2 virtual CPUs, from the same weights, batches and noise; exits
+non-zero if the loss differs by more than 1e-5 relative or a parameter by more than
+1e-5 relative to its tensor's scale."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from dgg_tf.devices import make_strategy, split_cpu  # noqa: E402
+
+split_cpu(2)
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import reference as ref  # noqa: E402
+from dgg_tf.config import DGGConfig  # noqa: E402
+from dgg_tf.models import DGGNetwork  # noqa: E402
+from dgg_tf.training import compile_dgg, train_dgg  # noqa: E402
+from dgg_tf.weights import get_params, set_params  # noqa: E402
+
+CFG = DGGConfig(input_dim=12, encoder_dims=(9, 8, 16), latent_dim=3, n_clusters=4,
+                batch_size=20, num_neighbors=3, epochs=1, similarity="gauss")
+
+
+def run(strategy, params, x, table, y):
+    with strategy.scope():
+        net = DGGNetwork(CFG)
+        set_params(net, params)
+        compile_dgg(net)
+    history = train_dgg(net, x, table, y, verbose=0)
+    return history, get_params(net)
+
+
+def main():
+    rng = np.random.default_rng(0)
+    params = ref.random_params(CFG, rng)
+    x = rng.random((100, 12)).astype(np.float32)
+    table = np.stack([np.arange(100)] + [rng.permutation(100) for _ in range(3)], 1)
+    y = rng.integers(0, 3, 100)
+    mirrored = make_strategy("mirrored")
+    print("replicas", mirrored.num_replicas_in_sync)
+    h1, p1 = run(tf.distribute.get_strategy(), params, x, table, y)
+    h2, p2 = run(mirrored, params, x, table, y)
+    for key in ("loss", "reconstruction", "gmm", "prior", "recon_bce", "gamma_sq_sum"):
+        rel = abs(h1[0][key] - h2[0][key]) / abs(h1[0][key])
+        print(key, h1[0][key], h2[0][key], rel)
+        assert rel < 1e-5, key
+    assert h1[0]["running_acc"] == h2[0]["running_acc"]
+    for k in p1:
+        rel = float(np.max(np.abs(p1[k] - p2[k])) / (np.max(np.abs(p1[k])) + 1e-12))
+        assert rel < 1e-5, (k, rel)
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
