@@ -25,6 +25,9 @@ CHOICES = {
     "precision": ("float32", "mixed_bfloat16"),
     "pretrain_schedule": ("section9", "dec"),
     "gmm_coefficient": (0.5, 1.0),                      # Q10: code and supplement / main text
+    # reconstruction term: the MNIST code's Bernoulli (sigmoid decoder, data in [0, 1]) or
+    # the Reuters/HAR scripts' Gaussian -0.5 * ||x - xhat||^2 (linear decoder, real data)
+    "likelihood": ("bernoulli", "gaussian"),
 }
 
 
@@ -43,6 +46,8 @@ class DGGConfig:
     kmeans_n_init: int = 10                             # Q2
     gmm_coefficient: float = 0.5                        # Q10
     precision: str = "float32"
+    likelihood: str = "bernoulli"
+    reconstruction_scale: float = 1.0   # multiplies the gaussian term only (0.1 Reuters, 100 HAR)
 
     # ---- architecture ----
     input_dim: int = 784

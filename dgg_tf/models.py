@@ -78,10 +78,12 @@ class Encoder(layers.Layer):
 
 
 class Decoder(layers.Layer):
-    """10-2000-500-500 ReLU, then 500-784 with a sigmoid (decoder1 ... decoder4)."""
+    """10-2000-500-500 ReLU, then 500-784 with a sigmoid (decoder1 ... decoder4); with
+    ``likelihood="gaussian"`` the last layer is linear (real-valued reconstructions)."""
 
     def __init__(self, config: DGGConfig, **kwargs):
         super().__init__(**kwargs)
+        self.linear_output = config.likelihood == "gaussian"
         sizes = encoder_sizes(config)[::-1]
         policy = _policy(config)
         n = len(sizes) - 1
@@ -93,6 +95,8 @@ class Decoder(layers.Layer):
         h = z
         for layer in self.dense:
             h = layer(h)
+        if self.linear_output:
+            return ops.cast(h, "float32")
         # sigmoid in float32: the reconstruction term takes log(xhat + 1e-10) of it
         return ops.sigmoid(ops.cast(h, "float32"))
 
@@ -113,7 +117,8 @@ class GMMParams(layers.Layer):
 # post-step evaluation) or the sum (STEP_SUMS). gamma_sq_sum = sum_rk gamma_rk^2 is what
 # the original prints as "Entropy" (a confidence: each row gives between 1/K and 1); it
 # prints "Reconstruction Loss" as the SUM of recon_bce over the steps and "GMM
-# variance1", our gmm_std_mean.
+# variance1", our gmm_std_mean. Under likelihood="gaussian", recon_bce holds the mean
+# squared error of the reconstruction instead (``post_step_reconstruction``).
 STEP_MEANS = TERMS + ("loss", "recon_bce", "gmm_variance", "gmm_std_mean")
 STEP_SUMS = ("gamma_sq_sum",)
 
@@ -122,6 +127,14 @@ def torch_bce_mean(recon, target):
     """F.binary_cross_entropy: mean over elements, log clamped at -100."""
     return -tf.reduce_mean(target * tf.maximum(tf.math.log(recon), -100.0)
                            + (1.0 - target) * tf.maximum(tf.math.log(1.0 - recon), -100.0))
+
+
+def post_step_reconstruction(recon, target, likelihood):
+    """The logged ``recon_bce``: torch's BCE (bernoulli), or the mean squared error
+    (gaussian, where BCE of a linear output is undefined)."""
+    if likelihood == "gaussian":
+        return tf.reduce_mean(tf.square(target - recon))
+    return torch_bce_mean(recon, target)
 
 
 @keras.saving.register_keras_serializable(package="dgg_tf")
@@ -198,7 +211,8 @@ class DGGNetwork(keras.Model):
         share = tf.cast(local / total, tf.float64)   # 1 on a single device
         f64 = lambda t: tf.cast(t, tf.float64)       # noqa: E731
         values = [f64(terms[k]) / f64(total) for k in TERMS] + [f64(loss)] + [
-            f64(v) * share for v in (torch_bce_mean(self.decoder(mean), x_self),
+            f64(v) * share for v in (post_step_reconstruction(self.decoder(mean), x_self,
+                                                              self.config.likelihood),
                                      tf.reduce_mean(tf.square(self.gmm.std)),
                                      tf.reduce_mean(self.gmm.std))] + [
             f64(tf.reduce_sum(tf.square(gamma)))]    # pre-step gamma, as printed

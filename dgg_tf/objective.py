@@ -45,8 +45,33 @@ def prior_tf(gamma_nbrs, w, mode):
     return numerator / tf.reduce_sum(numerator, axis=1, keepdims=True)
 
 
+def reconstruction_rows(target, recon, likelihood="bernoulli", scale=1.0):
+    """log p(x | z) per row, summed over features: "bernoulli" (the MNIST code, xhat a
+    sigmoid output) sum x log(xhat + 1e-10) + (1 - x) log(1 - xhat + 1e-10); "gaussian"
+    (the Reuters/HAR scripts, xhat linear) -0.5 * scale * sum (x - xhat)^2."""
+    if likelihood == "gaussian":
+        return -0.5 * scale * tf.reduce_sum(tf.square(target - recon), axis=-1)
+    if likelihood != "bernoulli":
+        raise ValueError(f"likelihood must be one of {', '.join(CHOICES['likelihood'])}, "
+                         f"got {likelihood!r}")
+    return tf.reduce_sum(target * tf.math.log(recon + _LOG_EPS)
+                         + (1.0 - target) * tf.math.log((1.0 - recon) + _LOG_EPS), axis=-1)
+
+
+def check_data_range(x, likelihood, source="data"):
+    """The Bernoulli term needs every value in [0, 1] (it takes log(1 - xhat) against
+    1 - x); raise ValueError naming the range found, and the switch that lifts it."""
+    if likelihood != "bernoulli" or np.size(x) == 0:
+        return
+    lo, hi = float(np.min(x)), float(np.max(x))
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(f"{source} lies in [{lo:.6g}, {hi:.6g}]; likelihood='bernoulli' needs "
+                         "values in [0, 1]: scale the data to [0, 1], or use "
+                         "likelihood='gaussian' for real-valued features")
+
+
 def elbo_terms(target, recon, mean, logvar, gamma, log_pc, w_rows, gmm_mean, gmm_std,
-               gmm_coefficient=0.5):
+               gmm_coefficient=0.5, likelihood="bernoulli", scale=1.0):
     """The five weighted ELBO sums (each sum_r w_r * term_r), float32 scalars.
 
     target, recon [R, D] (or any broadcastable pair whose leading axes flatten to R,
@@ -54,10 +79,9 @@ def elbo_terms(target, recon, mean, logvar, gamma, log_pc, w_rows, gmm_mean, gmm
     gmm_mean, gmm_std [M, K] (only std**2 is used, so std may go negative).
     ``gmm_coefficient`` multiplies sum_d [log(2 pi s^2) + ((mu - m)^2 + exp(logvar)) / s^2]
     in E[log p(z|c)]: 1/2 the code's and the supplement's, 1 the main text's (Q10).
+    ``likelihood`` and ``scale``: the reconstruction term (``reconstruction_rows``).
     """
-    recon_r = tf.reduce_sum(target * tf.math.log(recon + _LOG_EPS)
-                            + (1.0 - target) * tf.math.log((1.0 - recon) + _LOG_EPS), axis=-1)
-    recon_r = tf.reshape(recon_r, [-1])
+    recon_r = tf.reshape(reconstruction_rows(target, recon, likelihood, scale), [-1])
     var = tf.square(gmm_std)                                             # [M, K]
     c = gmm_coefficient                                                  # 0.5: the code (Q10)
     log_norm = -c * tf.reduce_sum(tf.math.log(var * (2.0 * math.pi)), axis=0)      # [K]
@@ -116,7 +140,8 @@ def forward_terms(net, x_nbrs, w, eps, config, batch_size=None):
         log_pc = tf.where(pc > 0, log_pc, 0.0)
     log_pc = tf.repeat(log_pc, nn, axis=0)    # row i * Nn + j gets sample i's prior
     terms = elbo_terms(target, recon, mean, logvar, gamma, log_pc, w_rows,
-                       net.gmm.mean, net.gmm.std, float(config.gmm_coefficient))
+                       net.gmm.mean, net.gmm.std, float(config.gmm_coefficient),
+                       config.likelihood, config.reconstruction_scale)
     if batch_size is None:
         batch_size = tf.cast(batch, tf.float32)
     loss = -tf.add_n([terms[k] for k in TERMS]) / batch_size

@@ -43,12 +43,15 @@ def prepare_inputs(config: DGGConfig, x, y, neighbors, weights, neighbor_info=No
     """Every check that can run before the work: data, labels, neighbour tables and
     weights against the config. Returns a dict of the checked inputs."""
     from .neighbors import as_tables
+    from .objective import check_data_range
     from .siamese import neighbor_purity
     from .training import check_training_inputs
     from .weights import load_autoencoder
     x = np.asarray(x, np.float32)
     if x.ndim != 2 or x.shape[1] != config.input_dim:
         raise ValueError(f"data has shape {x.shape}; the config expects [N, {config.input_dim}]")
+    if np.all(np.isfinite(x)):
+        check_data_range(x, config.likelihood)
     y = None if y is None else np.asarray(y)
     tables, stored_purity, table_info = as_tables(neighbors, len(x), config)
     table_info.update(neighbor_info or {})

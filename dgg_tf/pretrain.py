@@ -57,6 +57,12 @@ def bernoulli_nll_sum(x, recon):
     return -ops.sum(x * ops.log(recon + _LOG_EPS) + (1.0 - x) * ops.log((1.0 - recon) + _LOG_EPS))
 
 
+def gaussian_nll_sum(x, recon):
+    """0.5 * sum((x - recon)^2) over batch and features: fine-tuning's loss under
+    likelihood="gaussian" (a linear decoder), the negative of DGG's gaussian term."""
+    return 0.5 * ops.sum(ops.square(x - recon))
+
+
 def mean_squared_error(x, recon):
     """mean((x - recon)^2) over batch and pixels: the DEC schedule's loss."""
     return ops.mean(ops.square(x - recon))
@@ -281,7 +287,8 @@ def _make_stage(label, index, ae, x, config, seed, fresh):
     are freshly initialised (seeded per stage) when ``fresh``, else taken from the
     autoencoder, where every epoch writes them back."""
     if label == "finetune":
-        return Stage(ae, x, bernoulli_nll_sum, TorchAdam(config.finetune_lr),
+        loss = gaussian_nll_sum if config.likelihood == "gaussian" else bernoulli_nll_sum
+        return Stage(ae, x, loss, TorchAdam(config.finetune_lr),
                      (config.finetune_lr, config.finetune_lr_gamma, config.finetune_lr_step),
                      config.finetune_batch_size, config.finetune_epochs)
     if label == "end_to_end":

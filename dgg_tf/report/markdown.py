@@ -128,11 +128,25 @@ def _warnings_section(runs):
             "ACC below half the pretrained classifier's. Training went on.", ""] + lines + [""]
 
 
+def other_switches(config):
+    """'name=value (choices)' of every CHOICES switch without a quirk section (precision,
+    pretrain_schedule, likelihood, ...), read from a config dict; '' without one."""
+    from .. import config as config_module
+    from .quirks import QUIRK_SWITCHES
+    if not isinstance(config, dict):
+        return ""
+    return "; ".join(f"{name}={config.get(name, 'n/a')} ({' / '.join(allowed)})"
+                     for name, allowed in config_module.CHOICES.items()
+                     if name not in QUIRK_SWITCHES.values())
+
+
 def _setup_section(setup):
-    """'## Audit setup': one audit's setup, or one block per run (config left out)."""
+    """'## Audit setup': one audit's setup, or one block per run (config left out but
+    for the switches that no quirk section shows)."""
     lines = ["## Audit setup", ""]
     if "n_batches" in setup:
-        _render(lines, {k: v for k, v in setup.items() if k != "config"})
+        _render(lines, {**{k: v for k, v in setup.items() if k != "config"},
+                        "other switches": other_switches(setup.get("config"))})
     else:
         for name, s in setup.items():
             if s:
