@@ -8,6 +8,10 @@ import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_MNIST = os.path.normpath(os.path.join(REPO, "..", "shared", "data", "mnist"))
+# the shipped MNIST files (pretrained/README.md says how each was made)
+MNIST_WEIGHTS = os.path.join(REPO, "pretrained", "mnist_ae.h5")
+MNIST_NEIGHBORS = os.path.join(REPO, "pretrained", "mnist_neighbors.npz")
+MNIST_SIAMESE = os.path.join(REPO, "pretrained", "mnist_siamese.h5")
 
 
 class UsageError(ValueError):

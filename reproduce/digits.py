@@ -88,7 +88,10 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, nargs="+")
     p.add_argument("--out", default=os.path.join(HERE, "results", "digits"))
     p.add_argument("--verbose", type=int, default=0)
+    p.add_argument("--tf-log", action="store_true", help="show TensorFlow's own log messages")
     args = p.parse_args(argv)
+    from dgg_tf.cli import quiet_tensorflow
+    quiet_tensorflow(args.tf_log)
     t0 = time.time()
     try:
         with open(args.config) as f:

@@ -15,9 +15,8 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from dgg_tf.config import CHOICES, DGGConfig  # noqa: E402
+from dgg_tf.cli import quiet_tensorflow
+from dgg_tf.config import CHOICES, DGGConfig
 
 
 def main(argv=None):
@@ -32,8 +31,10 @@ def main(argv=None):
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--init", default=None, help="start from these autoencoder weights")
+    p.add_argument("--tf-log", action="store_true", help="show TensorFlow's own log messages")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
+    quiet_tensorflow(args.tf_log)
     from dgg_tf.fitting import TrainingError
     try:
         return run(args, argv)

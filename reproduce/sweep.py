@@ -22,13 +22,10 @@ import os
 import shlex
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from dgg_tf.cli import (MNIST_NEIGHBORS, MNIST_SIAMESE, MNIST_WEIGHTS, SHARED_MNIST,
+                        UsageError, quiet_tensorflow, run_main)
 
-from dgg_tf.cli import REPO, SHARED_MNIST, UsageError, quiet_tensorflow, run_main  # noqa: E402
-
-DEFAULT_WEIGHTS = os.path.join(REPO, "pretrained", "mnist_ae.h5")
-DEFAULT_NEIGHBORS = os.path.join(REPO, "pretrained", "mnist_neighbors.npz")
-DEFAULT_SIAMESE = os.path.join(REPO, "pretrained", "mnist_siamese.h5")
+DEFAULT_WEIGHTS, DEFAULT_NEIGHBORS, DEFAULT_SIAMESE = MNIST_WEIGHTS, MNIST_NEIGHBORS, MNIST_SIAMESE
 
 
 def build_parser():
