@@ -114,15 +114,21 @@ class ClassifierPretrainer(keras.Model):
         self.agreement = keras.metrics.Mean("agreement_with_kmeans")
         self.running = (Contingency(classifier.units, n_classes, "running")
                         if n_classes else None)
+        self.built = True          # the classifier layer is built; nothing to infer
 
     def train_step(self, batch):
         h, target = batch["h"], batch["target"]
+        replica = tf.distribute.get_replica_context()
+        local = tf.cast(tf.shape(h)[0], tf.float32)
+        share = local / replica.all_reduce("sum", local) if replica else 1.0   # 1: one device
         with tf.GradientTape() as tape:
-            loss = classifier_loss(self.classifier(h), target, self.kind)
+            # the batch's mean loss; a replica's part of it, whose gradients the
+            # optimiser sums over the replicas
+            loss = classifier_loss(self.classifier(h), target, self.kind) * share
         variables = self.classifier.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         pred = tf.argmax(self.classifier(h), axis=1, output_type=tf.int32)
-        self.loss_mean.update_state(loss)
+        self.loss_mean.update_state(replica.all_reduce("sum", loss) if replica else loss)
         self.agreement.update_state(tf.cast(tf.equal(pred, target), tf.float32))
         if self.running is not None:
             self.running.update_state(pred, batch["labels"])
@@ -160,9 +166,11 @@ def pretrain_classifier(net, x_mean, targets, config: DGGConfig, labels_true=Non
     x_mean = np.asarray(x_mean, np.float32)
     targets = np.asarray(targets, np.int32)
     n_classes = None if labels_true is None else int(np.max(labels_true)) + 1
-    model = ClassifierPretrainer(net.classifier, config.classifier_pretrain_loss, n_classes)
-    model.compile(optimizer=TorchSGD(config.classifier_lr, momentum=config.classifier_momentum,
-                                     l2=config.classifier_weight_decay), jit_compile=False)
+    with net.distribute_strategy.scope():     # f2's variables may be mirrored
+        model = ClassifierPretrainer(net.classifier, config.classifier_pretrain_loss, n_classes)
+        model.compile(optimizer=TorchSGD(config.classifier_lr,
+                                         momentum=config.classifier_momentum,
+                                         l2=config.classifier_weight_decay), jit_compile=False)
     columns = {"h": tf.constant(x_mean), "target": tf.constant(targets)}
     if labels_true is not None:
         columns["labels"] = tf.constant(np.asarray(labels_true, np.int32))
