@@ -1,7 +1,7 @@
-"""Run by test_fit.py in its own process: one epoch on one device and under
-MirroredStrategy on 2 virtual CPUs, from the same weights, batches and noise; exits
-non-zero if the loss differs by more than 1e-5 relative or a parameter by more than
-1e-5 relative to its tensor's scale."""
+"""Run by test_fit.py in its own process: one DGG epoch, and classifier pretraining, on
+one device and under MirroredStrategy on 2 virtual CPUs, from the same weights, batches
+and noise; exits non-zero if a loss differs by more than 1e-5 relative or a parameter by
+more than 1e-5 relative to its tensor's scale."""
 import os
 import sys
 
@@ -17,7 +17,7 @@ import tensorflow as tf  # noqa: E402
 import reference as ref  # noqa: E402
 from dgg_tf.config import DGGConfig  # noqa: E402
 from dgg_tf.models import DGGNetwork  # noqa: E402
-from dgg_tf.training import compile_dgg, train_dgg  # noqa: E402
+from dgg_tf.training import compile_dgg, pretrain_classifier, train_dgg  # noqa: E402
 from dgg_tf.weights import get_params, set_params  # noqa: E402
 
 CFG = DGGConfig(input_dim=12, encoder_dims=(9, 8, 16), latent_dim=3, n_clusters=4,
@@ -31,6 +31,15 @@ def run(strategy, params, x, table, y):
         compile_dgg(net)
     history = train_dgg(net, x, table, y, verbose=0)
     return history, get_params(net)
+
+
+def classifier(strategy, params, h, targets):
+    """Classifier pretraining (f2 alone, through fit) under ``strategy``."""
+    with strategy.scope():
+        net = DGGNetwork(CFG.replace(classifier_epochs=2, classifier_batch_size=20))
+        set_params(net, params)
+    history = pretrain_classifier(net, h, targets, net.config, verbose=0)
+    return history, get_params(net)["classifier/W"]
 
 
 def main():
@@ -51,6 +60,13 @@ def main():
     for k in p1:
         rel = float(np.max(np.abs(p1[k] - p2[k])) / (np.max(np.abs(p1[k])) + 1e-12))
         assert rel < 1e-5, (k, rel)
+    h = rng.normal(size=(100, 3)).astype(np.float32)
+    targets = rng.integers(0, 4, 100)
+    (c1, w1), (c2, w2) = (classifier(s, params, h, targets)
+                          for s in (tf.distribute.get_strategy(), mirrored))
+    print("classifier loss", c1[-1]["loss"], c2[-1]["loss"])
+    assert abs(c1[-1]["loss"] - c2[-1]["loss"]) < 1e-5 * abs(c1[-1]["loss"])
+    assert np.max(np.abs(w1 - w2)) < 1e-5 * np.max(np.abs(w1))
     print("ok")
 
 
