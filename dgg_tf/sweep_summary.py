@@ -47,6 +47,22 @@ def baselines(sweep_dir):
     return {name: c.get("baseline") for name, c in plan["configs"].items()}
 
 
+def infer_baselines(sweep):
+    """Baselines from sweep.json alone (its plan.json not at hand, e.g. committed results):
+    a flip ``switch=value`` is compared with the configuration whose overrides are the
+    largest strict part of its own (``sigma_mode=honoured`` on top of ``similarity=gauss``
+    with the latter), every other configuration with code."""
+    configs = sweep["configs"]
+    out = {}
+    for name, entry in configs.items():
+        mine = set((entry.get("overrides") or {}).items())
+        parts = [(len(o), other) for other, c in configs.items() if other != name
+                 and "=" in other and (o := set((c.get("overrides") or {}).items())) < mine]
+        out[name] = max(parts)[1] if "=" in name and parts else "code"
+    out.pop("code", None)
+    return out
+
+
 def describe(values):
     """n, mean, sd (n-1), min, max of the finished values (None entries left out)."""
     v = np.array([a for a in values if a is not None], np.float64)
@@ -183,5 +199,5 @@ def load_effects(sweep_dir):
     try:
         compared = baselines(sweep_dir)
     except FileNotFoundError:
-        compared = {}
+        compared = infer_baselines(sweep)
     return sweep, effects(sweep, compared)

@@ -156,3 +156,18 @@ def test_script_plan_and_usage_errors(capsys):
     assert script.main(["--configs", "code,nope", "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert err.count("error: ") == 3 and "unknown configuration(s) nope" in err
+
+
+def test_baselines_inferred_from_sweep_json_alone():
+    """Committed results keep sweep.json, not plan.json: a flip on top of another flip is
+    compared with that flip, everything else with code."""
+    from dgg_tf.sweep_summary import infer_baselines
+    sweep = {"configs": {
+        "code": {"overrides": {}}, "paper": {"overrides": {"prior": "paper", "similarity": "gauss",
+                                                          "sigma_mode": "honoured"}},
+        "similarity=gauss": {"overrides": {"similarity": "gauss"}},
+        "sigma_mode=honoured": {"overrides": {"similarity": "gauss", "sigma_mode": "honoured"}},
+        "prior=paper": {"overrides": {"prior": "paper"}}}}
+    assert infer_baselines(sweep) == {"paper": "code", "similarity=gauss": "code",
+                                      "sigma_mode=honoured": "similarity=gauss",
+                                      "prior=paper": "code"}
