@@ -179,7 +179,8 @@ def _eta_callback(total_epochs, verbose):
                 self.first = False
                 left = (total_epochs - epoch - 1) * record["seconds"]
                 finish = datetime.datetime.now() + datetime.timedelta(seconds=left)
-                span = f"{left / 3600:.1f} h" if left > 5400 else f"{left / 60:.0f} min"
+                span = (f"{left / 3600:.1f} h" if left > 5400 else
+                        f"{left / 60:.0f} min" if left > 90 else f"{left:.0f} s")
                 _say(verbose, f"epoch {epoch + 1} took {record['seconds']:.0f} s; the "
                      f"{total_epochs - epoch - 1} epochs left take about {span} "
                      f"(done about {finish:%Y-%m-%d %H:%M})")
