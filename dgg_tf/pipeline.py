@@ -21,6 +21,7 @@ import numpy as np
 from .checkpoint import CHECKPOINT, check_same_run, load_checkpoint, restore, save_checkpoint
 from .config import DGGConfig
 from .rundir import check_new_or_resumable, check_writable, open_run_dir
+from .training import check_steps_per_execution
 
 
 def fingerprint(*arrays):
@@ -323,6 +324,7 @@ def run_dgg(config: DGGConfig, x, y=None, *, neighbors, weights, workdir, resume
     opts = RunOptions(resume, tuple(callbacks), verbose, audit, audit_only, audit_batches,
                       audit_classifier_epochs, strategy, steps_per_execution, tensorboard)
     inputs = prepare_inputs(config, x, y, neighbors, weights, neighbor_info)
+    check_steps_per_execution(len(inputs["x"]), config.batch_size, steps_per_execution)
     _report_purity(inputs["neighbors"].get("purity"), config, verbose)
     check_writable(workdir)
     check_new_or_resumable(workdir, resume)

@@ -280,6 +280,16 @@ def check_training_inputs(x, table, labels, config: DGGConfig):
             "Choose N so the last batch is empty or has 12+ samples, or use sigma_mode='honoured'")
 
 
+def check_steps_per_execution(n, batch_size, per_execution):
+    """Keras runs ``per_execution`` steps per call even across the end of an epoch, so
+    with epochs of batches keyed by (seed, epoch, step) it must divide an epoch's steps."""
+    steps = steps_per_epoch(n, batch_size)
+    if per_execution > 1 and steps % per_execution:
+        fits = [d for d in range(per_execution, 0, -1) if steps % d == 0][0]
+        raise ValueError(f"steps_per_execution={per_execution} must divide the {steps} steps "
+                         f"of an epoch (N={n}, batch {batch_size}); use e.g. {fits}")
+
+
 class EpochRecorder(keras.callbacks.Callback):
     """Turns each epoch into the run's history record (the original's printout: the
     step means and sums, lr, running and full-pass ACC/NMI), appended to ``history``
@@ -325,6 +335,7 @@ def train_dgg(net: DGGNetwork, x, table, labels=None, *, history=None, initial_e
     table = np.asarray(table)
     labels = None if labels is None else np.asarray(labels)
     check_training_inputs(x, table, labels, cfg)
+    check_steps_per_execution(len(x), cfg.batch_size, net.steps_per_execution)
     history = [] if history is None else history
     n_classes = None if labels is None else int(labels.max()) + 1
     feed = net.feed = BatchFeed(x, cfg, n_classes)

@@ -158,3 +158,28 @@ def test_mirrored_on_two_virtual_cpus_equals_one_device():
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "replicas 2" in out.stdout
+
+
+def test_several_steps_per_execution_give_the_same_run():
+    """--steps-per-execution only changes how often Python sees the device: same history
+    and weights as one step per call; the non-finite stop still names the batch."""
+    x, table, y = tiny_data()
+    runs = []
+    for spe in (1, 5):
+        keras.utils.set_random_seed(0)
+        net = compile_dgg(DGGNetwork(TINY), TINY, steps_per_execution=spe)
+        history = train_dgg(net, x, table, y, verbose=0)
+        runs.append(([{k: v for k, v in r.items() if k not in ("seconds", "peak_rss_mb")}
+                      for r in history], get_params(net)))
+    assert runs[0][0] == runs[1][0]
+    for k, v in runs[0][1].items():
+        np.testing.assert_array_equal(runs[1][1][k], v)
+    from dgg_tf.fitting import TrainingError
+    net = compile_dgg(DGGNetwork(TINY), TINY, steps_per_execution=5)
+    net.gmm.std.assign(np.zeros_like(net.gmm.std.numpy()))          # log(0) in the GMM term
+    with pytest.raises(TrainingError, match="epoch 1, batch 1/5"):
+        train_dgg(net, x, table, y, verbose=0)
+    # Keras would run a 3-step call across the end of a 5-step epoch: refused up front
+    net = compile_dgg(DGGNetwork(TINY), TINY, steps_per_execution=3)
+    with pytest.raises(ValueError, match="must divide the 5 steps of an epoch"):
+        train_dgg(net, x, table, y, verbose=0)
