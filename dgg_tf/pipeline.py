@@ -20,7 +20,7 @@ import numpy as np
 
 from .checkpoint import CHECKPOINT, check_same_run, load_checkpoint, restore, save_checkpoint
 from .config import DGGConfig
-from .rundir import check_new_or_resumable, check_writable, open_run_dir
+from .rundir import open_run_dir
 from .training import check_steps_per_execution
 
 
@@ -326,10 +326,8 @@ def run_dgg(config: DGGConfig, x, y=None, *, neighbors, weights, workdir, resume
     inputs = prepare_inputs(config, x, y, neighbors, weights, neighbor_info)
     check_steps_per_execution(len(inputs["x"]), config.batch_size, steps_per_execution)
     _report_purity(inputs["neighbors"].get("purity"), config, verbose)
-    check_writable(workdir)
-    check_new_or_resumable(workdir, resume)
     run_info = _run_info(config, inputs, workdir, info)
-    lock = open_run_dir(workdir, resume)
+    lock = open_run_dir(workdir, resume)      # checks, then creates and locks it
     try:
         return _run_locked(config, inputs, workdir, run_info, opts)
     finally:
