@@ -96,10 +96,9 @@ class NonFiniteStop(keras.callbacks.Callback):
     non-finite loss. Keras' TerminateOnNaN stops silently and names neither.
 
     Reads ``metric`` (a ``FirstNonFinite``: the 1-based step of the epoch whose loss was
-    first non-finite, 0 if none), which works with several steps per execution; without
-    one, the batch's ``nonfinite_step`` log (the step if its loss was not finite)."""
+    first non-finite, 0 if none), so it works with several steps per execution."""
 
-    def __init__(self, steps, metric=None):
+    def __init__(self, steps, metric):
         super().__init__()
         self.steps, self.metric = steps, metric
         self.epoch = 0
@@ -108,9 +107,7 @@ class NonFiniteStop(keras.callbacks.Callback):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        value = self.metric.result() if self.metric is not None else \
-            (logs or {}).get("nonfinite_step", 0)
-        step = int(keras.ops.convert_to_numpy(value))
+        step = int(keras.ops.convert_to_numpy(self.metric.result()))
         if step > 0:
             self.model.stop_training = True
             raise TrainingError(f"loss is not finite at epoch {self.epoch + 1}, batch "

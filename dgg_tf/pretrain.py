@@ -36,8 +36,8 @@ import tensorflow as tf
 from keras import ops
 
 from .config import DGGConfig
-from .fitting import (EpochEnd, NonFiniteStop, TrainingError, index_batches, step_lr_callback,
-                      steps_per_epoch)
+from .fitting import (EpochEnd, FirstNonFinite, NonFiniteStop, TrainingError, index_batches,
+                      step_lr_callback, steps_per_epoch)
 from .models import Autoencoder, encode_mean, encoder_sizes, torch_default_dense
 from .objective import _LOG_EPS  # a variable: see objective.py
 from .optimizers import TorchAdam, TorchSGD, step_lr
@@ -80,9 +80,9 @@ class LossTrainer(keras.Model):
     directly, then one gradient and one optimizer update: the same computation as the
     original's ``loss.backward(); optimizer.step()``.
 
-    Dataset elements are ``(batch, step)``, step 1-based within the epoch. Logs: the
-    running mean ``loss`` of the epoch, and ``nonfinite_step`` (the step if this
-    batch's loss is not finite, else 0) for ``fitting.NonFiniteStop``.
+    Logs the running mean ``loss`` of the epoch; ``nonfinite`` (a
+    ``fitting.FirstNonFinite``) holds the first step whose loss was not finite, for
+    ``fitting.NonFiniteStop``.
     """
 
     def __init__(self, network, batch_loss):
@@ -90,23 +90,22 @@ class LossTrainer(keras.Model):
         self.network = network
         self.batch_loss = batch_loss
         self.loss_mean = keras.metrics.Mean(name="loss")
+        self.nonfinite = FirstNonFinite()
         self.built = True        # the network is built; nothing to infer from data
 
     @property
     def metrics(self):
-        return [self.loss_mean]
+        return [self.loss_mean, self.nonfinite]
 
-    def train_step(self, data):
-        batch, step = data
+    def train_step(self, batch):
         variables = self.network.trainable_variables
         with tf.GradientTape() as tape:
             loss = self.batch_loss(self.network, batch)
         grads = tape.gradient(loss, variables)
         self.optimizer.apply_gradients(zip(grads, variables))
         self.loss_mean.update_state(loss)
-        finite = tf.math.is_finite(loss)
-        return {"loss": self.loss_mean.result(),
-                "nonfinite_step": tf.where(finite, tf.zeros_like(step), step)}
+        self.nonfinite.update_state(loss)
+        return {"loss": self.loss_mean.result()}
 
 
 def fit_epochs(trainer, optimizer, make_batch, n, batch_size, seed, first_epoch, epochs,
@@ -124,11 +123,11 @@ def fit_epochs(trainer, optimizer, make_batch, n, batch_size, seed, first_epoch,
         return
     steps = steps_per_epoch(n, batch_size)
     data = index_batches(n, batch_size, seed, first_epoch, epochs,
-                         lambda index, epoch, step: (make_batch(index), step + 1))
+                         lambda index, epoch, step: make_batch(index))
     trainer.compile(optimizer=optimizer, jit_compile=False)
     try:
         trainer.fit(data, steps_per_epoch=steps, epochs=epochs, initial_epoch=first_epoch,
-                    callbacks=[NonFiniteStop(steps), *callbacks], verbose=verbose, shuffle=False)
+                    callbacks=[NonFiniteStop(steps, trainer.nonfinite), *callbacks], verbose=verbose, shuffle=False)
     except TrainingError as e:
         raise TrainingError(f"{label}: {e}; the weights diverged or the input holds extreme "
                             f"values") from None
