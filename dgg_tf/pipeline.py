@@ -16,6 +16,7 @@ import os
 import sys
 import time
 
+import keras
 import numpy as np
 
 from .checkpoint import CHECKPOINT, check_same_run, load_checkpoint, restore, save_checkpoint
@@ -166,28 +167,30 @@ class _RunFiles:
         self.curves()
 
 
-def _eta_callback(total_epochs, verbose):
-    """Prints one summary line per epoch, and after the first the estimated time for all."""
-    import keras
+class EpochSummary(keras.callbacks.Callback):
+    """Prints each epoch's record, and after this run's first epoch the time left."""
 
-    from .training import format_record
+    def __init__(self, total_epochs, history, verbose):
+        super().__init__()
+        self.total_epochs, self.history, self.verbose = total_epochs, history, verbose
+        self.first = True
 
-    class Eta(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            record = self.model_history[-1]
-            _say(verbose, format_record(record))
-            if self.first:
-                self.first = False
-                left = (total_epochs - epoch - 1) * record["seconds"]
-                finish = datetime.datetime.now() + datetime.timedelta(seconds=left)
-                span = (f"{left / 3600:.1f} h" if left > 5400 else
-                        f"{left / 60:.0f} min" if left > 90 else f"{left:.0f} s")
-                _say(verbose, f"epoch {epoch + 1} took {record['seconds']:.0f} s; the "
-                     f"{total_epochs - epoch - 1} epochs left take about {span} "
-                     f"(done about {finish:%Y-%m-%d %H:%M})")
-    eta = Eta()
-    eta.first = True
-    return eta
+    def on_epoch_end(self, epoch, logs=None):
+        from .training import format_record
+        record = self.history[-1]
+        _say(self.verbose, format_record(record))
+        if self.first:
+            self.first = False
+            _say(self.verbose, _time_left(epoch, self.total_epochs, record["seconds"]))
+
+
+def _time_left(epoch, total_epochs, seconds):
+    left = (total_epochs - epoch - 1) * seconds
+    finish = datetime.datetime.now() + datetime.timedelta(seconds=left)
+    span = (f"{left / 3600:.1f} h" if left > 5400 else
+            f"{left / 60:.0f} min" if left > 90 else f"{left:.0f} s")
+    return (f"epoch {epoch + 1} took {seconds:.0f} s; the {total_epochs - epoch - 1} epochs "
+            f"left take about {span} (done about {finish:%Y-%m-%d %H:%M})")
 
 
 def _tensorboard(log_dir, history):
@@ -207,8 +210,7 @@ def train_run(net, inputs, files, start_epoch, callbacks=(), tensorboard=None, v
     from .collapse import collapse_callback
     from .fitting import EpochEnd
     from .training import train_dgg
-    eta = _eta_callback(net.config.epochs, verbose)
-    eta.model_history = files.history
+    eta = EpochSummary(net.config.epochs, files.history, verbose)
     watch = collapse_callback(files.history, inputs["x"], net.config.n_clusters,
                               files.run()["classifier_acc"])
     own = [eta, watch, EpochEnd(files.on_epoch)] + (
