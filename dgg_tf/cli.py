@@ -14,6 +14,14 @@ MNIST_NEIGHBORS = os.path.join(REPO, "pretrained", "mnist_neighbors.npz")
 MNIST_SIAMESE = os.path.join(REPO, "pretrained", "mnist_siamese.h5")
 
 
+def mnist_source(path=None):
+    """Where the commands read MNIST: ``path`` if given, else the shared idx directory
+    when it exists, else None (``load_mnist`` then tries the Keras cache)."""
+    if path is not None:
+        return path
+    return SHARED_MNIST if os.path.isdir(SHARED_MNIST) else None
+
+
 class UsageError(ValueError):
     """A command-line mistake (exit code 2)."""
 

@@ -25,7 +25,7 @@ import os
 import shlex
 import sys
 
-from dgg_tf.cli import (MNIST_NEIGHBORS, MNIST_SIAMESE, MNIST_WEIGHTS, SHARED_MNIST,
+from dgg_tf.cli import (MNIST_NEIGHBORS, MNIST_SIAMESE, MNIST_WEIGHTS, mnist_source,
                         UsageError, quiet_tensorflow, run_main)
 
 DEFAULT_WEIGHTS, DEFAULT_NEIGHBORS, DEFAULT_SIAMESE = MNIST_WEIGHTS, MNIST_NEIGHBORS, MNIST_SIAMESE
@@ -108,8 +108,7 @@ def run(args, x=None, y=None, callbacks=()):
     split_cpu(args.virtual_cpus)
     from dgg_tf.data import load_mnist
     from dgg_tf.pipeline import run_dgg
-    data = args.data if args.data is not None else (SHARED_MNIST if os.path.isdir(SHARED_MNIST)
-                                                    else None)
+    data = mnist_source(args.data)
     desc = "arrays passed to run()" if x is not None else os.path.abspath(data or "keras cache")
     if x is None:
         x, y = load_mnist(data)

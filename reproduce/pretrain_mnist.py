@@ -15,14 +15,15 @@ import argparse
 import os
 import sys
 
-from dgg_tf.cli import quiet_tensorflow
+from dgg_tf.cli import mnist_source, quiet_tensorflow, run_main
 from dgg_tf.config import CHOICES, DGGConfig
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="pretrained/mnist_ae.h5")
-    p.add_argument("--data", default=None, help="MNIST directory/npz/pkl.gz (default: Keras cache)")
+    p.add_argument("--data", default=None, help="MNIST: idx directory, mnist.npz or mnist.pkl.gz "
+                   "(default: ../shared/data/mnist if present, else the Keras cache)")
     p.add_argument("--schedule", choices=CHOICES["pretrain_schedule"],
                    default=DGGConfig.pretrain_schedule)
     p.add_argument("--precision", choices=CHOICES["precision"], default=DGGConfig.precision)
@@ -35,15 +36,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
     quiet_tensorflow(args.tf_log)
-    from dgg_tf.fitting import TrainingError
-    try:
-        return run(args, argv)
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except TrainingError as e:  # diverged training: not a usage error
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    return run_main(lambda: run(args, argv))
 
 
 def run(args, argv):
@@ -53,7 +46,7 @@ def run(args, argv):
     config = DGGConfig(pretrain_schedule=args.schedule, precision=args.precision)
     config = config.with_assignments(args.set)
     check_pretrain_files(args.out, resume=args.resume, init=args.init, config=config)
-    x, y = load_mnist(args.data)
+    x, y = load_mnist(mnist_source(args.data))
     if args.subset:
         x, y = x[:args.subset], y[:args.subset]
     command = "python " + " ".join([os.path.relpath(__file__)] + argv)

@@ -25,13 +25,14 @@ import argparse
 import os
 import sys
 
-from dgg_tf.cli import quiet_tensorflow
+from dgg_tf.cli import mnist_source, quiet_tensorflow, run_main
 from dgg_tf.config import CHOICES, DGGConfig
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=None, help="MNIST directory/npz/pkl.gz (default: Keras cache)")
+    p.add_argument("--data", default=None, help="MNIST: idx directory, mnist.npz or mnist.pkl.gz "
+                   "(default: ../shared/data/mnist if present, else the Keras cache)")
     p.add_argument("--weights", default="pretrained/mnist_ae.h5",
                    help="initial weights holding encoder1..encoder4, or 'none' for PyTorch-default init")
     p.add_argument("--epochs", type=int, default=None, help="total epochs (default: config, 300)")
@@ -47,15 +48,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
     quiet_tensorflow(args.tf_log)
-    from dgg_tf.fitting import TrainingError
-    try:
-        return run(args, argv)
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except TrainingError as e:  # diverged training: not a usage error
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    return run_main(lambda: run(args, argv))
 
 
 def run(args, argv):
@@ -66,10 +59,10 @@ def run(args, argv):
     outputs = {"weights": args.weights, "out_weights": args.out_weights,
                "out_table": args.out_table, "resume": args.resume, "epochs": args.epochs}
     check_neighbor_files(config, n_samples=args.subset or None, **outputs)
-    x, y = load_mnist(args.data)
+    x, y = load_mnist(mnist_source(args.data))
     if args.subset:
         x, y = x[:args.subset], y[:args.subset]
-    data = (f"MNIST train+test from {args.data or 'Keras cache'}, {len(x)} images"
+    data = (f"MNIST train+test from {mnist_source(args.data) or 'Keras cache'}, {len(x)} images"
             + (f" (first {args.subset})" if args.subset else ""))
     print(f"data: {data}", flush=True)
     command = "python " + " ".join([os.path.relpath(__file__)] + argv)

@@ -22,7 +22,7 @@ import os
 import shlex
 import sys
 
-from dgg_tf.cli import (MNIST_NEIGHBORS, MNIST_SIAMESE, MNIST_WEIGHTS, SHARED_MNIST,
+from dgg_tf.cli import (MNIST_NEIGHBORS, MNIST_SIAMESE, MNIST_WEIGHTS, mnist_source,
                         UsageError, quiet_tensorflow, run_main)
 
 DEFAULT_WEIGHTS, DEFAULT_NEIGHBORS, DEFAULT_SIAMESE = MNIST_WEIGHTS, MNIST_NEIGHBORS, MNIST_SIAMESE
@@ -85,8 +85,7 @@ def load_data(args, protocol):
     from dgg_tf.config import DGGConfig
     from dgg_tf.data import load_mnist
     from dgg_tf.neighbors import load_tables, subset_tables
-    data = args.data if args.data is not None else (SHARED_MNIST if os.path.isdir(SHARED_MNIST)
-                                                    else None)
+    data = mnist_source(args.data)
     x, y = load_mnist(data)
     config = DGGConfig().replace(**{k: tuple(v) if k == "encoder_dims" else v
                                     for k, v in protocol["settings"].items()})
