@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
+from dgg_tf.cli import SHARED_MNIST
 from dgg_tf.config import DGGConfig
 from dgg_tf.report import QUIRK_IDS, read_history_csv
 from dgg_tf.weights import load_weights_h5
@@ -283,7 +284,7 @@ def test_unusable_out_and_mismatched_neighbors(tiny, tmp_path, capsys):
     assert not (tmp_path / "sub").exists()
 
 
-@pytest.mark.skipif(not os.path.isdir(mnist.SHARED_MNIST), reason="needs ../shared/data/mnist")
+@pytest.mark.skipif(not os.path.isdir(SHARED_MNIST), reason="needs ../shared/data/mnist")
 def test_subset_uses_the_shipped_siamese_embedding(tmp_path, capsys):
     """--subset builds the original's table inside the subset from the shipped Siamese
     network (not raw pixels), records its purity, and prints it."""
