@@ -163,3 +163,50 @@ def test_first_steps_with_several_steps_per_call(data):
                   check.callback], epochs=1, per_execution=5)
     assert [e["step"] for e in records] == [5, 10]
     assert [e["full_acc"] for e in records] == [check.acc[(0, 5)], check.acc[(0, 10)]]
+
+
+def _stop_after_first_step():
+    import keras
+
+    class Stop(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            self.model.stop_training = True
+    return Stop()
+
+
+def _grab(out):
+    """A callback that keeps every weight of the model at the end of training."""
+    import keras
+
+    class Grab(keras.callbacks.Callback):
+        def on_train_end(self, logs=None):
+            out.append([w.numpy() for w in self.model.weights])
+    return Grab()
+
+
+def test_first_step_script_probe_leaves_the_step_as_it_was(data, capsys):
+    """reproduce/first_step.py's probe puts each part back and then forward again: the
+    network after it equals the network after one plain step; its report says every
+    encoder tensor moved by the learning rate."""
+    import importlib.util
+    import os
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location("first_step", os.path.join(
+        root, "reproduce", "first_step.py"))
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    x, _ = data
+    y = np.arange(200) % 10
+    nets = []
+    for callbacks in ([script.first_step_probe(x, y)], [_stop_after_first_step()]):
+        captured = []
+        _train(data, callbacks + [_grab(captured)], epochs=1)
+        nets.append(captured[0])
+    for a, b in zip(*nets):
+        np.testing.assert_array_equal(a, b)
+    out = capsys.readouterr().out
+    assert "with the encoder as before: full-pass ACC" in out
+    rows = [line for line in out.splitlines() if "moved by lr" in line]
+    assert len(rows) == 12 and all("encoder" in r or "classifier" in r for r in rows)
+    assert all(float(r.split("moved by lr:")[1].split("%")[0]) > 90 for r in rows)
+
