@@ -210,3 +210,30 @@ def test_first_step_script_probe_leaves_the_step_as_it_was(data, capsys):
     assert len(rows) == 12 and all("encoder" in r or "classifier" in r for r in rows)
     assert all(float(r.split("moved by lr:")[1].split("%")[0]) > 90 for r in rows)
 
+
+
+@pytest.mark.parametrize("prior", ["code", "paper"])
+def test_saturated_softmax_code_prior_stops_naming_the_term(data, prior):
+    """f2 saturated (softmax exactly 0 for nine clusters): the code prior's log(pc) has no
+    epsilon (Q9), so 0 * log 0 = NaN stops training with the term named; the paper
+    prior takes the limit 0 and trains on."""
+    import keras
+
+    from dgg_tf.fitting import TrainingError
+    from dgg_tf.training import compile_dgg, train_dgg
+    x, table = data
+    keras.utils.set_random_seed(0)
+    net = DGGNetwork(TINY.replace(prior=prior))
+    net.classifier.kernel.assign(np.zeros(net.classifier.kernel.shape, np.float32))
+    net.classifier.bias.assign(np.asarray([200.0] + [0.0] * 9, np.float32))
+    compile_dgg(net)
+    y = np.arange(200) % 10
+    if prior == "code":
+        with pytest.raises(TrainingError) as err:
+            train_dgg(net, x, table, y, verbose=0)
+        msg = str(err.value)
+        assert "epoch 1, batch 1/10" in msg and "not finite: prior (the code prior" in msg
+        assert "reconstruction" not in msg and "Q9" in msg
+    else:
+        history = train_dgg(net, x, table, y, verbose=0)
+        assert np.isfinite(history[-1]["loss"]) and np.isfinite(history[-1]["prior"])
