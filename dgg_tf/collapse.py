@@ -2,7 +2,12 @@
 (full-pass predictions), or whose full-pass ACC is below half the pretrained
 classifier's, is said to collapse. The console says so, the epoch's record keeps
 ``clusters_used`` and ``collapse`` (0/1), and the run's report lists those epochs.
-Training goes on."""
+Training goes on.
+
+Where a collapse starts: the full-pass ACC after the first steps of a fresh run
+(``first_steps_callback``). Adam's first update moves every weight by the learning rate
+(m/sqrt(v) = g/|g| at step 1), which for the encoder is 6-15 % of each kernel's rms and
+costs the pretrained classifier most of its accuracy at once (see the README's Results)."""
 from __future__ import annotations
 
 import numpy as np
@@ -60,3 +65,35 @@ def collapse_callback(history, x, n_clusters, reference_acc=None, stream=None):
                       f"collapsed ({'; '.join(reasons)}); training goes on",
                       file=stream or sys.stdout, flush=True)
     return CollapseWatch()
+
+
+def first_steps_callback(records, x, labels, steps=(1,), reference_acc=None, say=print):
+    """A Keras callback that appends {step, full_acc, full_nmi, clusters_used} to
+    ``records`` after each listed step of a run's first epoch (epoch index 0: a resumed
+    run records nothing; with several steps per call, after the first call that reaches
+    the step) and prints it next to the pretrained
+    classifier's ACC. Reads predictions only: training is unchanged."""
+    import keras
+
+    from .metrics import cluster_acc, nmi
+    from .training import predict
+    pending = sorted({int(s) for s in steps})
+
+    class FirstSteps(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            done = batch + 1
+            if self.epoch or not pending or done < pending[0]:
+                return
+            while pending and pending[0] <= done:
+                pending.pop(0)
+            pred = predict(self.model, x)
+            entry = {"step": done, "full_acc": cluster_acc(labels, pred),
+                     "full_nmi": nmi(labels, pred, "max"), "clusters_used": clusters_used(pred)}
+            records.append(entry)
+            ref = "" if reference_acc is None else f" (pretrained classifier {reference_acc:.4f})"
+            say(f"after DGG step {done}: full-pass ACC {entry['full_acc']:.4f}, "
+                f"{entry['clusters_used']} clusters in use{ref}")
+    return FirstSteps()

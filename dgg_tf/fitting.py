@@ -11,6 +11,7 @@ no random-generator state to save, and a batch split over several replicas
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from .metrics import scores_from_contingency
@@ -96,12 +97,23 @@ class NonFiniteStop(keras.callbacks.Callback):
     non-finite loss. Keras' TerminateOnNaN stops silently and names neither.
 
     Reads ``metric`` (a ``FirstNonFinite``: the 1-based step of the epoch whose loss was
-    first non-finite, 0 if none), so it works with several steps per execution."""
+    first non-finite, 0 if none), so it works with several steps per execution. The
+    message also names which of ``terms`` (metrics of the epoch's loss terms) are not
+    finite, with ``hints[name]`` after each one that has a hint."""
 
-    def __init__(self, steps, metric):
+    def __init__(self, steps, metric, terms=(), hints=None):
         super().__init__()
         self.steps, self.metric = steps, metric
+        self.terms, self.hints = tuple(terms), dict(hints or {})
         self.epoch = 0
+
+    def _culprits(self):
+        bad = [m.name for m in self.terms
+               if not np.all(np.isfinite(keras.ops.convert_to_numpy(m.result())))]
+        if not bad:
+            return ""
+        return "; not finite: " + ", ".join(
+            name + (f" ({self.hints[name]})" if name in self.hints else "") for name in bad)
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
@@ -111,7 +123,7 @@ class NonFiniteStop(keras.callbacks.Callback):
         if step > 0:
             self.model.stop_training = True
             raise TrainingError(f"loss is not finite at epoch {self.epoch + 1}, batch "
-                                f"{step}/{self.steps}; training stopped")
+                                f"{step}/{self.steps}{self._culprits()}; training stopped")
 
 
 # ---------------------------------------------------------------- Keras metrics of fit

@@ -21,6 +21,7 @@ import numpy as np
 
 from .checkpoint import CHECKPOINT, check_same_run, load_checkpoint, restore, save_checkpoint
 from .config import DGGConfig
+from .fitting import steps_per_epoch
 from .rundir import open_run_dir
 from .training import check_steps_per_execution
 
@@ -152,10 +153,12 @@ class _RunFiles:
                         self.history, self.meta, self.kmeans_labels)
 
     def run(self):
-        """The run as the report sees it: name, variant, history, classifier ACC."""
+        """The run as the report sees it: name, variant, history, classifier ACC, and
+        the full-pass ACC after the first steps."""
         from .collapse import classifier_acc
         return {"name": self.name, "variant": self.meta.get("variant"), "history": self.history,
-                "classifier_acc": classifier_acc(self.meta.get("classifier_history"))}
+                "classifier_acc": classifier_acc(self.meta.get("classifier_history")),
+                "first_steps": self.meta.get("first_steps") or []}
 
     def curves(self):
         from . import report as rep
@@ -205,16 +208,22 @@ def _tensorboard(log_dir, history):
     return RecordBoard(log_dir, write_graph=False, update_freq="epoch", profile_batch=0)
 
 
-def train_run(net, inputs, files, start_epoch, callbacks=(), tensorboard=None, verbose=1):
-    """DGG training from ``start_epoch`` with the run's callbacks, then the user's."""
-    from .collapse import collapse_callback
+def train_run(net, inputs, files, start_epoch, callbacks=(), tensorboard=None, verbose=1,
+              probe_steps=(1,)):
+    """DGG training from ``start_epoch`` with the run's callbacks, then the user's;
+    a fresh run with labels also records the full-pass ACC after ``probe_steps``."""
+    from .collapse import collapse_callback, first_steps_callback
     from .fitting import EpochEnd
     from .training import train_dgg
     eta = EpochSummary(net.config.epochs, files.history, verbose)
-    watch = collapse_callback(files.history, inputs["x"], net.config.n_clusters,
-                              files.run()["classifier_acc"])
+    reference = files.run()["classifier_acc"]
+    watch = collapse_callback(files.history, inputs["x"], net.config.n_clusters, reference)
     own = [eta, watch, EpochEnd(files.on_epoch)] + (
         [_tensorboard(tensorboard, files.history)] if tensorboard else [])
+    if start_epoch == 0 and probe_steps and inputs["y"] is not None:
+        own.append(first_steps_callback(files.meta.setdefault("first_steps", []), inputs["x"],
+                                        inputs["y"], probe_steps, reference,
+                                        say=lambda m: _say(verbose, m)))
     _say(verbose, f"DGG training: epochs {start_epoch + 1}..{net.config.epochs}, "
          f"out {files.workdir}")
     return train_dgg(net, inputs["x"], inputs["table"], inputs["y"], history=files.history,
@@ -249,6 +258,8 @@ def finish_run(net, inputs, files, run_info, audit):
     if y is not None:
         run_info["finished"].update(acc=cluster_acc(y, pred), nmi_max=nmi(y, pred, "max"),
                                     nmi_arithmetic=nmi(y, pred))
+    if files.meta.get("first_steps"):
+        run_info["first_steps"] = files.meta["first_steps"]
     rep.write_json_atomic(os.path.join(workdir, "config.json"), run_info)
     files.checkpoint()
     return pred
@@ -275,7 +286,8 @@ def _resume(net, ckpt_path, config, inputs, run_info, verbose):
     check_same_run(meta, config, inputs["fingerprints"], ckpt_path)
     restore(net, params, optimizer)
     stages = {"init": meta["init"], "classifier_history": meta["classifier_history"],
-              "audit": meta["audit"], "kmeans_labels": kmeans_labels}
+              "audit": meta["audit"], "kmeans_labels": kmeans_labels,
+              "first_steps": meta.get("first_steps") or []}
     _say(verbose, f"resuming after epoch {meta['epoch']}")
     old_path = os.path.join(os.path.dirname(ckpt_path), "config.json")
     old = run_info
@@ -302,12 +314,13 @@ class RunOptions:
     strategy: object = None
     steps_per_execution: int = 1
     tensorboard: str = None
+    probe_steps: tuple = (1,)
 
 
 def run_dgg(config: DGGConfig, x, y=None, *, neighbors, weights, workdir, resume=False,
             callbacks=(), verbose=1, audit=True, audit_only=False, audit_batches=10,
             audit_classifier_epochs=None, strategy=None, steps_per_execution=1,
-            tensorboard=None, info=None, neighbor_info=None):
+            tensorboard=None, info=None, neighbor_info=None, probe_steps=(1,)):
     """Run DGG end to end in ``workdir``; returns a dict with the history, predictions
     and the path of the run.
 
@@ -321,11 +334,15 @@ def run_dgg(config: DGGConfig, x, y=None, *, neighbors, weights, workdir, resume
     description); ``neighbor_info`` likewise for the neighbour table's entry (how it
     was built). ``verbose``: 0 silent, 1 progress bars, 2 one line per epoch. Bad input
     raises ValueError before any work and before the run directory is created; a busy
-    directory raises RunDirError.
+    directory raises RunDirError. ``probe_steps``: the steps of a fresh run's first
+    epoch after which the full-pass ACC is recorded (config.json "first_steps"; with
+    labels only; () for none).
     """
-    opts = RunOptions(resume, tuple(callbacks), verbose, audit, audit_only, audit_batches,
-                      audit_classifier_epochs, strategy, steps_per_execution, tensorboard)
     inputs = prepare_inputs(config, x, y, neighbors, weights, neighbor_info)
+    opts = RunOptions(resume, tuple(callbacks), verbose, audit, audit_only, audit_batches,
+                      audit_classifier_epochs, strategy, steps_per_execution, tensorboard,
+                      _check_probe_steps(probe_steps, steps_per_epoch(len(inputs["x"]),
+                                                                      config.batch_size)))
     check_steps_per_execution(len(inputs["x"]), config.batch_size, steps_per_execution)
     _report_purity(inputs["neighbors"].get("purity"), config, verbose)
     run_info = _run_info(config, inputs, workdir, info)
@@ -334,6 +351,17 @@ def run_dgg(config: DGGConfig, x, y=None, *, neighbors, weights, workdir, resume
         return _run_locked(config, inputs, workdir, run_info, opts)
     finally:
         lock.release()
+
+
+def _check_probe_steps(steps, n_steps):
+    """``probe_steps`` as a tuple of step numbers within the first epoch (1..n_steps);
+    ValueError otherwise."""
+    steps = tuple(steps or ())
+    if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 1 <= s <= n_steps
+           for s in steps):
+        raise ValueError(f"probe_steps must be steps of the first epoch, 1..{n_steps}; "
+                         f"got {steps!r}")
+    return tuple(int(s) for s in steps)
 
 
 def _start_or_resume(net, config, inputs, workdir, run_info, opts):
@@ -366,7 +394,8 @@ def _run_locked(config, inputs, workdir, run_info, opts):
         return {"workdir": workdir, "history": [], "audit": stages["audit"]}
     meta = {"config": config.to_dict(), "variant": run_info.get("variant"),
             **inputs["fingerprints"], "init": stages["init"],
-            "classifier_history": stages["classifier_history"], "audit": stages["audit"]}
+            "classifier_history": stages["classifier_history"], "audit": stages["audit"],
+            "first_steps": list(stages.get("first_steps") or [])}
     files = _RunFiles(workdir, net, meta, stages["kmeans_labels"], history,
                       os.path.basename(os.path.normpath(workdir)), wall_before)
     if not history:
@@ -374,7 +403,8 @@ def _run_locked(config, inputs, workdir, run_info, opts):
         rep.write_report(workdir, stages["audit"])
     else:
         files.curves()                      # the files agree with the checkpoint again
-    train_run(net, inputs, files, len(history), opts.callbacks, opts.tensorboard, opts.verbose)
+    train_run(net, inputs, files, len(history), opts.callbacks, opts.tensorboard, opts.verbose,
+              opts.probe_steps)
     pred = finish_run(net, inputs, files, run_info, stages["audit"])
     _say(opts.verbose, f"done: {len(history)} epochs; outputs in {workdir}")
     return {"workdir": workdir, "history": history, "predictions": pred, "network": net,

@@ -323,6 +323,21 @@ class EpochRecorder(keras.callbacks.Callback):
         self.history.append(record)
 
 
+def _term_metrics(net):
+    """The step metrics of the loss terms (objective.TERMS), for the non-finite stop."""
+    from .objective import TERMS
+    return [m for m in net.step_metrics if m.name in TERMS]
+
+
+def _nonfinite_hints(cfg: DGGConfig):
+    """What a non-finite term most likely means under ``cfg``."""
+    if cfg.prior != "code":
+        return {}
+    return {"prior": "the code prior takes log(pc) with no epsilon (Q9): a cluster whose "
+                     "softmax output is exactly 0 over a whole neighbourhood gives 0 * log 0 "
+                     "= NaN, as in the original; prior=paper takes the limit 0 there"}
+
+
 def train_dgg(net: DGGNetwork, x, table, labels=None, *, history=None, initial_epoch=0,
               epochs=None, callbacks=(), verbose=1):
     """Train a compiled ``net`` (``compile_dgg``) through ``fit`` from ``initial_epoch``
@@ -342,7 +357,7 @@ def train_dgg(net: DGGNetwork, x, table, labels=None, *, history=None, initial_e
     net.train_function = None      # a traced step holds the previous call's data: retrace
     steps = steps_per_epoch(len(x), cfg.batch_size)
     own = [step_lr_callback(cfg.learning_rate, cfg.lr_gamma, cfg.lr_step, cfg.lr_schedule),
-           NonFiniteStop(steps, net.step_metrics[-1]),
+           NonFiniteStop(steps, net.step_metrics[-1], _term_metrics(net), _nonfinite_hints(cfg)),
            EpochRecorder(x, labels, history, feed)]
     epochs = cfg.epochs if epochs is None else epochs
     try:

@@ -60,9 +60,16 @@ def build_parser():
     add("--virtual-cpus", type=int, default=None, help="split the CPU into N devices")
     add("--steps-per-execution", type=int, default=1, help="training steps per call")
     add("--tensorboard", default=None, metavar="DIR", help="write TensorBoard logs to DIR")
+    add("--probe-steps", type=_steps, default=(1,), metavar="S,S,...",
+        help="steps of the first epoch after which to record the full-pass ACC (default 1)")
     add("--tf-log", action="store_true", help="show TensorFlow's own log messages")
     add("--verbose", type=int, default=1, choices=[0, 1, 2])
     return p
+
+
+def _steps(text):
+    """'1,2,5' -> (1, 2, 5) for --probe-steps."""
+    return tuple(int(v) for v in text.split(",") if v.strip())
 
 
 def make_config(args):
@@ -126,6 +133,7 @@ def run(args, x=None, y=None, callbacks=()):
             audit_batches=args.audit_batches, strategy=make_strategy(args.strategy),
             audit_classifier_epochs=args.audit_classifier_epochs, info=info,
             steps_per_execution=args.steps_per_execution, tensorboard=args.tensorboard,
+            probe_steps=args.probe_steps,
             callbacks=callbacks)
     return 0
 

@@ -141,6 +141,9 @@ def test_end_to_end_writes_every_output(reference):
     assert "ref" in rep["Q12"]["running_vs_full_by_run"]
     md = (reference / "report.md").read_text()
     assert all(f"## {q}:" in md for q in QUIRK_IDS)
+    first = cfg["first_steps"]                       # the default probe: after step 1
+    assert [e["step"] for e in first] == [1] and 0 < first[0]["full_acc"] <= 1
+    assert rep["runs"][0]["first_steps"] == first and "after step 1: " in md
 
 
 def test_resume_after_stop_is_identical(tiny, reference, tmp_path):
@@ -150,6 +153,8 @@ def test_resume_after_stop_is_identical(tiny, reference, tmp_path):
     assert len(read_history_csv(a / "history.csv")) == 1
     assert mnist.main(base_args(tiny, a, "--epochs", "2", "--resume")) == 0
     assert_same_run(a, reference)
+    cfg_a, cfg_ref = (json.loads((d / "config.json").read_text()) for d in (a, reference))
+    assert cfg_a["first_steps"] == cfg_ref["first_steps"]          # kept across --resume
     # killed (kill -9) in the middle of epoch 2, after epoch 1's checkpoint
     b = tmp_path / "b"
     killed = subprocess.run([sys.executable, "-c", KILL_MID_EPOCH, os.path.join(ROOT, "reproduce", "mnist.py"),
@@ -235,6 +240,13 @@ def test_user_errors_exit_2(tiny, tmp_path, capsys):
         assert mnist.main(args) == 2, extra
         err = capsys.readouterr().err
         assert expect in err and "Traceback" not in err, err
+    # probe steps outside the first epoch (N samples, batch 100: 3 steps), or not numbers
+    for bad in ("0", "4"):
+        assert mnist.main(base_args(tiny, tmp_path / "p", "--probe-steps", bad)) == 2
+        assert "1..3" in capsys.readouterr().err and not (tmp_path / "p").exists()
+    with pytest.raises(SystemExit) as exited:                      # argparse's own exit
+        mnist.main(base_args(tiny, tmp_path / "p", "--probe-steps", "1,x"))
+    assert exited.value.code == 2 and "--probe-steps" in capsys.readouterr().err
     # wrong weight file (not weights at all)
     (tmp_path / "junk.h5").write_bytes(b"not hdf5")
     assert mnist.main(base_args(tiny, tmp_path / "o", "--weights", str(tmp_path / "junk.h5"))) == 2

@@ -19,6 +19,8 @@ def summarize_run(run):
            "seconds": float(sum(r.get("seconds", 0.0) or 0.0 for r in hist))}
     if run.get("classifier_acc") is not None:
         out["classifier_acc"] = run["classifier_acc"]
+    if run.get("first_steps"):
+        out["first_steps"] = run["first_steps"]
     if collapse_epochs(hist):
         out["warnings"] = {"collapse": collapse_epochs(hist)}
     if not hist:

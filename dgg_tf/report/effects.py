@@ -28,7 +28,8 @@ def sweep_effects(sweep_dir):
     from ..sweep_summary import load_effects, protocol_line
     sweep, ranked = load_effects(sweep_dir)
     protocol = protocol_line(sweep["protocol"])
-    out = {"sweep": {"dir": os.path.abspath(sweep_dir), "protocol": protocol, "ranked": []}}
+    # the directory as given: a committed report names no machine's path
+    out = {"sweep": {"dir": os.fspath(sweep_dir), "protocol": protocol, "ranked": []}}
     for name, e in ranked.items():
         entry = _entry(name, e, protocol)
         out["sweep"]["ranked"].append({**entry, "quirk": _quirk_of(name)})

@@ -111,7 +111,19 @@ def _runs_section(runs):
                      f"{fmt(fin.get('running_nmi'))} | {fmt(r.get('seconds'))} |")
     return lines + ["", "ACC/NMI: full pass over all samples after the epoch (NMI 'max' as the "
                     "original prints); running = the original's per-step predictions (Q12). "
-                    "Curves: `curves.png`.", ""]
+                    "Curves: `curves.png`.", ""] + _first_steps_lines(runs)
+
+
+def _first_steps_lines(runs):
+    """Each run's full-pass ACC after its first DGG steps, from the pretrained classifier's."""
+    lines = [f"- {r['name']}: pretrained classifier {fmt(r.get('classifier_acc'))}; "
+             + "; ".join(f"after step {e['step']}: {fmt(e['full_acc'])} "
+                         f"({e['clusters_used']} clusters)" for e in r["first_steps"])
+             for r in runs if r.get("first_steps")]
+    if not lines:
+        return []
+    return ["Full-pass ACC after the first DGG steps (Adam's first update moves every weight "
+            "by the learning rate; `dgg_tf.collapse`):", ""] + lines + [""]
 
 
 def _warnings_section(runs):

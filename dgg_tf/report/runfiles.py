@@ -147,6 +147,7 @@ def load_run(run_dir):
         run["variant"] = meta.get("variant")
         run["config"] = meta.get("config")
         run["classifier_acc"] = (meta.get("classifier") or {}).get("acc")
+        run["first_steps"] = meta.get("first_steps") or []
     rep_path = os.path.join(run_dir, "report.json")
     if os.path.exists(rep_path):
         with open(rep_path) as f:
