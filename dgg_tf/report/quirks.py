@@ -72,7 +72,7 @@ _TEXTS = {
            "pc_i = sum_{j incl. self} w_ij f2(x_mean_j), NOT normalised, from the "
            "pre-step weights without gradient; log(pc) with no epsilon [section 7], so a "
            "softmax that gives a cluster exactly 0 over a whole neighbourhood makes the "
-           "prior term 0 * log 0 = NaN and stops training.",
+           "prior term 0 * log 0, not a number, and stops training.",
            "pi_ik proportional to sum_{j in Omega_i} w_ij (gamma_ik + gamma_jk), "
            "normalised over k, gamma from the paper's classifier input, held constant "
            "[section 8]."),
