@@ -6,8 +6,8 @@ Training goes on.
 
 Where a collapse starts: the full-pass ACC after the first steps of a fresh run
 (``first_steps_callback``). Adam's first update moves every weight by the learning rate
-(m/sqrt(v) = g/|g| at step 1), which for the encoder is 6-15 % of each kernel's rms and
-costs the pretrained classifier most of its accuracy at once (see the README's Results)."""
+(m/sqrt(v) = g/|g| at step 1), 1-15 % of each encoder tensor's norm, and that alone
+costs the pretrained classifier most of its accuracy (see the README's Results)."""
 from __future__ import annotations
 
 import numpy as np
@@ -71,12 +71,11 @@ def first_steps_callback(records, x, labels, steps=(1,), reference_acc=None, say
     """A Keras callback that appends {step, full_acc, full_nmi, clusters_used} to
     ``records`` after each listed step of a run's first epoch (epoch index 0: a resumed
     run records nothing; with several steps per call, after the first call that reaches
-    the step) and prints it next to the pretrained
-    classifier's ACC. Reads predictions only: training is unchanged."""
+    the step) and prints it next to the pretrained classifier's ACC. Reads predictions
+    only: training is unchanged."""
     import keras
 
-    from .metrics import cluster_acc, nmi
-    from .training import predict
+    from .training import full_pass_scores
     pending = sorted({int(s) for s in steps})
 
     class FirstSteps(keras.callbacks.Callback):
@@ -89,9 +88,9 @@ def first_steps_callback(records, x, labels, steps=(1,), reference_acc=None, say
                 return
             while pending and pending[0] <= done:
                 pending.pop(0)
-            pred = predict(self.model, x)
-            entry = {"step": done, "full_acc": cluster_acc(labels, pred),
-                     "full_nmi": nmi(labels, pred, "max"), "clusters_used": clusters_used(pred)}
+            scores = full_pass_scores(self.model, x, labels)
+            entry = {"step": done, **{k: scores[k] for k in ("full_acc", "full_nmi",
+                                                            "clusters_used")}}
             records.append(entry)
             ref = "" if reference_acc is None else f" (pretrained classifier {reference_acc:.4f})"
             say(f"after DGG step {done}: full-pass ACC {entry['full_acc']:.4f}, "

@@ -37,6 +37,15 @@ def predict(net, x, batch=5000):
     return np.argmax(net.classify(encode_mean(net, x, batch)), axis=1)
 
 
+def full_pass_scores(net, x, labels):
+    """The full-pass figures of an epoch record: ACC, NMI ('max', as the original
+    prints, and arithmetic) and clusters in use of ``predict(net, x)`` against ``labels``."""
+    from .collapse import clusters_used
+    pred = predict(net, x)
+    return {"full_acc": cluster_acc(labels, pred), "full_nmi": nmi(labels, pred, "max"),
+            "full_nmi_arithmetic": nmi(labels, pred), "clusters_used": clusters_used(pred)}
+
+
 # ---------------------------------------------------------------- GMM init (section 4)
 def kmeans_init(x_mean, config: DGGConfig, n_init=None):
     """K-means on the encoder means, then per-cluster variances with the n-1 denominator.
@@ -312,12 +321,8 @@ class EpochRecorder(keras.callbacks.Callback):
         record.update({m.name: float(m.result()) for m in self.model.step_metrics[:-1]})
         if self.labels is not None:
             running = self.feed.running.scores()
-            full = predict(self.model, self.x)
             record.update(running_acc=running["acc"], running_nmi=running["nmi"],
-                          full_acc=cluster_acc(self.labels, full),
-                          full_nmi=nmi(self.labels, full, "max"),
-                          full_nmi_arithmetic=nmi(self.labels, full),
-                          clusters_used=int(np.unique(full).size))
+                          **full_pass_scores(self.model, self.x, self.labels))
         record["seconds"] = time.time() - self.t0
         record["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
         self.history.append(record)

@@ -41,12 +41,11 @@ def first_step_probe(x, y, parts=("encoder", "classifier")):
     import keras
     import numpy as np
 
-    from dgg_tf.metrics import cluster_acc
-    from dgg_tf.training import predict
+    from dgg_tf.training import full_pass_scores
 
     def acc(model):
-        pred = predict(model, x)
-        return f"{cluster_acc(y, pred):.4f} ({np.unique(pred).size} clusters)"
+        scores = full_pass_scores(model, x, y)
+        return f"{scores['full_acc']:.4f} ({scores['clusters_used']} clusters)"
 
     class FirstStep(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
