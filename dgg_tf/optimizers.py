@@ -50,13 +50,14 @@ class TorchAdam(OnePassUpdate):
     """``torch.optim.Adam(lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=l2)``."""
 
     def __init__(self, learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                 l2=0.0, name="torch_adam", **kwargs):
+                 l2=0.0, warmup_steps=0, name="torch_adam", **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         self.beta_1, self.beta_2, self.epsilon, self.l2 = beta_1, beta_2, epsilon, l2
+        self.warmup_steps = int(warmup_steps)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
-                "epsilon": self.epsilon, "l2": self.l2}
+                "epsilon": self.epsilon, "l2": self.l2, "warmup_steps": self.warmup_steps}
 
     def build(self, var_list):
         if self.built:
@@ -69,6 +70,8 @@ class TorchAdam(OnePassUpdate):
         i = self._get_variable_index(variable)
         m, v = self._m[i], self._v[i]
         lr = ops.cast(learning_rate, variable.dtype)
+        if self.warmup_steps:   # a diagnostic (config.DIAGNOSTICS); 0 leaves the step as it was
+            lr = lr * ops.cast(warmup_factor(self.iterations, self.warmup_steps), variable.dtype)
         g = ops.cast(gradient, variable.dtype)
         if self.l2:
             g = g + self.l2 * variable
@@ -109,6 +112,15 @@ class TorchSGD(OnePassUpdate):
             g = g + self.l2 * variable
         self.assign(buf, self.momentum * buf + g)
         self.assign_sub(variable, lr * buf)
+
+
+def warmup_factor(iterations, warmup_steps):
+    """min(1, (t + 1) / N) for the update of step t = ``iterations`` (0-based): the
+    linear warm-up of ``lr_warmup_steps`` (a diagnostic, in neither code nor paper).
+    ``iterations`` is the optimiser's own step counter, so a resumed run continues the
+    ramp where it stopped."""
+    t = ops.cast(iterations, "float32")
+    return ops.minimum(1.0, (t + 1.0) / float(warmup_steps))
 
 
 def step_lr(base, gamma, step, epoch, mode="code"):

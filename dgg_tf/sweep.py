@@ -41,6 +41,24 @@ FLIPS = {
     "gmm_coefficient=1.0": ({"gmm_coefficient": 1.0}, "code"),
 }
 
+#: Warm-up length of the ``converge`` grid: one tenth of its 5000 DGG steps (and under
+#: one epoch of full MNIST), long enough for Adam's moment estimates to settle.
+CONVERGE_WARMUP = 500
+
+#: The diagnostic grid of the ``converge`` and ``full`` protocols: {name: (overrides,
+#: baseline)}. A warm-up changes only the first steps and a smaller rate all of them,
+#: so the grid tells the two apart, with and without the plain cross-entropy
+#: pretraining (Q5). "paper" and "nearest" with the best fix: ``with_best``.
+DIAGNOSTIC_GRID = {
+    "code+cross_entropy": ({"classifier_pretrain_loss": "cross_entropy"}, "code"),
+    "code+warmup": ({"lr_warmup_steps": CONVERGE_WARMUP}, "code"),
+    "code+lr=0.0002": ({"learning_rate": 0.0002}, "code"),
+    "code+cross_entropy+warmup": ({"classifier_pretrain_loss": "cross_entropy",
+                                   "lr_warmup_steps": CONVERGE_WARMUP}, "code"),
+    "code+cross_entropy+lr=0.0002": ({"classifier_pretrain_loss": "cross_entropy",
+                                      "learning_rate": 0.0002}, "code"),
+}
+
 #: The sizes of each protocol. ``cpu``: sized for about 2.5 h on 2 cores (see
 #: ``estimate_seconds``); ``full``: the paper's MNIST run, meant for a GPU; ``tiny``: a
 #: smoke test of the machinery.
@@ -48,7 +66,12 @@ PROTOCOLS = {
     "cpu": {"subset": 10000, "epochs": 15, "precision": "mixed_bfloat16", "seeds": 5,
             "flip_seeds": 3, "settings": {}},
     "full": {"subset": None, "epochs": 300, "precision": "float32", "seeds": 5,
-             "flip_seeds": 5, "settings": {}},
+             "flip_seeds": 5, "settings": {}, "grid": "flips+diagnostic"},
+    # past the first-step collapse on these CPUs: 5000 images x 100 epochs = 5000 steps
+    # a cell (about 20 min in float32 on 2 cores), float32 on every CPU (mixed_bfloat16
+    # is another trajectory, and not every CPU has bfloat16 instructions)
+    "converge": {"subset": 5000, "epochs": 100, "precision": "float32", "seeds": 3,
+                 "flip_seeds": 2, "settings": {}, "grid": "diagnostic"},
     "tiny": {"subset": 1000, "epochs": 1, "precision": "float32", "seeds": 2,
              "flip_seeds": 1, "settings": {"classifier_epochs": 2, "kmeans_n_init": 2}},
 }
@@ -61,13 +84,38 @@ CELL_OVERHEAD_SECONDS = 45.0
 PLAN, INPUTS = "plan.json", "inputs.npz"
 
 
+def _grid(protocol):
+    """{name: (overrides, baseline)} of the protocol's configurations besides code and
+    paper: the single flips (default), the diagnostic grid, or both."""
+    kinds = protocol.get("grid", "flips").split("+")
+    grid = {}
+    for kind in kinds:
+        grid.update({"flips": FLIPS, "diagnostic": DIAGNOSTIC_GRID}[kind])
+    return grid
+
+
+def with_best(protocol, best):
+    """The two cells the diagnostic grid adds once its best fix ``best`` (a name of
+    ``DIAGNOSTIC_GRID``) is known: the paper preset with that fix, and the code with that
+    fix and the nearest neighbours (Q1)."""
+    if best not in DIAGNOSTIC_GRID:
+        raise ValueError(f"--with-best takes one of {', '.join(DIAGNOSTIC_GRID)}, got {best!r}")
+    fix = DIAGNOSTIC_GRID[best][0]
+    suffix = best[len("code"):]
+    seeds = list(range(protocol["flip_seeds"]))
+    return {f"paper{suffix}": {"overrides": {**PRESETS["paper"], **fix}, "baseline": "paper",
+                               "seeds": seeds},
+            f"{best}+nearest": {"overrides": {**fix, "neighbor_selection": "nearest"},
+                                "baseline": best, "seeds": seeds}}
+
+
 def sweep_configs(protocol, names=None):
     """{name: {"overrides", "baseline", "seeds"}} of the sweep (``names``: a selection)."""
     main = list(range(protocol["seeds"]))
     flip = list(range(protocol["flip_seeds"]))
     configs = {"code": {"overrides": {}, "baseline": None, "seeds": main},
                "paper": {"overrides": dict(PRESETS["paper"]), "baseline": "code", "seeds": main}}
-    for name, (overrides, baseline) in FLIPS.items():
+    for name, (overrides, baseline) in _grid(protocol).items():
         configs[name] = {"overrides": dict(overrides), "baseline": baseline, "seeds": flip}
     if names:
         unknown = [n for n in names if n not in configs]
@@ -197,7 +245,10 @@ def cell_result(sweep_dir, name, seed):
 
 # ---------------------------------------------------------------- the whole sweep
 def _cells(plan):
-    return [(name, seed) for name, c in plan["configs"].items() for seed in c["seeds"]]
+    """Every (configuration, seed), seed by seed: the first seed of every configuration
+    finishes before any second seed, so an interrupted sweep has seen every configuration."""
+    cells = [(name, seed) for name, c in plan["configs"].items() for seed in c["seeds"]]
+    return sorted(cells, key=lambda cell: cell[1])
 
 
 def _spawn(sweep_dir, name, seed):

@@ -201,7 +201,8 @@ def compile_dgg(net: DGGNetwork, config: DGGConfig = None, steps_per_execution=1
     gradient. Not XLA-compiled as a whole (jit_compile=False): the step keeps the
     kernels, and so the float32 rounding, of the step the replay check compares."""
     config = config or net.config
-    net.compile(optimizer=TorchAdam(config.learning_rate, l2=config.weight_decay),
+    net.compile(optimizer=TorchAdam(config.learning_rate, l2=config.weight_decay,
+                                    warmup_steps=config.lr_warmup_steps),
                 jit_compile=False, steps_per_execution=steps_per_execution)
     net.optimizer.build(net.trainable_variables)   # its state can be restored before fit
     return net

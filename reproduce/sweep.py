@@ -9,7 +9,11 @@ Configurations: code; paper; code with one switch flipped (dgg_tf.sweep.FLIPS).
 Protocols (dgg_tf.sweep.PROTOCOLS):
   cpu   the first 10000 MNIST training images, mixed_bfloat16, 15 epochs, 5 seeds for
         code and paper and 3 per flip: 34 cells, about 2.4 h on 2 idle cores;
-  full  all 70000 images with the shipped neighbour table, 300 epochs, 5 seeds (a GPU);
+  converge  the first 5000 images, float32, 100 epochs (5000 steps a cell, past the
+        first-step collapse), code and paper x 3 seeds and the diagnostic grid x 2:
+        16 cells, about 6 h on 2 idle cores; then --with-best NAME adds 4 more;
+  full  all 70000 images with the shipped neighbour table, 300 epochs, 5 seeds, the
+        flips and the diagnostic grid (a GPU);
   tiny  1000 images, 1 epoch, 2 seeds (a smoke test).
 --subset/--epochs/--seeds/--flip-seeds/--precision override the protocol's sizes.
 The same command resumes: finished cells are skipped, killed cells continue from their
@@ -32,7 +36,14 @@ def build_parser():
     p = argparse.ArgumentParser(prog="reproduce/sweep.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add = p.add_argument
-    add("--protocol", choices=["cpu", "full", "tiny"], default="cpu")
+    add("--protocol", choices=["cpu", "converge", "full", "tiny"], default="cpu")
+    add("--grid", choices=["flips", "diagnostic", "flips+diagnostic"], default=None,
+        help="the configurations besides code and paper: one switch flipped at a time "
+             "(FLIPS), the diagnostic grid (DIAGNOSTIC_GRID), or both (default: the "
+             "protocol's)")
+    add("--with-best", default=None, metavar="NAME",
+        help="add paper and nearest neighbours with the fix of this diagnostic "
+             "configuration (for example code+cross_entropy+warmup)")
     add("--out", default=None, help="sweep directory (default runs/sweep-<protocol>)")
     add("--jobs", type=int, default=1, help="cells run in parallel (subprocesses)")
     add("--configs", default=None, help="comma-separated configuration names (default all)")
@@ -66,6 +77,8 @@ def make_protocol(args):
             raise UsageError(f"--{key.replace('_', '-')} must be positive, got {value}")
         if value is not None:
             protocol[key] = value or None if key == "subset" else value
+    if args.grid:
+        protocol["grid"] = args.grid
     if args.jobs < 1:
         raise UsageError(f"--jobs must be positive, got {args.jobs}")
     settings = dict(protocol["settings"])
@@ -108,10 +121,16 @@ def load_data(args, protocol):
 
 
 def run(args):
-    from dgg_tf.sweep import PLAN, estimate_seconds, extend, prepare, run_sweep, sweep_configs
+    from dgg_tf.sweep import (PLAN, estimate_seconds, extend, prepare, run_sweep,
+                              sweep_configs, with_best)
     protocol = make_protocol(args)
     names = [n.strip() for n in args.configs.split(",") if n.strip()] if args.configs else None
     configs = sweep_configs(protocol, names)
+    if args.with_best:
+        try:
+            configs.update(with_best(protocol, args.with_best))
+        except ValueError as e:
+            raise UsageError(str(e)) from None
     out = args.out or os.path.join("runs", f"sweep-{args.protocol}")
     n = protocol["subset"] or 70000
     cells = sum(len(c["seeds"]) for c in configs.values())
