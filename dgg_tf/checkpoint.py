@@ -29,6 +29,12 @@ def save_checkpoint(path, net, epoch, history, meta, kmeans_labels):
     write_bytes_atomic(path, lambda f: np.savez(f, **arrays))
 
 
+def read_meta(path):
+    """The meta record of a checkpoint alone (no arrays read): history, stages, config."""
+    with np.load(path, allow_pickle=False) as d:
+        return json.loads(str(d["meta"]))
+
+
 def load_checkpoint(path):
     """(params, optimizer arrays, kmeans_labels, meta) of a checkpoint; ValueError if it
     cannot be read or is of another format."""

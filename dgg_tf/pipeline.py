@@ -377,6 +377,8 @@ def _start_or_resume(net, config, inputs, workdir, run_info, opts):
                             opts.audit_batches, opts.audit_classifier_epochs, opts.verbose)
     if stages["classifier_history"]:
         run_info["classifier"] = stages["classifier_history"][-1]
+    if stages["init"]:
+        run_info["gmm_init"] = stages["init"]
     if stages["audit"] is not None:
         run_info["audit_seconds"] = stages["audit"]["setup"]["seconds"]
     return stages, [], run_info, 0.0

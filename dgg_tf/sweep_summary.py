@@ -1,7 +1,8 @@
 """What a sweep (``dgg_tf.sweep``) found: sweep.json (one value per seed), sweep.md
 (per configuration mean +- sd, min, max; each configuration's difference to the one
 it is compared with, with a 95% bootstrap interval; a ranked summary) and sweep.png
-(per configuration, the seeds as dots over a box).
+(per configuration, the seeds as dots over a box) and sweep-curves.png (every cell's
+ACC per epoch, ``sweep_curves``).
 
 Differences are paired by seed (the same seed gives the same shuffling, noise and f2
 initialisation): the mean over the seeds both configurations ran of (configuration -
@@ -12,6 +13,8 @@ import os
 import textwrap
 
 import numpy as np
+
+from .sweep_curves import SLOPE_EPOCHS, collect_curves, plot_curves
 
 METRICS = ("full_acc", "full_nmi")
 BOOTSTRAP_DRAWS = 10000
@@ -37,6 +40,8 @@ def collect(sweep_dir):
             for key in ("classifier_acc", "full_acc", "full_nmi"):
                 entry[key].append(r.get(key))
         configs[name] = entry
+    for name, extra in collect_curves(sweep_dir, plan).items():
+        configs[name].update(extra)
     return {"protocol": plan["protocol"], "configs": configs}
 
 
@@ -153,7 +158,24 @@ def render_sweep(sweep, ranked):
         lines.append(f"| {name} | {e['baseline']} | {_pm(acc['difference'])} [{_pm(acc['low'])}, "
                      f"{_pm(acc['high'])}] | {_pm(nmi['difference'])} [{_pm(nmi['low'])}, "
                      f"{_pm(nmi['high'])}] | {acc['n']} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _convergence_lines(sweep)) + "\n"
+
+
+def _convergence_lines(sweep):
+    """'## How flat the curves end': per configuration the GMM init's ACC, the epochs
+    run so far and the ACC slope over the last epochs (sweep-curves.png)."""
+    lines = ["", "## How flat the curves end", "",
+             f"ACC change per 10 epochs over the last {SLOPE_EPOCHS} epochs of the seeds' mean "
+             "curve (a least-squares line; cells still running count with their epochs so "
+             "far). Curves: sweep-curves.png.", "",
+             f"| configuration | GMM init ACC | epochs run (per seed) | slope per 10 epochs |",
+             "|---|---|---|---|"]
+    for name, entry in sweep["configs"].items():
+        gmm = describe(entry.get("gmm_acc") or [])
+        runs = ", ".join(str(len(c)) for c in (entry.get("curves") or {}).values())
+        lines.append(f"| {name} | {_num(gmm['mean'])} | {runs or 'n/a'} | "
+                     f"{_pm(entry.get(f'slope_last_{SLOPE_EPOCHS}'))} |")
+    return lines
 
 
 def plot_sweep(path, sweep):
@@ -186,6 +208,8 @@ def write_summary(sweep_dir):
     write_json_atomic(os.path.join(sweep_dir, "sweep.json"), sweep)
     write_text_atomic(os.path.join(sweep_dir, "sweep.md"), render_sweep(sweep, ranked))
     plot_sweep(os.path.join(sweep_dir, "sweep.png"), sweep)
+    plot_curves(os.path.join(sweep_dir, "sweep-curves.png"), sweep,
+                protocol_line(sweep["protocol"]))
     return sweep
 
 

@@ -71,7 +71,10 @@ def test_writes_the_declared_shape(swept):
     assert sweep["protocol"]["epochs"] == 1 and sweep["protocol"]["data"]["n_samples"] == 240
     for name, entry in sweep["configs"].items():
         assert set(entry) == {"overrides", "seeds", "epochs", "classifier_acc", "full_acc",
-                              "full_nmi"}
+                              "full_nmi", "curves", "gmm_acc", "slope_last_20"}
+        # one epoch: each cell's curve is its final ACC; too short for a slope
+        assert [c[-1] for c in entry["curves"].values()] == entry["full_acc"]
+        assert entry["slope_last_20"] is None and all(0 < v <= 1 for v in entry["gmm_acc"])
         assert entry["seeds"] == [0, 1] and entry["epochs"] == 1
         for key in ("classifier_acc", "full_acc", "full_nmi"):
             assert len(entry[key]) == 2 and all(0 <= v <= 1 for v in entry[key])
@@ -171,3 +174,44 @@ def test_baselines_inferred_from_sweep_json_alone():
     assert infer_baselines(sweep) == {"paper": "code", "similarity=gauss": "code",
                                       "sigma_mode=honoured": "similarity=gauss",
                                       "prior=paper": "code"}
+
+
+def test_tiny_converge_sweep_writes_curves_and_slopes(inputs, tmp_path):
+    """The diagnostic grid on the blobs for 3 epochs: sweep.json holds per-epoch curves
+    equal to each cell's history.csv, the GMM init's ACC, the end slope (a least-squares
+    line over the last epochs, by hand), and sweep-curves.png is written."""
+    import csv
+
+    from dgg_tf import sweep_curves
+    from dgg_tf.sweep import DIAGNOSTIC_GRID, with_best
+    protocol = {**PROTOCOL, "epochs": 3, "seeds": 1, "flip_seeds": 1, "grid": "diagnostic"}
+    configs = sweep_configs(protocol, ["code", "code+warmup"])
+    assert configs["code+warmup"]["overrides"] == DIAGNOSTIC_GRID["code+warmup"][0]
+    extra = with_best(protocol, "code+cross_entropy+warmup")
+    assert extra["paper+cross_entropy+warmup"]["overrides"]["prior"] == "paper"
+    assert extra["code+cross_entropy+warmup+nearest"]["overrides"]["neighbor_selection"] \
+        == "nearest"
+    x, y, tables, weights = inputs
+    path = tmp_path / "s"
+    prepare(str(path), protocol, configs, x, y, tables, weights, {"source": "blobs"})
+    assert run_sweep(str(path), in_process=True, say=lambda s: None) == 0
+    sweep = read_json(path / "sweep.json")
+    assert (path / "sweep-curves.png").stat().st_size > 1000
+    for name, entry in sweep["configs"].items():
+        with open(os.path.join(cell_dir(str(path), name, 0), "history.csv")) as f:
+            want = [float(r["full_acc"]) for r in csv.DictReader(f)]
+        assert entry["curves"] == {"0": want} and len(want) == 3
+        info = read_json(os.path.join(cell_dir(str(path), name, 0), "config.json"))
+        assert entry["gmm_acc"] == [info["gmm_init"]["gmm_no_pi_acc"]]
+    curve = [0.1, 0.3, 0.2, 0.6]
+    slope = sweep_curves.end_slope([curve, [0.3, 0.1, 0.4, 0.2]], epochs=3)
+    mean = np.array([0.2, 0.3, 0.4])        # the two seeds' mean over the last 3 epochs
+    assert slope == pytest.approx(10 * np.polyfit([0, 1, 2], mean, 1)[0]) == pytest.approx(1.0)
+    assert sweep_curves.end_slope([curve], epochs=5) is None
+    assert "How flat the curves end" in (path / "sweep.md").read_text()
+
+
+def test_cells_run_seed_by_seed():
+    from dgg_tf.sweep import _cells
+    plan = {"configs": {"a": {"seeds": [0, 1, 2]}, "b": {"seeds": [0, 1]}}}
+    assert _cells(plan) == [("a", 0), ("b", 0), ("a", 1), ("b", 1), ("a", 2)]

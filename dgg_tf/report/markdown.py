@@ -152,13 +152,24 @@ def other_switches(config):
                      if name not in QUIRK_SWITCHES.values())
 
 
+def diagnostics_line(config):
+    """'name=value' of every diagnostic setting (config.DIAGNOSTICS), read from a config
+    dict ('n/a' for a config written before it existed); '' without a config."""
+    from ..config import DIAGNOSTICS
+    if not isinstance(config, dict):
+        return ""
+    return "; ".join(f"{name}={config.get(name, 'n/a')}" for name in DIAGNOSTICS)
+
+
 def _setup_section(setup):
     """'## Audit setup': one audit's setup, or one block per run (config left out but
     for the switches that no quirk section shows)."""
     lines = ["## Audit setup", ""]
     if "n_batches" in setup:
         _render(lines, {**{k: v for k, v in setup.items() if k != "config"},
-                        "other switches": other_switches(setup.get("config"))})
+                        "other switches": other_switches(setup.get("config")),
+                        "diagnostics (in neither the code nor the paper)":
+                            diagnostics_line(setup.get("config"))})
     else:
         for name, s in setup.items():
             if s:
