@@ -53,16 +53,38 @@ def quiet_tensorflow(show=False):
         tf.config.list_physical_devices()
 
 
-def run_main(body):
-    """Run a command's body: user errors print one ``error:`` line and return 2."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into the same orderly stop as Ctrl-C."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def run_main(body, run_dir=None):
+    """Run a command's body: user errors print one ``error:`` line and return 2. Ctrl-C
+    and SIGTERM stop the same way (exit 130 and 143): the ``finally`` blocks run, so the
+    run directory's lock is released and its last epoch's checkpoint kept, and the
+    message names the run to resume (``run_dir``: the folder, or a function giving it)."""
+    import signal
+
     from .fitting import TrainingError
     from .rundir import RunDirError
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:          # not the main thread: leave SIGTERM as it is
+        previous = None
     try:
         return body()
     except (ValueError, OSError, TrainingError, RunDirError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted; continue with the same command plus --resume --out RUN_DIR",
-              file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        where = run_dir() if callable(run_dir) else run_dir
+        how = "stopped by SIGTERM" if isinstance(e, Terminated) else "interrupted"
+        resume = f"--resume --out {where}" if where else "--resume --out RUN_DIR"
+        print(f"\n{how}; continue with the same command plus {resume}", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

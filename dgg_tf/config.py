@@ -130,6 +130,11 @@ class DGGConfig:
                     f"config: {name}={value!r} is not allowed; choose one of "
                     f"{', '.join(str(a) for a in allowed)}")
         object.__setattr__(self, "encoder_dims", tuple(int(d) for d in self.encoder_dims))
+        # before the general sign check, whose "non-negative" would be wrong for sigma
+        if isinstance(self.sigma, (int, float)) and not (math.isfinite(self.sigma)
+                                                          and self.sigma > 0):
+            raise ValueError(f"config: sigma must be a finite number > 0, got {self.sigma} (it "
+                             "divides the distances of the similarity weights)")
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, bool):
@@ -140,9 +145,6 @@ class DGGConfig:
                 raise ValueError(f"config: {f.name} must be a finite number, got {value}")
             if f.type in ("int", "float") and value < 0:
                 raise ValueError(f"config: {f.name} must be non-negative, got {value}")
-        if not self.sigma > 0:
-            raise ValueError(f"config: sigma must be a finite number > 0, got {self.sigma} (it "
-                             "divides the distances of the similarity weights)")
         positive = ("batch_size", "latent_dim", "n_clusters", "input_dim", "kmeans_n_init",
                     "classifier_batch_size", "siamese_batch_size", "layerwise_batch_size",
                     "finetune_batch_size", "dec_batch_size", "lr_step", "classifier_lr_step",

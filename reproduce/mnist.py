@@ -104,7 +104,7 @@ def run(args, x=None, y=None, callbacks=()):
     """The whole command; ``x``, ``y`` replace loading MNIST (tests)."""
     config = make_config(args)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = args.out or os.path.join("runs", f"mnist-{args.variant}-{stamp}")
+    out = args.out = args.out or os.path.join("runs", f"mnist-{args.variant}-{stamp}")
     from dgg_tf.rundir import check_new_or_resumable, check_writable
     check_writable(out)
     check_new_or_resumable(out, args.resume)
@@ -142,7 +142,8 @@ def main(argv=None, callbacks=()):
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     quiet_tensorflow(args.tf_log)
-    return run_main(lambda: (make_config(args), run(args, callbacks=callbacks))[1])
+    return run_main(lambda: (make_config(args), run(args, callbacks=callbacks))[1],
+                    run_dir=lambda: args.out)
 
 
 if __name__ == "__main__":
