@@ -6,8 +6,9 @@ import contextlib
 import os
 import sys
 
+from .data import SHARED_MNIST  # noqa: F401  (re-exported: the scripts' default)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_MNIST = os.path.normpath(os.path.join(REPO, "..", "shared", "data", "mnist"))
 # the shipped MNIST files (pretrained/README.md says how each was made)
 MNIST_WEIGHTS = os.path.join(REPO, "pretrained", "mnist_ae.h5")
 MNIST_NEIGHBORS = os.path.join(REPO, "pretrained", "mnist_neighbors.npz")
@@ -15,10 +16,13 @@ MNIST_SIAMESE = os.path.join(REPO, "pretrained", "mnist_siamese.h5")
 
 
 def mnist_source(path=None):
-    """Where the commands read MNIST: ``path`` if given, else the shared idx directory
-    when it exists, else None (``load_mnist`` then tries the Keras cache)."""
+    """Where the commands read MNIST: ``path`` (--data) if given, else ``$DGG_DATA`` if
+    set, else the shared idx directory when it exists, else None (``load_mnist`` then
+    tries the Keras cache and a download, and names every place looked at if both fail)."""
     if path is not None:
         return path
+    if os.environ.get("DGG_DATA"):
+        return os.environ["DGG_DATA"]
     return SHARED_MNIST if os.path.isdir(SHARED_MNIST) else None
 
 

@@ -1,9 +1,11 @@
 """MNIST loading: 70000 flattened images (train then test), float32 in [0, 1].
 
 Accepted sources: a directory holding the four idx files (gzipped or not), a
-Keras ``mnist.npz``, or VaDE's ``mnist.pkl.gz`` (a pickled pair of pairs). With
-no path the Keras cache is tried, then ``keras.datasets.mnist`` (which needs the
-network). Every failure names the file and says what to pass instead.
+Keras ``mnist.npz``, or VaDE's ``mnist.pkl.gz`` (a pickled pair of pairs). The
+commands look, in order, at ``--data``, ``$DGG_DATA``, ``../shared/data/mnist`` beside
+the checkout (``dgg_tf.cli.mnist_source``), then the Keras cache, then
+``keras.datasets.mnist`` (a download). Every failure names the file and says what to
+pass instead; a failure to find any lists every place looked at.
 """
 from __future__ import annotations
 
@@ -22,6 +24,11 @@ IDX_FILES = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
+
+
+#: The MNIST idx files every project machine has, beside the checkout.
+SHARED_MNIST = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                             "..", "..", "shared", "data", "mnist"))
 
 
 class DataError(ValueError):
@@ -131,8 +138,11 @@ def _load_default():
         import keras
         (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
     except Exception as e:
+        env = os.environ.get("DGG_DATA")
         raise DataError(
-            "MNIST: no path given, no Keras cache at " + cache + " and the download failed "
-            f"({type(e).__name__}). Pass --data DIR with the four idx files "
-            "(e.g. ../shared/data/mnist), a Keras mnist.npz or VaDE's mnist.pkl.gz") from None
+            "MNIST not found. Looked at, in order: --data (not given); $DGG_DATA "
+            f"({'not set' if not env else env}); {SHARED_MNIST} (no such directory); the "
+            f"Keras cache {cache} (absent); a download by keras.datasets.mnist (failed: "
+            f"{type(e).__name__}: {e}). Pass --data DIR with the four idx files, a Keras "
+            "mnist.npz or VaDE's mnist.pkl.gz, or set DGG_DATA") from None
     return _finish(x_train, y_train, x_test, y_test, "keras.datasets.mnist")
