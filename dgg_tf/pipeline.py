@@ -22,6 +22,7 @@ import numpy as np
 from .checkpoint import CHECKPOINT, check_same_run, load_checkpoint, restore, save_checkpoint
 from .config import DGGConfig
 from .fitting import steps_per_epoch
+from .run_summary import run_summary, summary_lines
 from .rundir import open_run_dir
 from .training import check_steps_per_execution
 
@@ -251,15 +252,17 @@ def finish_run(net, inputs, files, run_info, audit):
     write_bytes_atomic(os.path.join(workdir, "predictions.npy"),
                        lambda f: np.save(f, pred.astype(np.int64)))
     files.curves()
-    rep.write_report(workdir, audit, [{**files.run(), "variant": run_info.get("variant")}])
+    if files.meta.get("first_steps"):
+        run_info["first_steps"] = files.meta["first_steps"]
+    run_info["summary"] = run_summary(files.history, run_info, workdir)
+    rep.write_report(workdir, audit, [{**files.run(), "variant": run_info.get("variant")}],
+                     summary=run_info["summary"])
     wall = files.wall_before + time.time() - files.t0
     run_info["finished"] = {"at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                             "epochs": len(files.history), "wall_seconds": round(wall, 1)}
     if y is not None:
         run_info["finished"].update(acc=cluster_acc(y, pred), nmi_max=nmi(y, pred, "max"),
                                     nmi_arithmetic=nmi(y, pred))
-    if files.meta.get("first_steps"):
-        run_info["first_steps"] = files.meta["first_steps"]
     rep.write_json_atomic(os.path.join(workdir, "config.json"), run_info)
     files.checkpoint()
     return pred
@@ -409,5 +412,7 @@ def _run_locked(config, inputs, workdir, run_info, opts):
               opts.probe_steps)
     pred = finish_run(net, inputs, files, run_info, stages["audit"])
     _say(opts.verbose, f"done: {len(history)} epochs; outputs in {workdir}")
+    for line in summary_lines(run_info["summary"]):
+        _say(opts.verbose, "  " + line)
     return {"workdir": workdir, "history": history, "predictions": pred, "network": net,
             "audit": stages["audit"], "config_json": run_info}

@@ -38,7 +38,7 @@ def summarize_run(run):
     return out
 
 
-def build_report(audit_dict=None, runs=None, sweep=None):
+def build_report(audit_dict=None, runs=None, sweep=None, summary=None):
     """The report.json object: Q1..Q12 (text + measurements), setup, runs; with
     ``sweep`` (a sweep directory) each flipped quirk's effect on the final result."""
     from .effects import sweep_effects
@@ -46,6 +46,8 @@ def build_report(audit_dict=None, runs=None, sweep=None):
     effect = sweep_effects(sweep) if sweep else {}
     rep = {"format": REPORT_FORMAT,
            "date": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+    if summary is not None:
+        rep["summary"] = summary
     by_run = audit_dict is None and any(r.get("audit") for r in runs)
     for qid in QUIRK_IDS:
         entry = quirk_text(qid)
@@ -71,14 +73,14 @@ def build_report(audit_dict=None, runs=None, sweep=None):
     return clean(rep)
 
 
-def write_report(out_dir, audit_dict=None, runs=None, sweep=None):
+def write_report(out_dir, audit_dict=None, runs=None, sweep=None, summary=None):
     """Write ``report.md`` and ``report.json`` into ``out_dir`` (atomically); returns the
     report object. ``audit_dict``: one audit (``audit``'s result) or None; ``runs``:
     run dicts (name, variant, history and optionally their own ``audit``) for the run
     comparison and Q12, and, without ``audit_dict``, per-run measurements; ``sweep``: a
     sweep directory for the effect of each quirk on the final result."""
     os.makedirs(out_dir, exist_ok=True)
-    rep = build_report(audit_dict, runs, sweep)
+    rep = build_report(audit_dict, runs, sweep, summary)
     write_json_atomic(os.path.join(out_dir, "report.json"), rep)
     write_text_atomic(os.path.join(out_dir, "report.md"), render_markdown(rep))
     return rep

@@ -199,7 +199,11 @@ def _quirk_section(qid, q):
 def render_markdown(rep):
     """report.md text of a report object: runs, audit setup, then one section per quirk."""
     from .effects import effects_section
-    lines = ["# DGG discrepancy report", "", _INTRO, ""]
+    lines = ["# DGG discrepancy report", ""]
+    if rep.get("summary"):
+        from ..run_summary import summary_lines
+        lines += ["## Summary", ""] + [f"- {ln}" for ln in summary_lines(rep["summary"])] + [""]
+    lines += [_INTRO, ""]
     if rep.get("sweep"):
         lines += effects_section(rep["sweep"])
     if rep.get("runs"):

@@ -1,0 +1,40 @@
+"""The summary a run ends with (console, config.json, top of report.md): its numbers
+are those of history.csv and config.json."""
+import json
+
+import pytest
+
+from dgg_tf.report import read_history_csv
+from dgg_tf.run_summary import run_summary, summary_lines
+from test_reproduce import base_args, mnist, one_thread_for_kmeans, reference, tiny  # noqa: F401
+
+
+def test_summary_equals_history_and_config(reference):
+    info = json.loads((reference / "config.json").read_text())
+    hist = read_history_csv(reference / "history.csv")
+    s = info["summary"]
+    assert s["epochs"] == len(hist) == 2
+    assert s["final_acc"] == pytest.approx(hist[-1]["full_acc"], abs=1e-12)
+    assert s["final_nmi"] == pytest.approx(hist[-1]["full_nmi"], abs=1e-12)
+    best = max(hist, key=lambda r: r["full_acc"])
+    assert (s["best_acc"], s["best_acc_epoch"]) == (pytest.approx(best["full_acc"]), best["epoch"])
+    assert s["classifier_acc"] == info["classifier"]["acc"]
+    assert s["gmm_init_acc"] == info["gmm_init"]["gmm_no_pi_acc"]
+    assert s["step1_acc"] == info["first_steps"][0]["full_acc"]
+    assert s["clusters_used"] == hist[-1]["clusters_used"]
+    assert s["final_acc"] == pytest.approx(info["finished"]["acc"])   # the saved predictions
+    md = (reference / "report.md").read_text()
+    assert md.index("## Summary") < md.index("## Q1:")
+    for line in summary_lines(s):
+        assert f"- {line}" in md
+    assert json.loads((reference / "report.json").read_text())["summary"] == s
+
+
+def test_best_is_the_first_epoch_at_the_maximum_and_labels_are_optional():
+    hist = [{"epoch": 1, "full_acc": 0.5, "full_nmi": 0.4}, {"epoch": 2, "full_acc": 0.7,
+            "full_nmi": 0.3}, {"epoch": 3, "full_acc": 0.7, "full_nmi": 0.35}]
+    s = run_summary(hist, {}, "run")
+    assert (s["best_acc"], s["best_acc_epoch"], s["best_nmi_epoch"]) == (0.7, 2, 1)
+    assert (s["final_acc"], s["classifier_acc"], s["step1_acc"]) == (0.7, None, None)
+    none = run_summary([{"epoch": 1, "loss": 3.0}], {}, "run")
+    assert none["best_acc"] is None and "ACC n/a" in summary_lines(none)[0]
