@@ -43,10 +43,19 @@ def collapse_epochs(history):
              "full_acc": r.get("full_acc")} for r in history or [] if r.get("collapse")]
 
 
-def collapse_callback(history, x, n_clusters, reference_acc=None, stream=None):
+#: Runs shorter than this are expected to end inside the first-step dip.
+SHORT_RUN_EPOCHS = 50
+SHORT_RUN_NOTE = ("expected in a run this short: DGG's first Adam step costs the "
+                  "pretrained classifier most of its accuracy, and short runs stay below it "
+                  "(README, Results)")
+
+
+def collapse_callback(history, x, n_clusters, reference_acc=None, stream=None, epochs=None):
     """A Keras callback that flags each epoch's record (``history[-1]``, written by
     ``training.train_dgg``) and prints a warning on a collapse; run it before the
-    callbacks that save the record."""
+    callbacks that save the record. A run of fewer than ``SHORT_RUN_EPOCHS`` epochs
+    (``epochs``) says why that is expected."""
+    note = f"; {SHORT_RUN_NOTE}" if epochs is not None and epochs < SHORT_RUN_EPOCHS else ""
     import sys
 
     import keras
@@ -62,7 +71,7 @@ def collapse_callback(history, x, n_clusters, reference_acc=None, stream=None):
             record["collapse"] = int(bool(reasons))
             if reasons:
                 print(f"WARNING: epoch {record.get('epoch', epoch + 1)}: the clustering has "
-                      f"collapsed ({'; '.join(reasons)}); training goes on",
+                      f"collapsed ({'; '.join(reasons)}); training goes on{note}",
                       file=stream or sys.stdout, flush=True)
     return CollapseWatch()
 

@@ -218,7 +218,8 @@ def train_run(net, inputs, files, start_epoch, callbacks=(), tensorboard=None, v
     from .training import train_dgg
     eta = EpochSummary(net.config.epochs, files.history, verbose)
     reference = files.run()["classifier_acc"]
-    watch = collapse_callback(files.history, inputs["x"], net.config.n_clusters, reference)
+    watch = collapse_callback(files.history, inputs["x"], net.config.n_clusters, reference,
+                              epochs=net.config.epochs)
     own = [eta, watch, EpochEnd(files.on_epoch)] + (
         [_tensorboard(tensorboard, files.history)] if tensorboard else [])
     if start_epoch == 0 and probe_steps and inputs["y"] is not None:

@@ -30,9 +30,9 @@ def _net(collapsed=False):
     return net
 
 
-def _fire(net, x, record, reference):
+def _fire(net, x, record, reference, epochs=None):
     history = [dict(record)]
-    cb = collapse_callback(history, x, TINY.n_clusters, reference)
+    cb = collapse_callback(history, x, TINY.n_clusters, reference, epochs=epochs)
     cb.set_model(net)
     cb.on_epoch_end(0)
     return history[-1]
@@ -52,6 +52,16 @@ def test_fires_on_a_constructed_collapse(data, capsys):
     assert record["clusters_used"] == 1 and record["collapse"] == 1
     out = capsys.readouterr().out
     assert "WARNING: epoch 1" in out and "only 1 of 10 clusters" in out and "below half" in out
+    assert "expected in a run this short" not in out          # the run's length not given
+
+
+@pytest.mark.parametrize("epochs, short", [(3, True), (49, True), (50, False), (300, False)])
+def test_short_runs_say_the_collapse_is_expected(data, capsys, epochs, short):
+    x, _ = data
+    _fire(_net(collapsed=True), x, {"epoch": 1, "full_acc": 0.11}, 0.8, epochs=epochs)
+    out = capsys.readouterr().out
+    assert "WARNING: epoch 1" in out
+    assert ("expected in a run this short: DGG's first Adam step" in out) == short
 
 
 def test_quiet_on_a_healthy_epoch(data, capsys):
