@@ -1,4 +1,4 @@
-"""Autoencoder pretraining (section 9 of the spec), our substitute for VaDE's weights.
+"""Autoencoder pretraining (section 9 of docs/quirks.md), our substitute for VaDE's weights.
 
 Two schedules, chosen by ``config.pretrain_schedule``:
 

@@ -1,4 +1,4 @@
-"""The Siamese network and the neighbour table (section 2 of the spec).
+"""The Siamese network and the neighbour table (section 2 of docs/quirks.md).
 
 The original (``Siamesev0.py``) trains the 784-500-500-2000-10 encoder as a
 Siamese net on pairs: for every sample its 2 nearest raw-pixel neighbours are

@@ -8,7 +8,7 @@ Names (the audit surface): ``encoder1/W`` ``encoder1/b`` ... ``encoder4/*``
 Our own file format is one flat HDF5 file, one dataset per name, provenance as
 file attributes (see pretrained/README.md); it is written to a temporary name
 and renamed, so a reader never sees half a file. ``load_vade_h5`` and
-``load_dgg_out`` read the original's autoencoder weights (spec section 1);
+``load_dgg_out`` read the original's autoencoder weights (docs/quirks.md, section 1);
 ``load_any`` tells the three formats apart.
 """
 from __future__ import annotations
@@ -169,7 +169,7 @@ def _attr(value):
 
 
 # ---------------------------------------------------------------------------
-# Shapes, checks and the original formats (spec section 1)
+# Shapes, checks and the original formats (docs/quirks.md, section 1)
 
 ACCEPTED = ("a dgg_tf weights file (HDF5 with attribute format='dgg_tf-weights-v1'), "
             "VaDE's Keras HDF5 weight file (attribute layer_names, at the root or under "

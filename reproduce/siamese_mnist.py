@@ -1,4 +1,4 @@
-"""Train the Siamese network on MNIST and build the neighbour tables (spec section 2).
+"""Train the Siamese network on MNIST and build the neighbour tables (docs/quirks.md, section 2).
 
     python reproduce/siamese_mnist.py [--data DIR] [--weights pretrained/mnist_ae.h5|none]
         [--epochs 300] [--out-weights pretrained/mnist_siamese.h5]

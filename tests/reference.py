@@ -1,5 +1,5 @@
 """Independent NumPy (float64) reference of the DGG forward pass and ELBO terms,
-written from the spec (section 7), for checking the Keras implementation."""
+written from docs/quirks.md (section 7), for checking the Keras implementation."""
 import numpy as np
 
 

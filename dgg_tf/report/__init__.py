@@ -1,5 +1,5 @@
-"""The discrepancy report: one measured section per quirk Q1..Q12 of the spec
-(``../shared/docs/original-dgg.md``), and the comparison of finished runs.
+"""The discrepancy report: one measured section per quirk Q1..Q12 of
+``docs/quirks.md``, and the comparison of finished runs.
 
 ``audit(net, x, table, labels, config)`` measures every quirk on the SAME
 weights, the SAME batches and the SAME reparameterisation noise for every

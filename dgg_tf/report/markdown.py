@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .quirks import QUIRK_IDS, QUIRKS, measured_part
 
-_INTRO = ("One section per quirk of `../shared/docs/original-dgg.md` (Q1..Q12): what the "
+_INTRO = ("One section per quirk of `docs/quirks.md` in the dgg_tf repository (Q1..Q12): what the "
           "original code does, what the paper says, and measurements of both settings on "
           "the same weights, batches and noise. Numbers are also in `report.json` under the "
           "same keys.")

@@ -1,5 +1,5 @@
 """What each quirk Q1..Q12 is: its title, its switch, what the code does and what the
-paper says (spec section numbers in brackets). The switch line of a quirk that has a
+paper says (section numbers of docs/quirks.md in brackets). The switch line of a quirk that has a
 switch in ``CHOICES`` is written from CHOICES, so it always lists the allowed values."""
 from __future__ import annotations
 
