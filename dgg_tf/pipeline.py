@@ -9,6 +9,7 @@ config.json, history.csv, model.h5, predictions.npy, curves.png, report.md/json.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -40,6 +41,21 @@ def fingerprint(*arrays):
 def _say(verbose, msg):
     if verbose:
         print(msg, flush=True)
+
+
+@contextlib.contextmanager
+def _stage(verbose, name):
+    """Print one line when the stage ``name`` starts and one with its duration when it
+    ends, so that no stage of a long run is silent."""
+    _say(verbose, f"{name}: started")
+    t0 = time.time()
+    yield
+    _say(verbose, f"{name}: done in {_span(time.time() - t0)}")
+
+
+def _span(seconds):
+    return (f"{seconds / 3600:.1f} h" if seconds > 5400 else
+            f"{seconds / 60:.0f} min" if seconds > 90 else f"{seconds:.1f} s")
 
 
 # ---------------------------------------------------------------- checks (before any work)
@@ -113,7 +129,8 @@ def initial_stages(net, inputs, config, audit=True, audit_batches=10,
     from .training import encode, init_gmm, pretrain_classifier
     from .weights import get_params
     x, y = inputs["x"], inputs["y"]
-    init = init_gmm(net, x, y, config, verbose=0)
+    with _stage(verbose, "GMM init (K-means on the encoder means)"):
+        init = init_gmm(net, x, y, config, verbose=0)
     summary = {k: v for k, v in init.items() if k != "kmeans_labels"}
     if y is not None:
         _say(verbose, f"GMM init: K-means(n_init={config.kmeans_n_init}) ACC="
@@ -122,19 +139,21 @@ def initial_stages(net, inputs, config, audit=True, audit_batches=10,
     cls_init = {k: v for k, v in get_params(net).items() if k.startswith("classifier/")}
     _say(verbose, f"classifier pretraining: {config.classifier_epochs} epochs, loss "
          f"{config.classifier_pretrain_loss}")
-    cls_hist = pretrain_classifier(net, encode(net, x), init["kmeans_labels"], config, y,
-                                   seed=config.seed, verbose=1 if verbose else 0)
+    with _stage(verbose, "classifier pretraining"):
+        cls_hist = pretrain_classifier(net, encode(net, x), init["kmeans_labels"], config, y,
+                                       seed=config.seed, verbose=1 if verbose else 0)
     result = None
     if audit:
         _say(verbose, f"audit: {audit_batches} batches of {config.batch_size} x "
              f"{config.num_neighbors + 1} rows")
-        result = rep.audit(net, x, inputs["table"], y, config, n_batches=audit_batches,
-                           seed=config.seed, tables=inputs["tables"],
-                           stored_purity=inputs["stored_purity"],
-                           kmeans_labels=init["kmeans_labels"], classifier_init=cls_init,
-                           classifier_epochs=audit_classifier_epochs,
-                           classifier_histories={config.classifier_pretrain_loss: cls_hist},
-                           weights_info=inputs["weights"], verbose=verbose > 1)
+        with _stage(verbose, "audit"):
+            result = rep.audit(net, x, inputs["table"], y, config, n_batches=audit_batches,
+                               seed=config.seed, tables=inputs["tables"],
+                               stored_purity=inputs["stored_purity"],
+                               kmeans_labels=init["kmeans_labels"], classifier_init=cls_init,
+                               classifier_epochs=audit_classifier_epochs,
+                               classifier_histories={config.classifier_pretrain_loss: cls_hist},
+                               weights_info=inputs["weights"], verbose=verbose > 1)
     return {"init": summary, "classifier_history": cls_hist, "audit": result,
             "kmeans_labels": init["kmeans_labels"]}
 
@@ -183,7 +202,7 @@ class EpochSummary(keras.callbacks.Callback):
         from .training import format_record
         record = self.history[-1]
         _say(self.verbose, format_record(record))
-        if self.first:
+        if self.first and epoch + 1 < self.total_epochs:
             self.first = False
             _say(self.verbose, _time_left(epoch, self.total_epochs, record["seconds"]))
 
@@ -191,10 +210,32 @@ class EpochSummary(keras.callbacks.Callback):
 def _time_left(epoch, total_epochs, seconds):
     left = (total_epochs - epoch - 1) * seconds
     finish = datetime.datetime.now() + datetime.timedelta(seconds=left)
-    span = (f"{left / 3600:.1f} h" if left > 5400 else
-            f"{left / 60:.0f} min" if left > 90 else f"{left:.0f} s")
     return (f"epoch {epoch + 1} took {seconds:.0f} s; the {total_epochs - epoch - 1} epochs "
-            f"left take about {span} (done about {finish:%Y-%m-%d %H:%M})")
+            f"left take about {_span(left)} (done about {finish:%Y-%m-%d %H:%M})")
+
+
+class EarlyEstimate(keras.callbacks.Callback):
+    """Prints an estimate of the whole training from its first steps (the median of
+    steps 2..``steps`` + 1 of this run: step 1 includes tracing), long before the first
+    epoch ends; ``EpochSummary`` refines it after that epoch. Reads the clock only."""
+
+    def __init__(self, total_steps, verbose, steps=10):
+        super().__init__()
+        self.total, self.verbose, self.times = total_steps, verbose, []
+        self.steps = min(steps, total_steps // 2)      # a short run: half its steps
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.t0 = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if len(self.times) > self.steps:
+            return
+        self.times.append(time.perf_counter() - self.t0)
+        if len(self.times) == self.steps + 1 and self.steps:
+            per = float(np.median(self.times[1:])) / max(self.model.steps_per_execution, 1)
+            _say(self.verbose, f"estimate from the first steps: {per:.3f} s a step, about "
+                 f"{_span(per * self.total)} for the {self.total} steps of training (plus a "
+                 "full-pass evaluation per epoch)")
 
 
 def _tensorboard(log_dir, history):
@@ -220,7 +261,12 @@ def train_run(net, inputs, files, start_epoch, callbacks=(), tensorboard=None, v
     reference = files.run()["classifier_acc"]
     watch = collapse_callback(files.history, inputs["x"], net.config.n_clusters, reference,
                               epochs=net.config.epochs)
-    own = [eta, watch, EpochEnd(files.on_epoch)] + (
+    steps = steps_per_epoch(len(inputs["x"]), net.config.batch_size)
+    # Keras adds its progress bar after the callbacks it is given; given first, the bar
+    # ends its line before the epoch record is printed (one bar, then one clean line)
+    bar = [keras.callbacks.ProgbarLogger()] if verbose == 1 else []
+    own = bar + [EarlyEstimate(steps * (net.config.epochs - start_epoch), verbose), eta,
+                 watch, EpochEnd(files.on_epoch)] + (
         [_tensorboard(tensorboard, files.history)] if tensorboard else [])
     if start_epoch == 0 and probe_steps and inputs["y"] is not None:
         own.append(first_steps_callback(files.meta.setdefault("first_steps", []), inputs["x"],
@@ -228,9 +274,10 @@ def train_run(net, inputs, files, start_epoch, callbacks=(), tensorboard=None, v
                                         say=lambda m: _say(verbose, m)))
     _say(verbose, f"DGG training: epochs {start_epoch + 1}..{net.config.epochs}, "
          f"out {files.workdir}")
-    return train_dgg(net, inputs["x"], inputs["table"], inputs["y"], history=files.history,
-                     initial_epoch=start_epoch, callbacks=own + list(callbacks),
-                     verbose=1 if verbose == 1 else 0)
+    with _stage(verbose, "DGG training"):
+        return train_dgg(net, inputs["x"], inputs["table"], inputs["y"], history=files.history,
+                         initial_epoch=start_epoch, callbacks=own + list(callbacks),
+                         verbose=1 if verbose == 1 else 0)
 
 
 def finish_run(net, inputs, files, run_info, audit):

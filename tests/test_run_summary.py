@@ -38,3 +38,16 @@ def test_best_is_the_first_epoch_at_the_maximum_and_labels_are_optional():
     assert (s["final_acc"], s["classifier_acc"], s["step1_acc"]) == (0.7, None, None)
     none = run_summary([{"epoch": 1, "loss": 3.0}], {}, "run")
     assert none["best_acc"] is None and "ACC n/a" in summary_lines(none)[0]
+
+
+def test_every_stage_says_when_it_starts_and_ends(tiny, tmp_path, capsys):
+    """One start line and one 'done in' line per stage; the estimate from the first
+    steps comes before the first epoch's record; no '0 epochs left' line."""
+    assert mnist.main(base_args(tiny, tmp_path / "run", "--epochs", "2", "--verbose", "1")) == 0
+    out = capsys.readouterr().out
+    for stage in ("GMM init (K-means on the encoder means)", "classifier pretraining",
+                  "audit", "DGG training"):
+        assert out.count(f"{stage}: started") == 1 and out.count(f"{stage}: done in ") == 1
+        assert out.index(f"{stage}: started") < out.index(f"{stage}: done in ")
+    assert out.index("estimate from the first steps: ") < out.index("\nepoch=2 loss=")
+    assert "0 epochs left" not in out and "  final (epoch 2): ACC " in out
