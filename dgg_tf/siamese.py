@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import zipfile
 import time
 
 import keras
@@ -327,7 +328,11 @@ def load_table(path, n_samples=None):
     except TableError:
         raise
     except Exception as e:  # zip/format errors on corrupt files
-        raise TableError(f"neighbour table: cannot read {path}: {e}") from None
+        # NumPy reads a file that is no zip archive as a pickle and then suggests
+        # allow_pickle=True, which would be a wrong (and unsafe) hint here
+        why = ("it is not an .npz archive (a zip of .npy arrays), as save_table writes"
+               if not zipfile.is_zipfile(path) else str(e))
+        raise TableError(f"neighbour table: cannot read {path}: {why}") from None
     _check_table(table, path, n_samples)
     return table.astype(np.int32), settings
 
