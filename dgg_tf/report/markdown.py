@@ -288,6 +288,7 @@ def _quirk_section(qid, q):
 
 def render_markdown(rep):
     """report.md text of a report object: runs, audit setup, then one section per quirk."""
+    from .compare import comparison_section
     from .effects import effects_section
     from .findings import findings_section
     lines = ["# DGG discrepancy report", ""]
@@ -295,6 +296,8 @@ def render_markdown(rep):
         from ..run_summary import summary_lines
         lines += ["## Summary", ""] + [f"- {ln}" for ln in summary_lines(rep["summary"])] + [""]
     lines += findings_section(rep)
+    if len(rep.get("runs") or []) > 1:
+        lines += comparison_section(rep)
     lines += [_INTRO, ""]
     if rep.get("sweep"):
         lines += effects_section(rep["sweep"])
