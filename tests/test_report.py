@@ -187,7 +187,7 @@ def test_write_report_and_compare_runs(code_audit, paper_audit, tmp_path, capsys
     assert combined["Q7"]["runs"]["mnist-code"]["configured_weights"]["max_abs_diff"] == 0.0
     assert combined["Q7"]["runs"]["mnist-paper"]["configured_weights"]["max_abs_diff"] > 0
     assert (out / "curves.png").stat().st_size > 1000
-    assert "### Q7 in run mnist-paper" in (out / "report.md").read_text()
+    assert "### Q7 side by side" in (out / "report.md").read_text()   # one table, a column per run
     assert report.main([str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
 

@@ -21,8 +21,11 @@ Modules: ``quirks`` (texts and ids), ``switches`` (switch values, from CHOICES),
 ``context`` (what the measurements share), ``batches`` (the pass over the audit
 batches), ``measures_init`` / ``measures_loss`` / ``measures_graph`` /
 ``measures_run`` (one ``measure_qN(ctx)`` per quirk), ``orchestrator`` (``audit``),
-``document`` (report.json), ``markdown`` (report.md), ``runfiles`` (run files,
-atomic writes), ``cli`` (the comparison command).
+``document`` (report.json), ``markdown`` (report.md), ``findings`` (the
+'Findings at a glance' table report.md leads with: one line per quirk),
+``compare`` (several runs: differing settings, final metrics side by side,
+single-seed / short / unfinished runs), ``runfiles`` (run files, atomic writes),
+``cli`` (the comparison command).
 """
 from .orchestrator import audit
 from .cli import main

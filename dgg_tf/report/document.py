@@ -64,6 +64,9 @@ def build_report(audit_dict=None, runs=None, sweep=None, summary=None):
         if hist_q12:
             rep["Q12"]["running_vs_full_by_run"] = hist_q12
         rep["runs"] = [summarize_run(r) for r in runs]
+        if len(runs) > 1:
+            from .compare import build_comparison
+            rep["comparison"] = build_comparison(runs, rep["runs"])
     if effect:
         rep["sweep"] = effect["sweep"]
     if audit_dict is not None and "setup" in audit_dict:

@@ -38,22 +38,44 @@ def _is_flat(v):
     return isinstance(v, dict) and bool(v) and all(_is_scalar(a) for a in v.values())
 
 
+def _groups(columns):
+    """``columns`` (flat dicts) grouped by their key sets, first appearance order: only
+    dicts with the same keys share a table (no table of mostly empty cells)."""
+    groups = {}
+    for name, v in columns.items():
+        groups.setdefault(tuple(v), {})[name] = v
+    return list(groups.values())
+
+
 def _table(lines, columns):
-    """One table: a column per key of ``columns`` (each a flat dict), a row per inner key."""
-    cols = list(columns)
-    rows = []
-    for v in columns.values():
-        rows += [r for r in v if r not in rows]
-    lines += ["| | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
-    for r in rows:
-        lines.append(f"| {r} | " + " | ".join(fmt(columns[c].get(r)) for c in cols) + " |")
-    lines.append("")
+    """Tables of flat dicts: a column per dict (dicts with the same keys side by side), a
+    row per inner key; rows without any value are left out."""
+    for group in _groups(columns):
+        cols = list(group)
+        rows = [r for r in next(iter(group.values()))
+                if any(group[c].get(r) is not None for c in cols)]
+        if not rows:
+            continue
+        lines += ["| | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+        for r in rows:
+            lines.append(f"| {r} | " + " | ".join(fmt(group[c].get(r)) for c in cols) + " |")
+        lines.append("")
+
+
+def _has_value(v):
+    """Whether ``v`` holds any value that is not None (nested dicts and lists too)."""
+    if isinstance(v, dict):
+        return any(_has_value(a) for a in v.values())
+    if isinstance(v, list):
+        return any(_has_value(a) for a in v)
+    return v is not None
 
 
 def _render(lines, data, depth=0):
     """Generic renderer: scalars as a quantity/value table; flat dicts side by side in
     one table; a dict of flat dicts as its own table; deeper dicts as labelled blocks."""
-    scalars = {k: v for k, v in data.items() if _is_scalar(v) and k != "note"}
+    scalars = {k: v for k, v in data.items()
+               if _is_scalar(v) and k != "note" and v is not None and v != []}
     flats = {k: v for k, v in data.items() if _is_flat(v)}
     if scalars:
         lines += ["| quantity | value |", "|---|---|"]
@@ -62,7 +84,8 @@ def _render(lines, data, depth=0):
     if flats:
         _table(lines, flats)
     for key, value in data.items():
-        if key in scalars or key in flats or key == "note" or not isinstance(value, dict):
+        if key in scalars or key in flats or key == "note" or not isinstance(value, dict) \
+                or not _has_value(value):
             continue
         if value and all(_is_flat(v) for v in value.values()):
             lines += [f"*{key}*", ""]
@@ -83,14 +106,36 @@ def _render_schedule(lines, q8):
     modes = [k[3:] for k, v in dgg.items() if k.startswith("lr_") and isinstance(v, list)]
     if not modes:
         return
-    n = min(min(len(dgg[f"lr_{m}"]) for m in modes), 31)
-    lines += [f"DGG learning rate per epoch (0-based), first {n} epochs:", "",
+    n = min(len(dgg[f"lr_{m}"]) for m in modes)
+    if isinstance(dgg.get("epochs"), int) and dgg["epochs"] >= 0:
+        n = min(n, dgg["epochs"])
+    lines += [f"DGG learning rate per epoch (0-based), the run's {n} epochs:", "",
               "| epoch | " + " | ".join(modes) + " |", "|---|" + "---|" * len(modes)]
     for e in range(n):
         row = [dgg[f"lr_{m}"][e] for m in modes]
         mark = " **differs**" if any(v != row[0] for v in row) else ""
         lines.append(f"| {e} | " + " | ".join(fmt(v) for v in row) + f"{mark} |")
     lines.append("")
+
+
+def _q8_view(q8):
+    """Q8's measurements as shown: each schedule's learning-rate lists cut to its
+    epochs, and 'no decay' said in words instead of an empty first_decay_epoch."""
+    out = dict(q8)
+    for name, sched in q8.items():
+        if not isinstance(sched, dict) or "first_decay_epoch" not in sched:
+            continue
+        epochs = sched.get("epochs")
+        sched = dict(sched)
+        if isinstance(epochs, int) and epochs >= 0:
+            sched.update({k: v[:epochs] for k, v in sched.items()
+                          if k.startswith("lr_") and isinstance(v, list)})
+        if isinstance(sched["first_decay_epoch"], dict):
+            sched["first_decay_epoch"] = {
+                k: ("no decay in the listed epochs" if v is None else v)
+                for k, v in sched["first_decay_epoch"].items()}
+        out[name] = sched
+    return out
 
 
 def _runs_section(runs):
@@ -178,19 +223,64 @@ def _setup_section(setup):
     return lines
 
 
+def _flatten(data, prefix=""):
+    """{'a / b': value} of a nested dict's leaves (notes left out)."""
+    out = {}
+    for k, v in data.items():
+        if k == "note":
+            continue
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k} / "))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def _side_by_side(lines, qid, runs):
+    """Several runs' measurements of one quirk: once when the same in every run, else
+    one table with a column per run (rows where some run has a value)."""
+    # Q12's running-vs-full numbers of every run are shown once, below
+    views = {name: (_q8_view(m) if qid == "Q8" else
+                    {k: v for k, v in m.items() if k != "running_vs_full_by_run"})
+             for name, m in runs.items()}
+    first = next(iter(views.values()))
+    if all(v == first for v in views.values()):
+        lines += [f"### {qid}, the same in every run ({', '.join(views)})", ""]
+        _render(lines, first)
+        if qid == "Q8":
+            _render_schedule(lines, first)
+        return
+    flat = {name: _flatten(v) for name, v in views.items()}
+    keys = []
+    for f in flat.values():
+        keys += [k for k in f if k not in keys]
+    keys = [k for k in keys if any(f.get(k) is not None for f in flat.values())]
+    lines += [f"### {qid} side by side", "", "| quantity | " + " | ".join(flat) + " |",
+              "|---|" + "---|" * len(flat)]
+    lines += [f"| {k} | " + " | ".join(fmt(f.get(k)) for f in flat.values()) + " |"
+              for k in keys]
+    lines.append("")
+    notes = list(dict.fromkeys(v["note"] for v in views.values()
+                               if isinstance(v.get("note"), str)))
+    lines += [f"Note: {t}" for t in notes] + ([""] if notes else [])
+
+
 def _quirk_section(qid, q):
     """'## Qn: title': the texts, then the measurements (per run, then the audit's)."""
     lines = [f"## {qid}: {q['title']}", "",
              f"- Switch: {q['switch']}", f"- Code: {q['code']}", f"- Paper: {q['paper']}", ""]
     measured = measured_part(q)
-    if "runs" in measured and isinstance(measured["runs"], dict):
-        for name, m in measured.pop("runs").items():
+    runs = measured.pop("runs", None)
+    if isinstance(runs, dict) and len(runs) > 1:
+        _side_by_side(lines, qid, runs)
+    elif isinstance(runs, dict):
+        for name, m in runs.items():
             lines += [f"### {qid} in run {name}", ""]
-            _render(lines, m)
+            _render(lines, _q8_view(m) if qid == "Q8" else m)
             if qid == "Q8":
                 _render_schedule(lines, m)
     if measured:
-        _render(lines, measured)
+        _render(lines, _q8_view(measured) if qid == "Q8" else measured)
         if qid == "Q8":
             _render_schedule(lines, measured)
     return lines
@@ -198,11 +288,16 @@ def _quirk_section(qid, q):
 
 def render_markdown(rep):
     """report.md text of a report object: runs, audit setup, then one section per quirk."""
+    from .compare import comparison_section
     from .effects import effects_section
+    from .findings import findings_section
     lines = ["# DGG discrepancy report", ""]
     if rep.get("summary"):
         from ..run_summary import summary_lines
         lines += ["## Summary", ""] + [f"- {ln}" for ln in summary_lines(rep["summary"])] + [""]
+    lines += findings_section(rep)
+    if len(rep.get("runs") or []) > 1:
+        lines += comparison_section(rep)
     lines += [_INTRO, ""]
     if rep.get("sweep"):
         lines += effects_section(rep["sweep"])

@@ -42,7 +42,7 @@ def measure_q8(ctx):
                                        cfg.classifier_lr_step, cfg.classifier_epochs),
             "siamese": lr_schedules(cfg.siamese_lr, cfg.siamese_lr_gamma, cfg.siamese_lr_step,
                                     cfg.siamese_epochs),
-            "note": ("first_decay_epoch is 0-based; n/a means no decay within the listed "
+            "note": ("first_decay_epoch is 0-based; null (no decay) means no decay within the listed "
                      "epochs (the classifier's StepLR(700) never fires in 30 epochs)")}
 
 

@@ -85,7 +85,7 @@ def _plot_metric(ax, runs, metric):
     """One panel: ``metric`` (acc, nmi: full pass solid, running dashed; loss) per run, and
     for ACC each run's pretrained classifier ACC as a dotted reference line."""
     for i, run in enumerate(runs):
-        hist, color = run.get("history") or [], f"C{i}"
+        hist, color = run.get("history") or [], run.get("_color", f"C{i}")
         kinds = (("", "-"),) if metric == "loss" else (("full_", "-"), ("running_", "--"))
         for kind, style in kinds:
             pts = [(r["epoch"], r[kind + metric]) for r in hist
@@ -101,18 +101,26 @@ def _plot_metric(ax, runs, metric):
 
 def plot_curves(path, runs):
     """ACC and NMI against epoch (full pass solid, running dashed; the pretrained
-    classifier's ACC dotted) and the loss, for one or more runs."""
+    classifier's ACC dotted) and the loss, for one or more runs: each run's loss on its
+    own axis (the variants' losses differ in scale, Q10)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    n_loss = max(1, len(runs))
+    fig, axes = plt.subplots(1, 2 + n_loss, figsize=(5 * (2 + n_loss), 4), squeeze=False)
     titles = {"acc": "ACC: full pass (solid), running (dashed), classifier (dotted)",
               "nmi": "NMI: full pass (solid), running (dashed)", "loss": "loss (epoch mean)"}
-    for ax, metric in zip(axes, ("acc", "nmi", "loss")):
-        _plot_metric(ax, runs, metric)
+    panels = [("acc", runs, "acc"), ("nmi", runs, "nmi")] + [
+        ("loss", [r], "loss" if len(runs) == 1 else f"loss of {r.get('name', 'run')}")
+        for r in runs]
+    for i, (ax, (metric, shown, title)) in enumerate(zip(axes[0], panels)):
+        if metric == "loss" and len(runs) > 1:
+            # the colour of each run as in the ACC/NMI panels
+            shown = [dict(runs[i - 2], _color=f"C{i - 2}")]
+        _plot_metric(ax, shown, metric)
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric.upper() + (" (NMI 'max')" if metric == "nmi" else ""))
-        ax.set_title(titles[metric], fontsize=9)
+        ax.set_title(titles[metric] if title == metric else f"{title} (epoch mean)", fontsize=9)
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=7)
@@ -148,6 +156,10 @@ def load_run(run_dir):
         run["config"] = meta.get("config")
         run["classifier_acc"] = (meta.get("classifier") or {}).get("acc")
         run["first_steps"] = meta.get("first_steps") or []
+        run["has_config"] = True
+        run["seed"] = meta.get("seed")
+        run["finished"] = meta.get("finished")
+        run["configured_epochs"] = (run["config"] or {}).get("epochs", meta.get("epochs"))
     rep_path = os.path.join(run_dir, "report.json")
     if os.path.exists(rep_path):
         with open(rep_path) as f:
