@@ -49,6 +49,12 @@ def check_not_busy(path):
             "wait for it to finish or stop it, then retry")
 
 
+def holds_run(path):
+    """Whether a run has started in ``path``: its config.json is written before any
+    training (a run killed before its first checkpoint resumes from the start)."""
+    return os.path.isfile(os.path.join(path, "config.json"))
+
+
 def check_new_or_resumable(path, resume):
     """Not busy; and a fresh run needs an empty or absent directory (--resume needs
     nothing more)."""

@@ -14,6 +14,7 @@ predictions.npy, curves.png, report.md, report.json.
 the original builds it: the shipped Siamese network's embedding, its exact 100 nearest,
 20 of them drawn at random (--subset-neighbors raw: exact kNN on the raw pixels), unless
 --neighbors names a table with N rows.
+What the original code does, each quirk Q1..Q12 and its switch: docs/quirks.md.
 User errors (missing data, wrong weights, a table for another N, a bad --set, a busy
 or unwritable --out, a diverging loss) end with exit code 2 and one message.
 """
@@ -50,7 +51,13 @@ def build_parser():
     add("--siamese", default=DEFAULT_SIAMESE, help="Siamese weights for --subset")
     add("--set", action="append", default=[], metavar="NAME=VALUE",
         help="override a config value (repeatable)")
-    add("--resume", action="store_true", help="continue the run in --out")
+    add("--resume", action="store_true",
+        help="continue the run in --out (refused if --out holds no run)")
+    add("--resume-or-start", action="store_true",
+        help="continue the run in --out, or start it there if there is none yet")
+    add("--drop-checkpoint", action="store_true",
+        help="delete the finished run's checkpoint.npz (about 40 MB for MNIST; it is "
+             "what extends a run with more epochs); model.h5 stays")
     add("--audit-only", action="store_true", help="stop after the discrepancy audit")
     add("--audit-batches", type=int, default=10, help="batches for the audit (default 10)")
     add("--audit-classifier-epochs", type=int, default=None,
@@ -74,16 +81,26 @@ def _steps(text):
 
 def make_config(args):
     from dgg_tf.config import DGGConfig
+    from dgg_tf.rundir import holds_run
     for name in ("epochs", "subset", "audit_batches", "steps_per_execution", "virtual_cpus"):
         value = getattr(args, name)
-        if value is not None and value < (0 if name == "epochs" else 1):
+        if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value}")
-    if args.resume and not args.out:
+    resuming = args.resume or args.resume_or_start
+    if resuming and not args.out:
         raise UsageError("--resume needs --out RUN_DIR (the run to continue)")
-    if args.resume and args.audit_only:
+    if resuming and args.audit_only:
         raise UsageError("--resume and --audit-only do not go together")
+    if args.resume and not holds_run(args.out):
+        raise UsageError(f"--resume: {args.out} holds no run to continue (no config.json); "
+                         "check the path, or pass --resume-or-start to start a run there")
     config = DGGConfig.preset(args.variant, seed=args.seed).with_assignments(args.set)
-    return config if args.epochs is None else config.replace(epochs=args.epochs)
+    config = config if args.epochs is None else config.replace(epochs=args.epochs)
+    if config.epochs < 1 and not args.audit_only:
+        raise UsageError(f"epochs must be at least 1, got {config.epochs} (--audit-only "
+                         "measures the report without training)")
+    return config
+
 
 
 def neighbors_for(args, config, x, y):
@@ -107,7 +124,7 @@ def run(args, x=None, y=None, callbacks=()):
     out = args.out = args.out or os.path.join("runs", f"mnist-{args.variant}-{stamp}")
     from dgg_tf.rundir import check_new_or_resumable, check_writable
     check_writable(out)
-    check_new_or_resumable(out, args.resume)
+    check_new_or_resumable(out, args.resume or args.resume_or_start)
     if not os.path.exists(args.weights):
         raise UsageError(f"weights {args.weights} do not exist; pass --weights or create them "
                          "with reproduce/pretrain_mnist.py")
@@ -129,12 +146,17 @@ def run(args, x=None, y=None, callbacks=()):
             "command": "python reproduce/mnist.py " + shlex.join(args.argv), "cwd": os.getcwd()}
     neighbors, neighbor_info = neighbors_for(args, config, x, y)
     run_dgg(config, x, y, neighbors=neighbors, neighbor_info=neighbor_info, weights=args.weights,
-            workdir=out, resume=args.resume, verbose=args.verbose, audit_only=args.audit_only,
+            workdir=out, resume=args.resume or args.resume_or_start, verbose=args.verbose,
+            audit_only=args.audit_only,
             audit_batches=args.audit_batches, strategy=make_strategy(args.strategy),
             audit_classifier_epochs=args.audit_classifier_epochs, info=info,
             steps_per_execution=args.steps_per_execution, tensorboard=args.tensorboard,
             probe_steps=args.probe_steps,
             callbacks=callbacks)
+    if args.drop_checkpoint and os.path.exists(os.path.join(out, "checkpoint.npz")):
+        os.remove(os.path.join(out, "checkpoint.npz"))
+        print(f"deleted {os.path.join(out, 'checkpoint.npz')} (--drop-checkpoint); "
+              "model.h5 keeps the trained network", flush=True)
     return 0
 
 

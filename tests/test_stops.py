@@ -49,3 +49,25 @@ def test_sigterm_stops_like_ctrl_c_and_resumes_bit_for_bit(tiny, reference, tmp_
 def test_sigma_message_says_what_is_allowed(sigma):
     with pytest.raises(ValueError, match="sigma must be a finite number > 0"):
         DGGConfig(sigma=sigma)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--epochs", "0"), "--epochs must be positive, got 0"),
+    (("--set", "epochs=0"), "epochs must be at least 1, got 0"),
+    (("--resume",), "holds no run to continue"),
+    (("--set", "sigma=-1"), "sigma must be a finite number > 0"),
+])
+def test_refused_before_any_work(tiny, tmp_path, capsys, extra, message):
+    out = tmp_path / "never"
+    assert mnist.main(base_args(tiny, out, *extra)) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()                                  # nothing left behind
+
+
+def test_resume_or_start_and_drop_checkpoint(tiny, reference, tmp_path):
+    out = tmp_path / "new"
+    assert mnist.main(base_args(tiny, out, "--epochs", "2", "--resume-or-start",
+                                "--drop-checkpoint")) == 0
+    assert_same_run(out, reference)
+    assert not (out / "checkpoint.npz").exists() and (out / "model.h5").exists()
