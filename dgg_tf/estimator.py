@@ -90,6 +90,7 @@ class DGG(ClusterMixin, BaseEstimator):
     Fitted attributes: ``labels_`` (clusters of the training data), ``config_``,
     ``params_`` (all weights), ``autoencoder_`` (the pretrained autoencoder's weights
     DGG started from; not saved), ``history_`` (per-epoch records), ``adapted_``,
+    ``stage_scores_`` (each stage's ACC when ``fit`` got labels: ``stage_scores``),
     ``n_features_in_``.
     """
 
@@ -184,6 +185,7 @@ class DGG(ClusterMixin, BaseEstimator):
         self.config_, self.adapted_ = config, adapted
         self.labels_ = np.asarray(result["predictions"], np.int64)
         self.history_ = list(result["history"])
+        self.stage_scores_ = stage_scores(result["config_json"])
         self.n_features_in_ = x.shape[1]
         return self
 
@@ -279,7 +281,8 @@ class DGG(ClusterMixin, BaseEstimator):
         state = {"format": ESTIMATOR_FORMAT, "params": params,
                  "config": self.config_.to_dict(), "adapted": self.adapted_,
                  "n_features_in": int(self.n_features_in_),
-                 "labels": self.labels_.tolist(), "history": self.history_}
+                 "labels": self.labels_.tolist(), "history": self.history_,
+                 "stage_scores": self.stage_scores_}
         text = json.dumps(state, indent=1, default=json_default)
         write_bytes_atomic(os.path.join(directory, "estimator.json"),
                            lambda f: f.write(text), mode="w")
@@ -302,9 +305,33 @@ class DGG(ClusterMixin, BaseEstimator):
         model.params_ = check_params(params, model.config_, "DGG.load")
         model.adapted_, model.history_ = state["adapted"], state["history"]
         model.n_features_in_ = state["n_features_in"]
+        model.stage_scores_ = state.get("stage_scores", {})
         model.labels_ = np.asarray(state["labels"], np.int64)
         model._net = None
         return model
+
+
+#: The stages ``stage_scores`` reads from a run's config.json record, in pipeline order.
+STAGES = ("neighbor_purity", "kmeans_acc", "gmm_init_acc", "classifier_acc", "step1_acc",
+          "final_acc")
+
+
+def stage_scores(run_info):
+    """Each stage's accuracy from a run's config.json record (``run_dgg``'s
+    ``config_json``): the neighbour table's purity, K-means on the encoder means, the
+    initial GMM's posterior as the code computes it (Q3, no pi), the pretrained
+    classifier, the full pass after DGG's first step, and the final full pass. Empty
+    without labels (none of them can be measured); a stage the run did not reach is None."""
+    gmm = run_info.get("gmm_init") or {}
+    if "kmeans_acc" not in gmm:
+        return {}
+    first = [s for s in run_info.get("first_steps") or [] if s.get("step") == 1]
+    return {"neighbor_purity": (run_info.get("neighbors") or {}).get("purity"),
+            "kmeans_acc": gmm.get("kmeans_acc"),
+            "gmm_init_acc": gmm.get("gmm_no_pi_acc"),
+            "classifier_acc": (run_info.get("classifier") or {}).get("acc"),
+            "step1_acc": first[0]["full_acc"] if first else None,
+            "final_acc": (run_info.get("finished") or {}).get("acc")}
 
 
 def _check_table_arg(table, n, config):
