@@ -57,6 +57,35 @@ def quiet_tensorflow(show=False):
         tf.config.list_physical_devices()
 
 
+def start_tensorflow_quietly():
+    """For the estimator: start TensorFlow, if nobody has, without its C++ start-up lines
+    (CUDA probing, oneDNN notices) unless the user set ``TF_CPP_MIN_LOG_LEVEL``; the
+    environment is left as it was (TensorFlow reads the level once, at start-up)."""
+    if "tensorflow" in sys.modules or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    try:
+        quiet_tensorflow()
+    finally:
+        del os.environ["TF_CPP_MIN_LOG_LEVEL"]
+
+
+@contextlib.contextmanager
+def retracing_notices_off():
+    """Silence TensorFlow's Python WARNINGs (its "N calls triggered tf.function
+    retracing" notices) for a block: every stage of a fit builds and calls its own Keras
+    functions, so the notices are expected there and mean nothing to the user. Errors
+    still show; the logger's level is restored after."""
+    import logging
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, turned into the same orderly stop as Ctrl-C."""
 

@@ -50,11 +50,12 @@ SHORT_RUN_NOTE = ("expected in a run this short: DGG's first Adam step costs the
                   "(README, Results)")
 
 
-def collapse_callback(history, x, n_clusters, reference_acc=None, stream=None, epochs=None):
+def collapse_callback(history, x, n_clusters, reference_acc=None, stream=None, epochs=None,
+                      verbose=1):
     """A Keras callback that flags each epoch's record (``history[-1]``, written by
     ``training.train_dgg``) and prints a warning on a collapse; run it before the
     callbacks that save the record. A run of fewer than ``SHORT_RUN_EPOCHS`` epochs
-    (``epochs``) says why that is expected."""
+    (``epochs``) says why that is expected; ``verbose=0`` flags without printing."""
     note = f"; {SHORT_RUN_NOTE}" if epochs is not None and epochs < SHORT_RUN_EPOCHS else ""
     import sys
 
@@ -69,7 +70,7 @@ def collapse_callback(history, x, n_clusters, reference_acc=None, stream=None, e
                 record["clusters_used"] = clusters_used(predict(self.model, x))
             reasons = collapse_reasons(record, n_clusters, reference_acc)
             record["collapse"] = int(bool(reasons))
-            if reasons:
+            if reasons and verbose:
                 print(f"WARNING: epoch {record.get('epoch', epoch + 1)}: the clustering has "
                       f"collapsed ({'; '.join(reasons)}); training goes on{note}",
                       file=stream or sys.stdout, flush=True)

@@ -85,7 +85,9 @@ class DGG(ClusterMixin, BaseEstimator):
     (bernoulli). ``config_overrides``: any other ``DGGConfig`` field (widths,
     num_neighbors, switches...). ``random_state``: seed of every stage. ``workdir``:
     where run_dgg writes its files (None: a temporary directory, removed after
-    fit). ``verbose``: 0 silent, 1 progress bars, 2 one line per epoch.
+    fit). ``verbose``: as in Keras' ``fit``: 1 (default) a line per stage and a bar per
+    epoch, 2 one line per epoch, 0 nothing at all (Python ``warnings`` still show).
+    TensorFlow's C++ start-up lines stay off unless ``TF_CPP_MIN_LOG_LEVEL`` is set.
 
     Fitted attributes: ``labels_`` (clusters of the training data), ``config_``,
     ``params_`` (all weights), ``autoencoder_`` (the pretrained autoencoder's weights
@@ -96,7 +98,7 @@ class DGG(ClusterMixin, BaseEstimator):
 
     def __init__(self, n_clusters=10, variant="code", *, epochs=None, pretrain_epochs=None,
                  classifier_epochs=None, siamese_epochs=None, likelihood=None,
-                 config_overrides=None, random_state=0, workdir=None, verbose=0):
+                 config_overrides=None, random_state=0, workdir=None, verbose=1):
         self.n_clusters = n_clusters
         self.variant = variant
         self.epochs = epochs
@@ -152,6 +154,12 @@ class DGG(ClusterMixin, BaseEstimator):
         Siamese network on the inputs first, as the original), or an (N, 1 + k) index
         table (column 0 the sample itself). ``weights``: a pretrained autoencoder file
         (see ``weights.load_autoencoder``) or a params dict. Returns self."""
+        from .cli import retracing_notices_off, start_tensorflow_quietly
+        start_tensorflow_quietly()
+        with retracing_notices_off():
+            return self._fit(x, y, neighbors, weights)
+
+    def _fit(self, x, y, neighbors, weights):
         from .objective import check_data_range
         from .pipeline import run_dgg
         x = check_array(x)

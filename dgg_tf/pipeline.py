@@ -260,7 +260,7 @@ def train_run(net, inputs, files, start_epoch, callbacks=(), tensorboard=None, v
     eta = EpochSummary(net.config.epochs, files.history, verbose)
     reference = files.run()["classifier_acc"]
     watch = collapse_callback(files.history, inputs["x"], net.config.n_clusters, reference,
-                              epochs=net.config.epochs)
+                              epochs=net.config.epochs, verbose=verbose)
     steps = steps_per_epoch(len(inputs["x"]), net.config.batch_size)
     # Keras adds its progress bar after the callbacks it is given; given first, the bar
     # ends its line before the epoch record is printed (one bar, then one clean line)
@@ -323,7 +323,7 @@ def _report_purity(purity, config, verbose):
         return
     _say(verbose, f"neighbours: purity {purity:.3f} (share of the {config.num_neighbors} "
          "training neighbours that carry the sample's label)")
-    if purity < 0.8:
+    if purity < 0.8 and verbose:
         print(f"warning: neighbour purity {purity:.3f} is below 0.8; DGG pulls samples "
               "towards their neighbours' clusters, so expect a poorer clustering (the "
               "shipped MNIST tables have 0.96)", file=sys.stderr, flush=True)
