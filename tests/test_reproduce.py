@@ -26,20 +26,22 @@ mnist = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(mnist)
 
 N = 300
-# Runs reproduce/mnist.py (argv[1]) with the remaining arguments and kills itself with
-# SIGKILL at the first batch of the second epoch: a real kill -9 in the middle of an epoch.
-KILL_MID_EPOCH = """
+# Runs reproduce/mnist.py (argv[1]) with the arguments after argv[3] and sends itself
+# the signal argv[2] (SIGKILL: a real kill -9; SIGTERM) after the first batch of 0-based
+# epoch argv[3]: a stop in the middle of an epoch.
+STOP_MID_EPOCH = """
 import importlib.util, os, signal, sys
 import keras
 spec = importlib.util.spec_from_file_location("m", sys.argv[1])
 m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
-class Kill(keras.callbacks.Callback):
+sig, at = getattr(signal, sys.argv[2]), int(sys.argv[3])
+class Stop(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
     def on_train_batch_end(self, batch, logs=None):
-        if self.epoch == 1:
-            os.kill(os.getpid(), signal.SIGKILL)
-m.main(sys.argv[2:], callbacks=[Kill()])
+        if self.epoch == at and batch == 0:
+            os.kill(os.getpid(), sig)
+sys.exit(m.main(sys.argv[4:], callbacks=[Stop()]))
 """
 TINY = DGGConfig(encoder_dims=(16, 16, 32))
 OUTPUTS = ("config.json", "history.csv", "model.h5", "predictions.npy", "curves.png", "report.md",
@@ -114,7 +116,7 @@ def reference(tiny, tmp_path_factory):
 
 def run_fresh(*args, wrapper=None):
     """reproduce/mnist.py in a fresh Python process (``wrapper``: a ``-c`` script that
-    takes mnist.py's path first, like KILL_MID_EPOCH)."""
+    takes mnist.py's path first, like STOP_MID_EPOCH)."""
     script = os.path.join(ROOT, "reproduce", "mnist.py")
     cmd = [sys.executable, "-c", wrapper, script] if wrapper else [sys.executable, script]
     return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=600)
@@ -172,7 +174,8 @@ def test_resume_after_stop_is_identical(tiny, reference, tmp_path):
     b, fresh = tmp_path / "b", tmp_path / "fresh"
     ran = run_fresh(*base_args(tiny, fresh, "--epochs", "2"))
     assert ran.returncode == 0, ran.stderr
-    killed = run_fresh(*base_args(tiny, b, "--epochs", "2"), wrapper=KILL_MID_EPOCH)
+    killed = run_fresh("SIGKILL", "1", *base_args(tiny, b, "--epochs", "2"),
+                       wrapper=STOP_MID_EPOCH)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert json.loads((b / "run.lock").read_text())["pid"] > 0       # a stale lock is left
     assert len(read_history_csv(b / "history.csv")) == 1
@@ -188,10 +191,12 @@ def test_resume_after_stop_is_identical(tiny, reference, tmp_path):
     assert rep["runs"][0]["epochs"] == 2
     # killed during epoch 1: only the epoch-0 checkpoint (init, classifier, audit) exists
     c = tmp_path / "c"
-    assert mnist.main(base_args(tiny, c, "--epochs", "0")) == 0
-    assert read_history_csv(c / "history.csv") == []
-    assert mnist.main(base_args(tiny, c, "--epochs", "2", "--resume")) == 0
-    assert_same_run(c, reference)
+    killed = run_fresh("SIGKILL", "0", *base_args(tiny, c, "--epochs", "2"),
+                       wrapper=STOP_MID_EPOCH)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not (c / "history.csv").exists() and (c / "checkpoint.npz").exists()
+    assert run_fresh(*base_args(tiny, c, "--epochs", "2", "--resume")).returncode == 0
+    assert_same_run(c, fresh)
     # resuming a finished run changes nothing; another config is refused
     assert mnist.main(base_args(tiny, b, "--epochs", "2", "--resume")) == 0
     assert_same_run(b, fresh)

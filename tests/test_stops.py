@@ -2,47 +2,32 @@
 like Ctrl-C (exit 143, a message naming the real run folder, the lock released, the
 last epoch's checkpoint kept), and --resume then gives the uninterrupted run; sigma's
 message says what is allowed."""
-import os
 import signal
-import subprocess
-import sys
 
 import pytest
 
 from dgg_tf.config import DGGConfig
 from dgg_tf.report import read_history_csv
-from test_reproduce import (ROOT, assert_same_run, base_args, mnist,  # noqa: F401
-                            one_thread_for_kmeans, reference, tiny)
-
-TERM_MID_EPOCH = """
-import importlib.util, os, signal, sys
-import keras
-spec = importlib.util.spec_from_file_location("m", sys.argv[1])
-m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
-class Term(keras.callbacks.Callback):
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-    def on_train_batch_end(self, batch, logs=None):
-        if self.epoch == 1 and batch == 0:
-            os.kill(os.getpid(), signal.SIGTERM)
-sys.exit(m.main(sys.argv[2:], callbacks=[Term()]))
-"""
+from test_reproduce import (STOP_MID_EPOCH, assert_same_run, base_args, mnist,  # noqa: F401
+                            one_thread_for_kmeans, reference, run_fresh, tiny)
 
 
-def test_sigterm_stops_like_ctrl_c_and_resumes_bit_for_bit(tiny, reference, tmp_path):
-    out = tmp_path / "run"
-    stopped = subprocess.run([sys.executable, "-c", TERM_MID_EPOCH,
-                              os.path.join(ROOT, "reproduce", "mnist.py"),
-                              *base_args(tiny, out, "--epochs", "2")],
-                             capture_output=True, text=True)
+def test_sigterm_stops_like_ctrl_c_and_resumes_bit_for_bit(tiny, tmp_path):
+    """Every run in a fresh process (bits are a property of fresh processes on one
+    machine, see test_reproduce): stopped by SIGTERM in epoch 2, then resumed, equals an
+    uninterrupted run."""
+    out, fresh = tmp_path / "run", tmp_path / "fresh"
+    assert run_fresh(*base_args(tiny, fresh, "--epochs", "2")).returncode == 0
+    stopped = run_fresh("SIGTERM", "1", *base_args(tiny, out, "--epochs", "2"),
+                        wrapper=STOP_MID_EPOCH)
     assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
     assert "stopped by SIGTERM" in stopped.stderr and f"--resume --out {out}" in stopped.stderr
     assert "Traceback" not in stopped.stderr
     assert not (out / "run.lock").exists()                   # released, not left stale
     assert (out / "checkpoint.npz").exists()
     assert len(read_history_csv(out / "history.csv")) == 1
-    assert mnist.main(base_args(tiny, out, "--epochs", "2", "--resume")) == 0
-    assert_same_run(out, reference)
+    assert run_fresh(*base_args(tiny, out, "--epochs", "2", "--resume")).returncode == 0
+    assert_same_run(out, fresh)
 
 
 @pytest.mark.parametrize("sigma", [-1.0, 0.0, float("nan"), float("inf")])
