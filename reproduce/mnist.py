@@ -81,7 +81,6 @@ def _steps(text):
 
 def make_config(args):
     from dgg_tf.config import DGGConfig
-    from dgg_tf.rundir import holds_run
     for name in ("epochs", "subset", "audit_batches", "steps_per_execution", "virtual_cpus"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -91,9 +90,6 @@ def make_config(args):
         raise UsageError("--resume needs --out RUN_DIR (the run to continue)")
     if resuming and args.audit_only:
         raise UsageError("--resume and --audit-only do not go together")
-    if args.resume and not holds_run(args.out):
-        raise UsageError(f"--resume: {args.out} holds no run to continue (no config.json); "
-                         "check the path, or pass --resume-or-start to start a run there")
     config = DGGConfig.preset(args.variant, seed=args.seed).with_assignments(args.set)
     config = config if args.epochs is None else config.replace(epochs=args.epochs)
     if config.epochs < 1 and not args.audit_only:
@@ -122,9 +118,12 @@ def run(args, x=None, y=None, callbacks=()):
     config = make_config(args)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = args.out = args.out or os.path.join("runs", f"mnist-{args.variant}-{stamp}")
-    from dgg_tf.rundir import check_new_or_resumable, check_writable
+    from dgg_tf.rundir import check_new_or_resumable, check_writable, holds_run
     check_writable(out)
     check_new_or_resumable(out, args.resume or args.resume_or_start)
+    if args.resume and not holds_run(out):            # after the busy check: a PID says more
+        raise UsageError(f"--resume: {out} holds no run to continue (no config.json); "
+                         "check the path, or pass --resume-or-start to start a run there")
     if not os.path.exists(args.weights):
         raise UsageError(f"weights {args.weights} do not exist; pass --weights or create them "
                          "with reproduce/pretrain_mnist.py")

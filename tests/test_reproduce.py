@@ -321,7 +321,7 @@ def test_subset_uses_the_shipped_siamese_embedding(tmp_path, capsys):
     """--subset builds the original's table inside the subset from the shipped Siamese
     network (not raw pixels), records its purity, and prints it."""
     out = tmp_path / "sub"
-    assert mnist.main(["--subset", "200", "--epochs", "0", "--audit-only", "--audit-batches", "1",
+    assert mnist.main(["--subset", "200", "--audit-only", "--audit-batches", "1",
                        "--set", "classifier_epochs=1", "--set", "kmeans_n_init=1",
                        "--verbose", "1", "--out", str(out)]) == 0
     info = json.loads((out / "config.json").read_text())["neighbors"]
