@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One cell of the full sweep protocol (full MNIST, 300 epochs, float32) on a GPU machine:
 #   OUT=/tmp/out CONFIG=code bash benchmarks/full_cell.sh      (seed 0 of that configuration)
-# CONFIG: code, paper, a flip (dgg_tf.sweep.FLIPS) or a diagnostic configuration
-# (dgg_tf.sweep.DIAGNOSTIC_GRID, e.g. code+warmup). Rerunning the same command resumes the cell (and skips it once finished); the cell's
+# CONFIG: code, paper, a flip (dgg_tf.sweep.protocols.FLIPS) or a diagnostic configuration
+# (dgg_tf.sweep.protocols.DIAGNOSTIC_GRID, e.g. code+warmup). Rerunning the same command resumes the cell (and skips it once finished); the cell's
 # result joins $OUT/sweep/sweep.json like any other. Needs TensorFlow with CUDA
 # (pip install -e ".[gpu]") and MNIST in $DGG_DATA (default ../shared/data/mnist).
 set -euo pipefail

@@ -16,7 +16,7 @@ FORMAT = "dgg_tf-run-checkpoint-v2"
 
 def save_checkpoint(path, net, epoch, history, meta, kmeans_labels):
     """Write weights, optimiser variables, ``epoch``, ``history`` and ``meta`` to ``path``."""
-    from .report import clean
+    from .files import clean
     from .weights import get_params
     arrays = {f"param/{k}": v for k, v in get_params(net).items()}
     optimizer = [np.asarray(v) for v in net.optimizer.variables]

@@ -10,12 +10,7 @@ Where a collapse starts: the full-pass ACC after the first steps of a fresh run
 costs the pretrained classifier most of its accuracy (see the README's Results)."""
 from __future__ import annotations
 
-import numpy as np
-
-
-def clusters_used(pred):
-    """How many distinct clusters the predictions ``pred`` [N] use."""
-    return int(np.unique(np.asarray(pred)).size)
+from .metrics import clusters_used
 
 
 def classifier_acc(classifier_history):
@@ -61,7 +56,7 @@ def collapse_callback(history, x, n_clusters, reference_acc=None, stream=None, e
 
     import keras
 
-    from .training import predict
+    from .evaluation import predict
 
     class CollapseWatch(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -85,7 +80,7 @@ def first_steps_callback(records, x, labels, steps=(1,), reference_acc=None, say
     only: training is unchanged."""
     import keras
 
-    from .training import full_pass_scores
+    from .evaluation import full_pass_scores
     pending = sorted({int(s) for s in steps})
 
     class FirstSteps(keras.callbacks.Callback):

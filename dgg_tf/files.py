@@ -1,9 +1,12 @@
 """Writing files: atomically (every output goes to a temporary name first and is renamed
-into place only once complete, so a killed run never leaves half a file), and
-JSON for NumPy values."""
+into place only once complete, so a killed run never leaves half a file), and the one
+JSON form of NumPy values (``clean``) every JSON file and attribute goes through."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
+import math
 import os
 
 import numpy as np
@@ -34,6 +37,38 @@ def write_bytes_atomic(path, write, mode="wb"):
             os.fsync(f.fileno())
 
 
+def clean(obj):
+    """JSON-ready copy: NumPy scalars/arrays to Python, NaN to None, +-Inf to strings."""
+    if isinstance(obj, dict):
+        return {str(k): clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return clean(obj.tolist())
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        if math.isnan(v):
+            return None
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return v
+    return obj
+
+
+def write_text_atomic(path, text):
+    """Write ``text`` to ``path`` through a temporary file (never half a file)."""
+    write_bytes_atomic(path, lambda f: f.write(text), mode="w")
+
+
+def write_json_atomic(path, obj):
+    """Write ``clean(obj)`` as strict JSON (indent 1, no NaN) to ``path`` atomically."""
+    write_text_atomic(path, json.dumps(clean(obj), indent=1, allow_nan=False) + "\n")
+
+
 def json_default(value):
     """``json.dumps`` default: NumPy scalars and arrays (e.g. a float32 metric) as plain JSON."""
     if isinstance(value, (np.generic, np.ndarray)):
@@ -58,3 +93,13 @@ def aligned_float32(x, align=64):
     out = aligned_empty(x.shape, align)
     out[...] = x
     return out
+
+
+def fingerprint(*arrays):
+    """A short hash of arrays (dtype, shape and bytes), to tell data sets apart."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]

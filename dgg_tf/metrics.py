@@ -58,3 +58,8 @@ def scores_from_contingency(counts):
     if y_true.size == 0:
         return {"acc": float("nan"), "nmi": float("nan")}
     return {"acc": cluster_acc(y_true, y_pred), "nmi": nmi(y_true, y_pred, "max")}
+
+
+def clusters_used(pred) -> int:
+    """How many distinct clusters the predictions ``pred`` [N] use."""
+    return int(np.unique(np.asarray(pred)).size)

@@ -9,10 +9,8 @@ config.json, history.csv, model.h5, predictions.npy, curves.png, report.md/json.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime
-import hashlib
 import os
 import sys
 import time
@@ -22,40 +20,12 @@ import numpy as np
 
 from .checkpoint import CHECKPOINT, check_same_run, load_checkpoint, restore, save_checkpoint
 from .config import DGGConfig
+from .console import duration, say, stage
+from .files import fingerprint, write_json_atomic
 from .fitting import steps_per_epoch
 from .run_summary import run_summary, summary_lines
 from .rundir import open_run_dir
 from .training import check_steps_per_execution
-
-
-def fingerprint(*arrays):
-    """A short hash of arrays (dtype, shape and bytes), to tell data sets apart."""
-    h = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype}{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()[:16]
-
-
-def _say(verbose, msg):
-    if verbose:
-        print(msg, flush=True)
-
-
-@contextlib.contextmanager
-def _stage(verbose, name):
-    """Print one line when the stage ``name`` starts and one with its duration when it
-    ends, so that no stage of a long run is silent."""
-    _say(verbose, f"{name}: started")
-    t0 = time.time()
-    yield
-    _say(verbose, f"{name}: done in {_span(time.time() - t0)}")
-
-
-def _span(seconds):
-    return (f"{seconds / 3600:.1f} h" if seconds > 5400 else
-            f"{seconds / 60:.0f} min" if seconds > 90 else f"{seconds:.1f} s")
 
 
 # ---------------------------------------------------------------- checks (before any work)
@@ -116,7 +86,7 @@ def build_dgg(config, params, strategy=None, steps_per_execution=1, verbose=1):
         assigned = set_params(net, params, partial=True, source="weights")
         compile_dgg(net, config, steps_per_execution)
     kept = sorted({n.split("/")[0] for n in get_params(net)} - {n.split("/")[0] for n in assigned})
-    _say(verbose, f"weights: loaded {len(assigned)} arrays"
+    say(verbose, f"weights: loaded {len(assigned)} arrays"
          + (f"; {', '.join(kept)} keep their initialisation" if kept else ""))
     return net
 
@@ -129,24 +99,24 @@ def initial_stages(net, inputs, config, audit=True, audit_batches=10,
     from .training import encode, init_gmm, pretrain_classifier
     from .weights import get_params
     x, y = inputs["x"], inputs["y"]
-    with _stage(verbose, "GMM init (K-means on the encoder means)"):
+    with stage(verbose, "GMM init (K-means on the encoder means)"):
         init = init_gmm(net, x, y, config, verbose=0)
     summary = {k: v for k, v in init.items() if k != "kmeans_labels"}
     if y is not None:
-        _say(verbose, f"GMM init: K-means(n_init={config.kmeans_n_init}) ACC="
+        say(verbose, f"GMM init: K-means(n_init={config.kmeans_n_init}) ACC="
              f"{init['kmeans_acc']:.4f} NMI={init['kmeans_nmi']:.4f}; GMM without pi (code, "
              f"Q3) ACC={init['gmm_no_pi_acc']:.4f}; with pi ACC={init['gmm_with_pi_acc']:.4f}")
     cls_init = {k: v for k, v in get_params(net).items() if k.startswith("classifier/")}
-    _say(verbose, f"classifier pretraining: {config.classifier_epochs} epochs, loss "
+    say(verbose, f"classifier pretraining: {config.classifier_epochs} epochs, loss "
          f"{config.classifier_pretrain_loss}")
-    with _stage(verbose, "classifier pretraining"):
+    with stage(verbose, "classifier pretraining"):
         cls_hist = pretrain_classifier(net, encode(net, x), init["kmeans_labels"], config, y,
                                        seed=config.seed, verbose=1 if verbose else 0)
     result = None
     if audit:
-        _say(verbose, f"audit: {audit_batches} batches of {config.batch_size} x "
+        say(verbose, f"audit: {audit_batches} batches of {config.batch_size} x "
              f"{config.num_neighbors + 1} rows")
-        with _stage(verbose, "audit"):
+        with stage(verbose, "audit"):
             result = rep.audit(net, x, inputs["table"], y, config, n_batches=audit_batches,
                                seed=config.seed, tables=inputs["tables"],
                                stored_purity=inputs["stored_purity"],
@@ -201,17 +171,17 @@ class EpochSummary(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         from .training import format_record
         record = self.history[-1]
-        _say(self.verbose, format_record(record))
+        say(self.verbose, format_record(record))
         if self.first and epoch + 1 < self.total_epochs:
             self.first = False
-            _say(self.verbose, _time_left(epoch, self.total_epochs, record["seconds"]))
+            say(self.verbose, _time_left(epoch, self.total_epochs, record["seconds"]))
 
 
 def _time_left(epoch, total_epochs, seconds):
     left = (total_epochs - epoch - 1) * seconds
     finish = datetime.datetime.now() + datetime.timedelta(seconds=left)
     return (f"epoch {epoch + 1} took {seconds:.0f} s; the {total_epochs - epoch - 1} epochs "
-            f"left take about {_span(left)} (done about {finish:%Y-%m-%d %H:%M})")
+            f"left take about {duration(left)} (done about {finish:%Y-%m-%d %H:%M})")
 
 
 class EarlyEstimate(keras.callbacks.Callback):
@@ -233,8 +203,8 @@ class EarlyEstimate(keras.callbacks.Callback):
         self.times.append(time.perf_counter() - self.t0)
         if len(self.times) == self.steps + 1 and self.steps:
             per = float(np.median(self.times[1:])) / max(self.model.steps_per_execution, 1)
-            _say(self.verbose, f"estimate from the first steps: {per:.3f} s a step, about "
-                 f"{_span(per * self.total)} for the {self.total} steps of training (plus a "
+            say(self.verbose, f"estimate from the first steps: {per:.3f} s a step, about "
+                 f"{duration(per * self.total)} for the {self.total} steps of training (plus a "
                  "full-pass evaluation per epoch)")
 
 
@@ -271,10 +241,10 @@ def train_run(net, inputs, files, start_epoch, callbacks=(), tensorboard=None, v
     if start_epoch == 0 and probe_steps and inputs["y"] is not None:
         own.append(first_steps_callback(files.meta.setdefault("first_steps", []), inputs["x"],
                                         inputs["y"], probe_steps, reference,
-                                        say=lambda m: _say(verbose, m)))
-    _say(verbose, f"DGG training: epochs {start_epoch + 1}..{net.config.epochs}, "
+                                        say=lambda m: say(verbose, m)))
+    say(verbose, f"DGG training: epochs {start_epoch + 1}..{net.config.epochs}, "
          f"out {files.workdir}")
-    with _stage(verbose, "DGG training"):
+    with stage(verbose, "DGG training"):
         return train_dgg(net, inputs["x"], inputs["table"], inputs["y"], history=files.history,
                          initial_epoch=start_epoch, callbacks=own + list(callbacks),
                          verbose=1 if verbose == 1 else 0)
@@ -285,7 +255,7 @@ def finish_run(net, inputs, files, run_info, audit):
     from . import report as rep
     from .files import write_bytes_atomic
     from .metrics import cluster_acc, nmi
-    from .training import predict
+    from .evaluation import predict
     from .weights import get_params, save_weights_h5
     x, y, workdir = inputs["x"], inputs["y"], files.workdir
     final = files.history[-1] if files.history else {}
@@ -311,7 +281,7 @@ def finish_run(net, inputs, files, run_info, audit):
     if y is not None:
         run_info["finished"].update(acc=cluster_acc(y, pred), nmi_max=nmi(y, pred, "max"),
                                     nmi_arithmetic=nmi(y, pred))
-    rep.write_json_atomic(os.path.join(workdir, "config.json"), run_info)
+    write_json_atomic(os.path.join(workdir, "config.json"), run_info)
     files.checkpoint()
     return pred
 
@@ -321,7 +291,7 @@ def _report_purity(purity, config, verbose):
     subset with raw-pixel neighbours collapses easily)."""
     if purity is None:
         return
-    _say(verbose, f"neighbours: purity {purity:.3f} (share of the {config.num_neighbors} "
+    say(verbose, f"neighbours: purity {purity:.3f} (share of the {config.num_neighbors} "
          "training neighbours that carry the sample's label)")
     if purity < 0.8 and verbose:
         print(f"warning: neighbour purity {purity:.3f} is below 0.8; DGG pulls samples "
@@ -339,7 +309,7 @@ def _resume(net, ckpt_path, config, inputs, run_info, verbose):
     stages = {"init": meta["init"], "classifier_history": meta["classifier_history"],
               "audit": meta["audit"], "kmeans_labels": kmeans_labels,
               "first_steps": meta.get("first_steps") or []}
-    _say(verbose, f"resuming after epoch {meta['epoch']}")
+    say(verbose, f"resuming after epoch {meta['epoch']}")
     old_path = os.path.join(os.path.dirname(ckpt_path), "config.json")
     old = run_info
     if os.path.exists(old_path):
@@ -423,7 +393,7 @@ def _start_or_resume(net, config, inputs, workdir, run_info, opts):
                                                       run_info, opts.verbose)
         return stages, history, run_info, old_meta.get("wall_seconds", 0.0)
     if opts.resume:
-        _say(opts.verbose, f"--resume: no checkpoint in {workdir} yet; starting from the start")
+        say(opts.verbose, f"--resume: no checkpoint in {workdir} yet; starting from the start")
     stages = initial_stages(net, inputs, config, opts.audit or opts.audit_only,
                             opts.audit_batches, opts.audit_classifier_epochs, opts.verbose)
     if stages["classifier_history"]:
@@ -441,7 +411,7 @@ def _run_locked(config, inputs, workdir, run_info, opts):
                     opts.verbose)
     stages, history, run_info, wall_before = _start_or_resume(net, config, inputs, workdir,
                                                               run_info, opts)
-    rep.write_json_atomic(os.path.join(workdir, "config.json"), run_info)
+    write_json_atomic(os.path.join(workdir, "config.json"), run_info)
     if opts.audit_only:
         rep.write_report(workdir, stages["audit"])
         return {"workdir": workdir, "history": [], "audit": stages["audit"]}
@@ -459,8 +429,8 @@ def _run_locked(config, inputs, workdir, run_info, opts):
     train_run(net, inputs, files, len(history), opts.callbacks, opts.tensorboard, opts.verbose,
               opts.probe_steps)
     pred = finish_run(net, inputs, files, run_info, stages["audit"])
-    _say(opts.verbose, f"done: {len(history)} epochs; outputs in {workdir}")
+    say(opts.verbose, f"done: {len(history)} epochs; outputs in {workdir}")
     for line in summary_lines(run_info["summary"]):
-        _say(opts.verbose, "  " + line)
+        say(opts.verbose, "  " + line)
     return {"workdir": workdir, "history": history, "predictions": pred, "network": net,
             "audit": stages["audit"], "config_json": run_info}

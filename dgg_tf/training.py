@@ -20,30 +20,17 @@ from .fitting import (Contingency, NonFiniteStop, StepMean, TrainingError, batch
                       index_batches, step_lr_callback, steps_per_epoch)
 from .files import aligned_float32
 from .graph import SIGMA_ROW, needs_distances, similarity_weights_tf
+from .evaluation import full_pass_scores
 from .metrics import cluster_acc, nmi
-from .models import STEP_MEANS, STEP_SUMS, DGGNetwork, encode_mean
+from .models import DGGNetwork, encode_mean
 from .optimizers import TorchAdam, TorchSGD, step_lr
 
 __all__ = ["TrainingError", "DGGNetwork", "compile_dgg", "train_dgg", "dgg_dataset",
-           "pretrain_classifier", "init_gmm", "predict", "encode"]
+           "pretrain_classifier", "init_gmm", "encode"]
 
 
 # ---------------------------------------------------------------- encoding
 encode = encode_mean  # encoder means of all rows, in batches (models.encode_mean)
-
-
-def predict(net, x, batch=5000):
-    """Cluster assignment argmax f2(x_mean) of every row of x."""
-    return np.argmax(net.classify(encode_mean(net, x, batch)), axis=1)
-
-
-def full_pass_scores(net, x, labels):
-    """The full-pass figures of an epoch record: ACC, NMI ('max', as the original
-    prints, and arithmetic) and clusters in use of ``predict(net, x)`` against ``labels``."""
-    from .collapse import clusters_used
-    pred = predict(net, x)
-    return {"full_acc": cluster_acc(labels, pred), "full_nmi": nmi(labels, pred, "max"),
-            "full_nmi_arithmetic": nmi(labels, pred), "clusters_used": clusters_used(pred)}
 
 
 # ---------------------------------------------------------------- GMM init (section 4)

@@ -46,9 +46,10 @@ def diagnose(model, x, y, steps):
     """The first ``steps`` DGG steps, by hand, from ``model``'s pretrained autoencoder."""
     import tensorflow as tf
 
-    from dgg_tf.objective import loss_and_gradients
+    from dgg_tf.objective_numpy import loss_and_gradients
     from dgg_tf.pipeline import build_dgg, initial_stages, prepare_inputs
-    from dgg_tf.training import BatchFeed, dgg_dataset, encode, full_pass_scores
+    from dgg_tf.evaluation import full_pass_scores
+    from dgg_tf.training import BatchFeed, dgg_dataset, encode
     config = model.config_
     tables, _ = model._tables(x, config, "knn", model.autoencoder_)
     inputs = prepare_inputs(config, x, y, tables, model.autoencoder_)

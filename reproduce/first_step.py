@@ -41,7 +41,7 @@ def first_step_probe(x, y, parts=("encoder", "classifier")):
     import keras
     import numpy as np
 
-    from dgg_tf.training import full_pass_scores
+    from dgg_tf.evaluation import full_pass_scores
 
     def acc(model):
         scores = full_pass_scores(model, x, y)

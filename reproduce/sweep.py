@@ -5,8 +5,8 @@ directory (no audit) under one sweep directory; then sweep.json, sweep.md, sweep
         [--configs code,paper,...] [--subset N] [--epochs E] [--seeds S] [--flip-seeds S]
         [--precision P] [--subset-neighbors siamese|raw] [--set NAME=VALUE ...] [--dry-run]
 
-Configurations: code; paper; code with one switch flipped (dgg_tf.sweep.FLIPS).
-Protocols (dgg_tf.sweep.PROTOCOLS):
+Configurations: code; paper; code with one switch flipped (dgg_tf.sweep.protocols.FLIPS).
+Protocols (dgg_tf.sweep.protocols.PROTOCOLS):
   cpu   the first 10000 MNIST training images, mixed_bfloat16, 15 epochs, 5 seeds for
         code and paper and 3 per flip: 34 cells, about 2.4 h on 2 idle cores;
   converge  the first 5000 images, float32, 100 epochs (5000 steps a cell, past the
@@ -69,7 +69,7 @@ def build_parser():
 def make_protocol(args):
     """The protocol's sizes with the command line's overrides and --set settings."""
     from dgg_tf.config import DGGConfig
-    from dgg_tf.sweep import PROTOCOLS
+    from dgg_tf.sweep.protocols import PROTOCOLS
     protocol = {"name": args.protocol, **PROTOCOLS[args.protocol]}
     for key in ("subset", "epochs", "seeds", "flip_seeds", "precision"):
         value = getattr(args, key)
@@ -121,8 +121,9 @@ def load_data(args, protocol):
 
 
 def run(args):
-    from dgg_tf.sweep import (PLAN, estimate_seconds, extend, prepare, run_sweep,
-                              sweep_configs, with_best)
+    from dgg_tf.sweep.cells import PLAN, extend, prepare
+    from dgg_tf.sweep.protocols import estimate_seconds, sweep_configs, with_best
+    from dgg_tf.sweep.run import run_sweep
     protocol = make_protocol(args)
     names = [n.strip() for n in args.configs.split(",") if n.strip()] if args.configs else None
     configs = sweep_configs(protocol, names)

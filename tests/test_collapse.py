@@ -112,7 +112,7 @@ class _Check:
         import keras
 
         from dgg_tf.metrics import cluster_acc
-        from dgg_tf.training import predict
+        from dgg_tf.evaluation import predict
         check = self
         self.acc, self.before, self.after = {}, None, None
 

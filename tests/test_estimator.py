@@ -7,7 +7,7 @@ from sklearn.datasets import make_blobs
 from sklearn.exceptions import NotFittedError
 
 import reference as ref
-from dgg_tf import DGG, objective
+from dgg_tf import DGG, objective, objective_numpy
 from dgg_tf.config import CHOICES, DGGConfig
 from dgg_tf.estimator import small_data_settings
 
@@ -122,7 +122,7 @@ def test_gaussian_term_against_numpy(scale):
     x = rng.standard_normal((5, 4, cfg.input_dim)).astype(np.float32) * 2.0
     w = rng.random((5, 4)).astype(np.float32)
     eps = rng.standard_normal((5, 4, cfg.latent_dim)).astype(np.float32)
-    got = objective.loss_terms(params, x, w, eps, cfg)
+    got = objective_numpy.loss_terms(params, x, w, eps, cfg)
     x64 = {k: np.asarray(v, np.float64) for k, v in params.items()}
     mean, logvar = ref.encoder(x64, x.reshape(-1, cfg.input_dim).astype(np.float64))
     z = mean + np.exp(0.5 * logvar) * eps.reshape(-1, cfg.latent_dim)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import reference as ref
-from dgg_tf import objective
+from dgg_tf import objective, objective_numpy
 from dgg_tf.config import DGGConfig
 from dgg_tf.graph import similarity_weights
 from dgg_tf.optimizers import step_lr
@@ -25,7 +25,7 @@ def test_loss_terms_match_numpy_reference(classifier_input, prior_mode):
     cfg = TINY.replace(classifier_input=classifier_input, prior=prior_mode)
     params = ref.random_params(cfg, rng)
     x, w, eps = batch(rng)
-    got = objective.loss_terms(params, x, w, eps, cfg)
+    got = objective_numpy.loss_terms(params, x, w, eps, cfg)
     want = ref.terms(params, x, w, eps, classifier_input, prior_mode)
     assert set(got) == {"reconstruction", "gmm", "cluster_entropy", "latent_entropy", "prior", "loss"}
     for k in want:
@@ -38,8 +38,8 @@ def test_switches_change_what_they_should():
     rng = np.random.default_rng(2)
     params = ref.random_params(TINY, rng)
     x, w, eps = batch(rng)
-    code = objective.loss_terms(params, x, w, eps, TINY)
-    sample = objective.loss_terms(params, x, w, eps, TINY.replace(classifier_input="sample"))
+    code = objective_numpy.loss_terms(params, x, w, eps, TINY)
+    sample = objective_numpy.loss_terms(params, x, w, eps, TINY.replace(classifier_input="sample"))
     # the classifier input does not touch reconstruction or the latent entropy
     assert sample["reconstruction"] == pytest.approx(code["reconstruction"], rel=1e-6)
     assert sample["latent_entropy"] == pytest.approx(code["latent_entropy"], rel=1e-6)
@@ -50,8 +50,8 @@ def test_prior_code_and_paper_by_hand():
     rng = np.random.default_rng(3)
     g = rng.dirichlet(np.ones(4), size=(3, 5)).astype(np.float32)
     w = rng.random((3, 5)).astype(np.float32)
-    code = objective.prior(g, w, "code")
-    paper = objective.prior(g, w, "paper")
+    code = objective_numpy.prior(g, w, "code")
+    paper = objective_numpy.prior(g, w, "paper")
     np.testing.assert_allclose(code, ref.prior(g.astype(np.float64), w, "code"), rtol=1e-5)
     np.testing.assert_allclose(paper, ref.prior(g.astype(np.float64), w, "paper"), rtol=1e-5)
     np.testing.assert_allclose(paper.sum(1), 1.0, rtol=1e-6)
@@ -62,9 +62,9 @@ def test_prior_code_and_paper_by_hand():
     norm = sum(w[0, j] * (g[0, 0, k] + g[0, j, k]) for j in range(1, 5) for k in range(4))
     assert paper[0, 2] == pytest.approx(by_hand / norm, rel=1e-5)
     with pytest.raises(ValueError, match="prior mode"):
-        objective.prior(g, w, "lagrange")
+        objective_numpy.prior(g, w, "lagrange")
     with pytest.raises(ValueError, match="gamma_nbrs"):
-        objective.prior(g, w[:, :3], "code")
+        objective_numpy.prior(g, w[:, :3], "code")
 
 
 def test_no_inform_and_kl_weights():
@@ -132,19 +132,19 @@ def test_loss_terms_bad_input():
     params = ref.random_params(TINY, rng)
     x, w, eps = batch(rng)
     with pytest.raises(ValueError, match="x_nbrs must be"):
-        objective.loss_terms(params, x[:, :, :5], w, eps, TINY)
+        objective_numpy.loss_terms(params, x[:, :, :5], w, eps, TINY)
     with pytest.raises(ValueError, match="w must be"):
-        objective.loss_terms(params, x, w[:, :2], eps, TINY)
+        objective_numpy.loss_terms(params, x, w[:, :2], eps, TINY)
     with pytest.raises(ValueError, match="eps must be"):
-        objective.loss_terms(params, x, w, eps[..., :2], TINY)
+        objective_numpy.loss_terms(params, x, w, eps[..., :2], TINY)
     bad = x.copy()
     bad[0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        objective.loss_terms(params, bad, w, eps, TINY)
+        objective_numpy.loss_terms(params, bad, w, eps, TINY)
     wrong = dict(params)
     wrong["encoder1/W"] = wrong["encoder1/W"][:5]
     with pytest.raises(ValueError, match="encoder1/W"):
-        objective.loss_terms(wrong, x, w, eps, TINY)
+        objective_numpy.loss_terms(wrong, x, w, eps, TINY)
 
 
 def test_compiled_step_matches_eager_when_decoder_saturates():
@@ -160,7 +160,7 @@ def test_compiled_step_matches_eager_when_decoder_saturates():
     x = (rng.random((12, 3, TINY.input_dim)) < 0.5).astype(np.float32)
     w = rng.random((12, 3)).astype(np.float32)
     eps = rng.standard_normal((12, 3, TINY.latent_dim)).astype(np.float32)
-    eager = objective.loss_terms(params, x, w, eps, TINY)
+    eager = objective_numpy.loss_terms(params, x, w, eps, TINY)
     want = ref.terms(params, x, w, eps)
     assert eager["reconstruction"] == pytest.approx(want["reconstruction"], rel=1e-5)
     net = DGGNetwork(TINY)
@@ -182,15 +182,15 @@ def test_zero_gamma_cluster_code_gives_nan_paper_takes_the_limit():
     params["classifier/W"][:, 3] = 0.0
     params["classifier/b"][3] = -200.0            # softmax gives exactly 0 for cluster 3
     x, w, eps = batch(rng)
-    code = objective.loss_terms(params, x, w, eps, TINY)
+    code = objective_numpy.loss_terms(params, x, w, eps, TINY)
     assert np.isnan(code["prior"]) and np.isnan(code["loss"])
     paper_cfg = TINY.replace(prior="paper")
-    paper = objective.loss_terms(params, x, w, eps, paper_cfg)
+    paper = objective_numpy.loss_terms(params, x, w, eps, paper_cfg)
     assert np.isfinite(paper["prior"]) and np.isfinite(paper["loss"])
     # float64 does not underflow there (gamma ~ 1e-87), and its value is the limit
     want = ref.terms(params, x, w, eps, "mean", "paper")
     assert paper["prior"] == pytest.approx(want["prior"], rel=1e-4)
     net = DGGNetwork(paper_cfg)
     set_params(net, params)
-    _, _, grads = objective.loss_and_gradients(net, x, w, eps, paper_cfg)
+    _, _, grads = objective_numpy.loss_and_gradients(net, x, w, eps, paper_cfg)
     assert all(np.all(np.isfinite(g)) for g in grads)

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from dgg_tf import report
+from dgg_tf import files, report
 from dgg_tf.config import DGGConfig
 from dgg_tf.models import DGGNetwork
 from dgg_tf.report import QUIRK_IDS, audit, read_history_csv, write_history_csv, write_report
+from dgg_tf.report import cli as report_cli
 from dgg_tf.training import encode, kmeans_init
 from dgg_tf.weights import get_params
 
@@ -177,7 +178,7 @@ def test_write_report_and_compare_runs(code_audit, paper_audit, tmp_path, capsys
     assert "| mnist-code | code | 3 | 0.61 |" in md
 
     out = tmp_path / "compare"
-    assert report.main([str(runs["mnist-code"]), str(runs["mnist-paper"]), "--out", str(out)]) == 0
+    assert report_cli.main([str(runs["mnist-code"]), str(runs["mnist-paper"]), "--out", str(out)]) == 0
     combined = json.loads((out / "report.json").read_text())
     assert [r["name"] for r in combined["runs"]] == ["mnist-code", "mnist-paper"]
     assert combined["runs"][0]["best"]["full_acc"] == {"value": hist[-1]["full_acc"], "epoch": 3}
@@ -188,12 +189,12 @@ def test_write_report_and_compare_runs(code_audit, paper_audit, tmp_path, capsys
     assert combined["Q7"]["runs"]["mnist-paper"]["configured_weights"]["max_abs_diff"] > 0
     assert (out / "curves.png").stat().st_size > 1000
     assert "### Q7 side by side" in (out / "report.md").read_text()   # one table, a column per run
-    assert report.main([str(tmp_path / "missing")]) == 2
+    assert report_cli.main([str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 
 def test_clean_and_running_vs_full():
-    assert report.clean({"a": np.float32(1.5), "b": [np.int64(2), math.nan], "c": -math.inf}) == \
+    assert files.clean({"a": np.float32(1.5), "b": [np.int64(2), math.nan], "c": -math.inf}) == \
         {"a": 1.5, "b": [2, None], "c": "-inf"}
     assert "note" in report.running_vs_full([{"epoch": 1, "loss": 1.0}])
 

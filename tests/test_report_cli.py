@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-from dgg_tf import report
+from dgg_tf import files, report
+from dgg_tf.report import cli as report_cli
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -35,7 +36,7 @@ def test_refuses_to_write_into_a_run_it_reads(run_dir, tmp_path, capsys, out):
     other = tmp_path / "other"
     other.mkdir()
     report.write_history_csv(other / "history.csv", [{"epoch": 1, "loss": 1.0}])
-    assert report.main([str(other), str(run_dir), "--out", str(run_dir / out)]) == 2
+    assert report_cli.main([str(other), str(run_dir), "--out", str(run_dir / out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and str(run_dir) in err
     assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before   # nothing written
@@ -44,7 +45,7 @@ def test_refuses_to_write_into_a_run_it_reads(run_dir, tmp_path, capsys, out):
 def test_refuses_a_link_to_a_run(run_dir, tmp_path, capsys):
     link = tmp_path / "link"
     link.symlink_to(run_dir)
-    assert report.main([str(run_dir), "--out", str(link)]) == 2
+    assert report_cli.main([str(run_dir), "--out", str(link)]) == 2
     assert "error: " in capsys.readouterr().err
 
 
@@ -69,9 +70,9 @@ def test_import_loads_no_tensorflow():
 
 def test_write_json_atomic_is_strict_json(tmp_path):
     path = tmp_path / "a.json"
-    report.write_json_atomic(path, {"x": math.nan, "y": math.inf, "z": (1, 2)})
+    files.write_json_atomic(path, {"x": math.nan, "y": math.inf, "z": (1, 2)})
     assert path.read_text() == json.dumps({"x": None, "y": "inf", "z": [1, 2]}, indent=1) + "\n"
-    report._atomic_write(tmp_path / "b.txt", "text")
+    files.write_text_atomic(tmp_path / "b.txt", "text")
     assert (tmp_path / "b.txt").read_text() == "text" and not list(tmp_path.glob("*.tmp-*"))
 
 

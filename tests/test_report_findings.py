@@ -13,6 +13,7 @@ from dgg_tf import report
 from dgg_tf.config import DGGConfig
 from dgg_tf.models import DGGNetwork
 from dgg_tf.report import QUIRK_IDS, write_history_csv, write_report
+from dgg_tf.report import cli as report_cli
 from dgg_tf.report.findings import NOT_MEASURED, findings_rows, measured_line
 from dgg_tf.training import encode, kmeans_init
 
@@ -149,7 +150,7 @@ def test_comparison_lists_differences_and_flags_unfinished(tmp_path):
     other = [dict(r, full_acc=r["full_acc"] + 0.1, loss=r["loss"] * 2) for r in HIST]
     b = _run_dir(tmp_path, "b", other, {**base, "epochs": 5, "prior": "paper"}, finished=False)
     out = tmp_path / "cmp"
-    assert report.main([str(a), str(b), "--out", str(out)]) == 0
+    assert report_cli.main([str(a), str(b), "--out", str(out)]) == 0
     md = (out / "report.md").read_text()
     rep = json.loads((out / "report.json").read_text())
     comp = md[md.index("## Comparison"):md.index("## Runs")]

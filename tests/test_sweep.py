@@ -9,9 +9,14 @@ import pytest
 
 from dgg_tf import report
 from dgg_tf.config import DGGConfig
-from dgg_tf.sweep import (cell_config, cell_dir, cell_state, prepare, read_json, run_sweep,
-                          sweep_configs)
-from dgg_tf.sweep_summary import effects, paired_difference, write_summary
+from dgg_tf.report import cli as report_cli
+from dgg_tf.sweep import curves as sweep_curves
+from dgg_tf.sweep.cells import cell_config, cell_dir, cell_state, prepare, read_json
+from dgg_tf.sweep.protocols import DIAGNOSTIC_GRID, sweep_configs, with_best
+from dgg_tf.sweep.results import (effects, infer_baselines, load_effects, paired_difference,
+                                  protocol_line)
+from dgg_tf.sweep.run import _cells, run_sweep
+from dgg_tf.sweep.summary import write_summary
 
 SETTINGS = {"input_dim": 64, "encoder_dims": [16, 16, 32], "classifier_epochs": 1,
             "kmeans_n_init": 1, "batch_size": 40}
@@ -134,14 +139,16 @@ def test_paired_bootstrap_and_ranking():
 def test_report_effect_on_the_final_result(swept, tmp_path):
     path, _ = swept
     write_summary(str(path))
-    rep = report.build_report(None, [], sweep=str(path))
+    found, ranked = load_effects(str(path))
+    rep = report.build_report(None, [], sweep=(str(path), protocol_line(found["protocol"]),
+                                               ranked))
     effect = rep["Q10"]["effect_on_final_result"]
     assert effect["configuration"] == "gmm_coefficient=1.0" and effect["seeds"] == 2
     assert "protocol test" in effect["protocol"]
     md = report.render_markdown(rep)
     assert md.index("## Effect on the final result") < md.index("## Q1:")
     assert "gmm_coefficient=1.0 (Q10)" in md
-    assert report.main(["--sweep", str(path), "--out", str(tmp_path / "r")]) == 0
+    assert report_cli.main(["--sweep", str(path), "--out", str(tmp_path / "r")]) == 0
     assert json.loads((tmp_path / "r" / "report.json").read_text())["sweep"]["dir"]
 
 
@@ -164,7 +171,6 @@ def test_script_plan_and_usage_errors(capsys):
 def test_baselines_inferred_from_sweep_json_alone():
     """Committed results keep sweep.json, not plan.json: a flip on top of another flip is
     compared with that flip, everything else with code."""
-    from dgg_tf.sweep_summary import infer_baselines
     sweep = {"configs": {
         "code": {"overrides": {}}, "paper": {"overrides": {"prior": "paper", "similarity": "gauss",
                                                           "sigma_mode": "honoured"}},
@@ -182,8 +188,6 @@ def test_tiny_converge_sweep_writes_curves_and_slopes(inputs, tmp_path):
     line over the last epochs, by hand), and sweep-curves.png is written."""
     import csv
 
-    from dgg_tf import sweep_curves
-    from dgg_tf.sweep import DIAGNOSTIC_GRID, with_best
     protocol = {**PROTOCOL, "epochs": 3, "seeds": 1, "flip_seeds": 1, "grid": "diagnostic"}
     configs = sweep_configs(protocol, ["code", "code+warmup"])
     assert configs["code+warmup"]["overrides"] == DIAGNOSTIC_GRID["code+warmup"][0]
@@ -212,6 +216,5 @@ def test_tiny_converge_sweep_writes_curves_and_slopes(inputs, tmp_path):
 
 
 def test_cells_run_seed_by_seed():
-    from dgg_tf.sweep import _cells
     plan = {"configs": {"a": {"seeds": [0, 1, 2]}, "b": {"seeds": [0, 1]}}}
     assert _cells(plan) == [("a", 0), ("b", 0), ("a", 1), ("b", 1), ("a", 2)]

@@ -24,21 +24,19 @@ batches), ``measures_init`` / ``measures_loss`` / ``measures_graph`` /
 ``document`` (report.json), ``markdown`` (report.md), ``findings`` (the
 'Findings at a glance' table report.md leads with: one line per quirk),
 ``compare`` (several runs: differing settings, final metrics side by side,
-single-seed / short / unfinished runs), ``runfiles`` (run files, atomic writes),
-``cli`` (the comparison command).
+single-seed / short / unfinished runs), ``runfiles`` (history.csv, curves, reading a run back),
+``cli`` (the comparison command, ``python -m dgg_tf.report``; it reads sweeps,
+so the package does not import it).
 """
 from .orchestrator import audit
-from .cli import main
 from .context import AuditContext, audit_batches
 from .document import build_report, summarize_run, write_report
 from .markdown import render_markdown
 from .measures_run import running_vs_full
 from .quirks import QUIRK_IDS, QUIRKS, REPORT_FORMAT, TEXT_KEYS
-from .runfiles import (_atomic_write, clean, load_run, plot_curves, read_history_csv,
-                       write_history_csv, write_json_atomic, write_text_atomic)
+from .runfiles import load_run, plot_curves, read_history_csv, write_history_csv
 
 __all__ = ["audit", "audit_batches", "AuditContext", "write_report", "build_report",
            "render_markdown", "write_history_csv", "read_history_csv", "plot_curves",
-           "load_run", "clean", "summarize_run", "running_vs_full", "main", "QUIRKS",
-           "QUIRK_IDS", "TEXT_KEYS", "REPORT_FORMAT", "write_text_atomic", "write_json_atomic",
-           "_atomic_write"]
+           "load_run", "summarize_run", "running_vs_full", "QUIRKS",
+           "QUIRK_IDS", "TEXT_KEYS", "REPORT_FORMAT"]

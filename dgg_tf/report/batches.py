@@ -44,7 +44,7 @@ def per_sample(terms, loss, bsz):
 
 def loss_and_flat_gradient(net, x_nbrs, w, eps, config):
     """Per-sample terms and the flat gradient of the loss under ``config``."""
-    from ..objective import loss_and_gradients
+    from ..objective_numpy import loss_and_gradients
     terms, loss, grads = loss_and_gradients(net, x_nbrs, w, eps, config)
     return per_sample(terms, loss, x_nbrs.shape[0]), flat(grads)
 

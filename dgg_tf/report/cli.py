@@ -10,6 +10,7 @@ import json
 import os
 import sys
 
+from ..sweep.results import load_effects, protocol_line
 from .document import summarize_run, write_report
 from .markdown import fmt
 from .runfiles import load_run, plot_curves
@@ -60,7 +61,11 @@ def main(argv=None):
         if len(set(names)) != len(names):
             for i, r in enumerate(runs):
                 r["name"] = f"{i + 1}:{r['name']}"
-        write_report(out, None, runs, args.sweep)
+        sweep = None
+        if args.sweep:
+            found, ranked = load_effects(args.sweep)
+            sweep = (args.sweep, protocol_line(found["protocol"]), ranked)
+        write_report(out, None, runs, sweep)
         if runs:
             plot_curves(os.path.join(out, "curves.png"), runs)
     except (ValueError, OSError, json.JSONDecodeError) as e:

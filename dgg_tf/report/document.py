@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime
 import os
 
+from .effects import sweep_effects
 from .markdown import render_markdown
 from .measures_run import running_vs_full
 from .quirks import QUIRK_IDS, REPORT_FORMAT, measured_part, quirk_text
-from .runfiles import clean, write_json_atomic, write_text_atomic
+from ..files import clean, write_json_atomic, write_text_atomic
 
 
 def summarize_run(run):
@@ -40,10 +41,10 @@ def summarize_run(run):
 
 def build_report(audit_dict=None, runs=None, sweep=None, summary=None):
     """The report.json object: Q1..Q12 (text + measurements), setup, runs; with
-    ``sweep`` (a sweep directory) each flipped quirk's effect on the final result."""
-    from .effects import sweep_effects
+    ``sweep`` (``(directory, protocol line, ranked effects)`` of a sweep) each flipped
+    quirk's effect on the final result."""
     runs = list(runs or [])
-    effect = sweep_effects(sweep) if sweep else {}
+    effect = sweep_effects(*sweep) if sweep else {}
     rep = {"format": REPORT_FORMAT,
            "date": datetime.datetime.now(datetime.timezone.utc).isoformat()}
     if summary is not None:
@@ -81,7 +82,8 @@ def write_report(out_dir, audit_dict=None, runs=None, sweep=None, summary=None):
     report object. ``audit_dict``: one audit (``audit``'s result) or None; ``runs``:
     run dicts (name, variant, history and optionally their own ``audit``) for the run
     comparison and Q12, and, without ``audit_dict``, per-run measurements; ``sweep``: a
-    sweep directory for the effect of each quirk on the final result."""
+    sweep's (directory, protocol line, ranked effects) for the effect of each quirk on
+    the final result."""
     os.makedirs(out_dir, exist_ok=True)
     rep = build_report(audit_dict, runs, sweep, summary)
     write_json_atomic(os.path.join(out_dir, "report.json"), rep)

@@ -1,7 +1,7 @@
-"""The report's "Effect on the final result": read from a sweep directory
-(``reproduce/sweep.py``), per quirk whose switch was flipped alone, the paired
-difference of final ACC and NMI to the baseline, with its 95% interval and protocol,
-and a ranked summary for the top of report.md."""
+"""The report's "Effect on the final result": from a sweep's ranked effects
+(``sweep.results.load_effects``, read by the comparison command), per quirk whose
+switch was flipped alone, the paired difference of final ACC and NMI to the baseline,
+with its 95% interval and protocol, and a ranked summary for the top of report.md."""
 from __future__ import annotations
 
 import os
@@ -23,11 +23,9 @@ def _entry(name, e, protocol):
             "seeds": acc["n"], "moves_acc": e["moves"]}
 
 
-def sweep_effects(sweep_dir):
-    """{"sweep": summary with the ranked list, qid: effect entry} from ``sweep_dir``."""
-    from ..sweep_summary import load_effects, protocol_line
-    sweep, ranked = load_effects(sweep_dir)
-    protocol = protocol_line(sweep["protocol"])
+def sweep_effects(sweep_dir, protocol, ranked):
+    """{"sweep": summary with the ranked list, qid: effect entry} of the sweep in
+    ``sweep_dir``, run under ``protocol`` (one line), with its ``ranked`` effects."""
     # the directory as given: a committed report names no machine's path
     out = {"sweep": {"dir": os.fspath(sweep_dir), "protocol": protocol, "ranked": []}}
     for name, e in ranked.items():

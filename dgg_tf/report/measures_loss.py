@@ -88,7 +88,7 @@ def measure_q4(ctx):
 def _q9_batch(ctx, bp):
     """pc (the code's prior, normalised) against each other prior formula, fed gamma of
     the configured classifier input (as training does) and gamma of x_mean."""
-    from ..objective import prior
+    from ..objective_numpy import prior
     code = code_value("prior")
     uses_mean = ctx.config.classifier_input == code_value("classifier_input")
     g_cfg = bp.gamma_mean if uses_mean else bp.gamma_sample

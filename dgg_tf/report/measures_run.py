@@ -79,7 +79,7 @@ def running_vs_full(history):
 def measure_q12(ctx):
     """Q12: a full pass at audit time (NMI 'max' and 'arithmetic') and the history's gaps."""
     from ..metrics import cluster_acc, nmi
-    from ..training import predict
+    from ..evaluation import predict
     out = {}
     if ctx.labels is not None:
         pred = predict(ctx.net, ctx.x)

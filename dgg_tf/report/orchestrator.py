@@ -12,7 +12,7 @@ from .measures_init import measure_q1, measure_q2, measure_q3, measure_q5
 from .measures_loss import Q4, Q9, Q10
 from .measures_run import measure_q8, measure_q11, measure_q12
 from .quirks import QUIRK_IDS, quirk_text
-from .runfiles import clean
+from ..files import clean
 
 
 def audit(net, x, table, labels, config: DGGConfig, n_batches=10, seed=0, *, tables=None,

@@ -10,6 +10,8 @@ import os
 
 import numpy as np
 
+from .cells import cell_dir
+
 #: Epochs over which the end-of-run slope is fitted.
 SLOPE_EPOCHS = 20
 
@@ -35,7 +37,7 @@ def gmm_init_acc(run_dir):
             return init["gmm_no_pi_acc"]
     ckpt = os.path.join(run_dir, "checkpoint.npz")
     if os.path.exists(ckpt):
-        from .checkpoint import read_meta
+        from ..checkpoint import read_meta
         return (read_meta(ckpt).get("init") or {}).get("gmm_no_pi_acc")
     return None
 
@@ -54,7 +56,6 @@ def end_slope(curves, epochs=SLOPE_EPOCHS):
 def collect_curves(sweep_dir, plan):
     """{configuration: {"curves": {seed: [ACC per epoch]}, "gmm_acc": [per seed],
     "slope_last_20": ACC per 10 epochs}} of a sweep."""
-    from .sweep import cell_dir
     out = {}
     for name, c in plan["configs"].items():
         dirs = {s: cell_dir(sweep_dir, name, s) for s in c["seeds"]}
@@ -73,7 +74,7 @@ def plot_curves(path, sweep, title=""):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .report.runfiles import save_figure
+    from ..report.runfiles import save_figure
     fig, ax = plt.subplots(figsize=(10, 6))
     for i, (name, entry) in enumerate(sweep["configs"].items()):
         for j, curve in enumerate((entry.get("curves") or {}).values()):

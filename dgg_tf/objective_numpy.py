@@ -1,0 +1,71 @@
+"""The DGG objective on NumPy inputs, for the audit and the reference tests: the prior,
+the five ELBO terms, the loss and its gradients for given weights, batch and noise.
+
+Each function runs ``objective.forward_terms``, the function the training step
+differentiates, so the audit measures the trained computation, not a copy of it.
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from .models import DGGNetwork
+from .objective import forward_terms, prior_tf
+from .weights import set_params
+
+
+def check_batch(x_nbrs, w, eps, config):
+    """Validate audit/training inputs; returns float32 arrays."""
+    x_nbrs = np.asarray(x_nbrs, np.float32)
+    w = np.asarray(w, np.float32)
+    eps = np.asarray(eps, np.float32)
+    if x_nbrs.ndim != 3 or x_nbrs.shape[2] != config.input_dim:
+        raise ValueError(f"x_nbrs must be [B, Nn, {config.input_dim}], got {x_nbrs.shape}")
+    b, nn = x_nbrs.shape[:2]
+    if w.shape != (b, nn):
+        raise ValueError(f"w must be [B, Nn] = {(b, nn)}, got {w.shape}")
+    if eps.shape != (b, nn, config.latent_dim):
+        raise ValueError(f"eps must be [B, Nn, M] = {(b, nn, config.latent_dim)}, got {eps.shape}")
+    for name, a in (("x_nbrs", x_nbrs), ("w", w), ("eps", eps)):
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{name} contains NaN or Inf")
+    return x_nbrs, w, eps
+
+
+def prior(gamma_nbrs, w, mode):
+    """NumPy front of ``prior_tf``: gamma_nbrs [B, Nn, K], w [B, Nn] -> [B, K]."""
+    gamma_nbrs = np.asarray(gamma_nbrs, np.float32)
+    w = np.asarray(w, np.float32)
+    if gamma_nbrs.ndim != 3 or w.shape != gamma_nbrs.shape[:2]:
+        raise ValueError(f"prior expects gamma_nbrs [B, Nn, K] and w [B, Nn]; got "
+                         f"{gamma_nbrs.shape} and {w.shape}")
+    return prior_tf(tf.constant(gamma_nbrs), tf.constant(w), mode).numpy().astype(np.float64)
+
+
+def build_network(params, config):
+    """A DGGNetwork of ``config``'s sizes holding ``params`` (checked)."""
+    net = DGGNetwork(config)
+    set_params(net, params)
+    return net
+
+
+def loss_terms(params, x_nbrs, w, eps, config):
+    """The five ELBO terms and the loss, as Python floats, for given weights and noise.
+
+    Runs ``forward_terms``, the function the training step differentiates.
+    """
+    x_nbrs, w, eps = check_batch(x_nbrs, w, eps, config)
+    net = build_network(params, config)
+    terms, loss, _ = forward_terms(net, tf.constant(x_nbrs), tf.constant(w), tf.constant(eps), config)
+    out = {k: float(v) for k, v in terms.items()}
+    out["loss"] = float(loss)
+    return out
+
+
+def loss_and_gradients(net, x_nbrs, w, eps, config):
+    """Terms, loss and the gradient of the loss for every trainable variable (for the audit)."""
+    with tf.GradientTape() as tape:
+        terms, loss, _ = forward_terms(net, tf.constant(x_nbrs), tf.constant(w), tf.constant(eps), config)
+    grads = tape.gradient(loss, net.trainable_variables)
+    return ({k: float(v) for k, v in terms.items()}, float(loss),
+            [np.asarray(g, np.float64) for g in grads])
