@@ -11,6 +11,6 @@ __version__ = "0.2.0"
 
 def __getattr__(name):
     if name == "DGG":
-        from .estimator import DGG
+        from .estimator import DGG  # lazy: import dgg_tf stays light (no scikit-learn, TF)
         return DGG
     raise AttributeError(f"module 'dgg_tf' has no attribute {name!r}")

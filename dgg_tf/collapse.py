@@ -56,7 +56,7 @@ def collapse_callback(history, x, n_clusters, reference_acc=None, stream=None, e
 
     import keras
 
-    from .evaluation import predict
+    from .evaluation import predict  # lazy: the report uses collapse, without TF
 
     class CollapseWatch(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -80,7 +80,7 @@ def first_steps_callback(records, x, labels, steps=(1,), reference_acc=None, say
     only: training is unchanged."""
     import keras
 
-    from .evaluation import full_pass_scores
+    from .evaluation import full_pass_scores  # lazy: the report uses collapse, without TF
     pending = sorted({int(s) for s in steps})
 
     class FirstSteps(keras.callbacks.Callback):

@@ -227,3 +227,15 @@ PRESETS = {
         "sigma": 10.0,
     },
 }
+
+
+#: Q7: the original takes sigma from row 11 of the batch's sorted distances.
+SIGMA_ROW = 11
+
+
+def q7_failing_last_batch(n, batch_size, sigma_mode):
+    """The size of the last batch of ``n`` samples if the original would fail on it
+    (sigma_mode 'code' indexes row ``SIGMA_ROW`` of a batch of at most that many
+    rows: IndexError), else 0. The one home of that rule."""
+    last = n % batch_size
+    return last if sigma_mode == "code" and 0 < last <= SIGMA_ROW else 0

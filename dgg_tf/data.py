@@ -3,7 +3,7 @@
 Accepted sources: a directory holding the four idx files (gzipped or not), a
 Keras ``mnist.npz``, or VaDE's ``mnist.pkl.gz`` (a pickled pair of pairs). The
 commands look, in order, at ``--data``, ``$DGG_DATA``, ``../shared/data/mnist`` beside
-the checkout (``dgg_tf.cli.mnist_source``), then the Keras cache, then
+the checkout (``dgg_tf.commands.mnist_source``), then the Keras cache, then
 ``keras.datasets.mnist`` (a download). Every failure names the file and says what to
 pass instead; a failure to find any lists every place looked at.
 """

@@ -30,10 +30,10 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.exceptions import NotFittedError
 
-from .config import DGGConfig
+from .config import SIGMA_ROW, DGGConfig, q7_failing_last_batch
+from .console import retracing_notices_off, start_tensorflow_quietly
 
 ESTIMATOR_FORMAT = "dgg_tf-estimator-v1"
-SIGMA_ROW = 11   # graph.SIGMA_ROW, without importing TensorFlow here
 
 
 def check_array(x, name="x"):
@@ -66,7 +66,7 @@ def small_data_settings(config: DGGConfig, n, fixed=()):
     top = out.get("table_top", config.table_top)
     if "table_columns" not in fixed and config.table_columns > top:
         out["table_columns"] = max(top, config.num_neighbors)
-    bad = lambda b: config.sigma_mode == "code" and 0 < n % b <= SIGMA_ROW  # noqa: E731
+    bad = lambda b: q7_failing_last_batch(n, b, config.sigma_mode)  # noqa: E731
     if "batch_size" not in fixed and bad(config.batch_size):
         sizes = [b for b in range(config.batch_size, SIGMA_ROW, -1) if not bad(b)]
         if sizes:
@@ -154,7 +154,6 @@ class DGG(ClusterMixin, BaseEstimator):
         Siamese network on the inputs first, as the original), or an (N, 1 + k) index
         table (column 0 the sample itself). ``weights``: a pretrained autoencoder file
         (see ``weights.load_autoencoder``) or a params dict. Returns self."""
-        from .cli import retracing_notices_off, start_tensorflow_quietly
         start_tensorflow_quietly()
         with retracing_notices_off():
             return self._fit(x, y, neighbors, weights)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import CHOICES
+from .config import CHOICES, SIGMA_ROW
 
 SIMILARITIES = CHOICES["similarity"]
 # The weight of column 0 relative to a neighbour's for the kinds that ignore the
@@ -15,7 +15,6 @@ KERNELS = {"gauss": lambda d, xp: xp.exp(-d),
            "inv_gauss": lambda dist, xp: xp.exp(dist),
            "student_t": lambda r, xp: 1.0 / (1.0 + r)}
 SIGMA_MODES_IMPLEMENTED = ("code", "honoured")   # each has a branch below
-SIGMA_ROW = 11  # Q7: the original divides by row 11 of the batch's sorted distances
 
 
 def pairwise_to_self(x_nbrs):

@@ -11,34 +11,42 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import os
 import sys
 import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 
+from . import report as rep
 from .checkpoint import CHECKPOINT, check_same_run, load_checkpoint, restore, save_checkpoint
+from .collapse import classifier_acc, collapse_callback, first_steps_callback
 from .config import DGGConfig
 from .console import duration, say, stage
-from .files import fingerprint, write_json_atomic
-from .fitting import steps_per_epoch
+from .evaluation import predict
+from .files import fingerprint, write_bytes_atomic, write_json_atomic
+from .fitting import EpochEnd, steps_per_epoch
+from .metrics import cluster_acc, nmi
+from .models import DGGNetwork
+from .neighbors import as_tables
+from .objective import check_data_range
 from .run_summary import run_summary, summary_lines
 from .rundir import open_run_dir
-from .training import check_steps_per_execution
+from .siamese import neighbor_purity
+from .training import (check_steps_per_execution, check_training_inputs, compile_dgg, encode,
+                       fit_dgg, format_record, init_gmm, pretrain_classifier)
+from .weights import (get_params, library_versions, load_autoencoder, save_weights_h5,
+                      set_params)
 
 
 # ---------------------------------------------------------------- checks (before any work)
 def prepare_inputs(config: DGGConfig, x, y, neighbors, weights, neighbor_info=None):
     """Every check that can run before the work: data, labels, neighbour tables and
     weights against the config. Returns a dict of the checked inputs."""
-    from .neighbors import as_tables
-    from .objective import check_data_range
-    from .siamese import neighbor_purity
-    from .training import check_training_inputs
-    from .weights import load_autoencoder
     x = np.asarray(x, np.float32)
-    if x.ndim != 2 or x.shape[1] != config.input_dim:
+    if x.ndim != 2 or x.shape[1] != config.input_dim:   # N is needed for the tables below
         raise ValueError(f"data has shape {x.shape}; the config expects [N, {config.input_dim}]")
     if np.all(np.isfinite(x)):
         check_data_range(x, config.likelihood)
@@ -61,7 +69,6 @@ def prepare_inputs(config: DGGConfig, x, y, neighbors, weights, neighbor_info=No
 
 
 def _run_info(config, inputs, workdir, info):
-    from .weights import library_versions
     keep = ("source", "schedule", "stage", "command", "epochs", "metrics", "date", "format", "path")
     return {**(info or {}), "seed": config.seed, "config": config.to_dict(),
             "epochs": config.epochs, "library_versions": library_versions(),
@@ -74,12 +81,6 @@ def _run_info(config, inputs, workdir, info):
 # ---------------------------------------------------------------- the stages before training
 def build_dgg(config, params, strategy=None, steps_per_execution=1, verbose=1):
     """A compiled DGGNetwork holding the autoencoder weights (the rest keeps its init)."""
-    import keras
-    import tensorflow as tf
-
-    from .models import DGGNetwork
-    from .training import compile_dgg
-    from .weights import get_params, set_params
     keras.utils.set_random_seed(config.seed)
     with (strategy or tf.distribute.get_strategy()).scope():
         net = DGGNetwork(config)
@@ -95,9 +96,6 @@ def initial_stages(net, inputs, config, audit=True, audit_batches=10,
                    audit_classifier_epochs=None, verbose=1):
     """GMM init from K-means, classifier pretraining and (optionally) the audit; returns
     what the checkpoint keeps of them."""
-    from . import report as rep
-    from .training import encode, init_gmm, pretrain_classifier
-    from .weights import get_params
     x, y = inputs["x"], inputs["y"]
     with stage(verbose, "GMM init (K-means on the encoder means)"):
         init = init_gmm(net, x, y, config, verbose=0)
@@ -145,13 +143,11 @@ class _RunFiles:
     def run(self):
         """The run as the report sees it: name, variant, history, classifier ACC, and
         the full-pass ACC after the first steps."""
-        from .collapse import classifier_acc
         return {"name": self.name, "variant": self.meta.get("variant"), "history": self.history,
                 "classifier_acc": classifier_acc(self.meta.get("classifier_history")),
                 "first_steps": self.meta.get("first_steps") or []}
 
     def curves(self):
-        from . import report as rep
         rep.write_history_csv(os.path.join(self.workdir, "history.csv"), self.history)
         rep.plot_curves(os.path.join(self.workdir, "curves.png"), [self.run()])
 
@@ -169,7 +165,6 @@ class EpochSummary(keras.callbacks.Callback):
         self.first = True
 
     def on_epoch_end(self, epoch, logs=None):
-        from .training import format_record
         record = self.history[-1]
         say(self.verbose, format_record(record))
         if self.first and epoch + 1 < self.total_epochs:
@@ -211,7 +206,6 @@ class EarlyEstimate(keras.callbacks.Callback):
 def _tensorboard(log_dir, history):
     """Keras' TensorBoard callback, given each epoch's whole record (loss terms, lr,
     ACC, NMI) rather than the progress bar's running loss."""
-    import keras
 
     class RecordBoard(keras.callbacks.TensorBoard):
         def on_epoch_end(self, epoch, logs=None):
@@ -224,9 +218,6 @@ def train_run(net, inputs, files, start_epoch, callbacks=(), tensorboard=None, v
               probe_steps=(1,)):
     """DGG training from ``start_epoch`` with the run's callbacks, then the user's;
     a fresh run with labels also records the full-pass ACC after ``probe_steps``."""
-    from .collapse import collapse_callback, first_steps_callback
-    from .fitting import EpochEnd
-    from .training import train_dgg
     eta = EpochSummary(net.config.epochs, files.history, verbose)
     reference = files.run()["classifier_acc"]
     watch = collapse_callback(files.history, inputs["x"], net.config.n_clusters, reference,
@@ -245,18 +236,13 @@ def train_run(net, inputs, files, start_epoch, callbacks=(), tensorboard=None, v
     say(verbose, f"DGG training: epochs {start_epoch + 1}..{net.config.epochs}, "
          f"out {files.workdir}")
     with stage(verbose, "DGG training"):
-        return train_dgg(net, inputs["x"], inputs["table"], inputs["y"], history=files.history,
-                         initial_epoch=start_epoch, callbacks=own + list(callbacks),
-                         verbose=1 if verbose == 1 else 0)
+        return fit_dgg(net, inputs["x"], inputs["table"], inputs["y"], history=files.history,
+                       initial_epoch=start_epoch, callbacks=own + list(callbacks),
+                       verbose=1 if verbose == 1 else 0)
 
 
 def finish_run(net, inputs, files, run_info, audit):
     """The final files: model.h5, predictions.npy, history, curves, report, config.json."""
-    from . import report as rep
-    from .files import write_bytes_atomic
-    from .metrics import cluster_acc, nmi
-    from .evaluation import predict
-    from .weights import get_params, save_weights_h5
     x, y, workdir = inputs["x"], inputs["y"], files.workdir
     final = files.history[-1] if files.history else {}
     save_weights_h5(os.path.join(workdir, "model.h5"), get_params(net), {
@@ -302,7 +288,6 @@ def _report_purity(purity, config, verbose):
 # ---------------------------------------------------------------- the whole run
 def _resume(net, ckpt_path, config, inputs, run_info, verbose):
     """Restore a checkpoint into ``net``; returns (stages, history, meta, run_info)."""
-    import json
     params, optimizer, kmeans_labels, meta = load_checkpoint(ckpt_path)
     check_same_run(meta, config, inputs["fingerprints"], ckpt_path)
     restore(net, params, optimizer)
@@ -324,7 +309,22 @@ def _resume(net, ckpt_path, config, inputs, run_info, verbose):
 
 @dataclasses.dataclass
 class RunOptions:
-    """How ``run_dgg`` runs (everything but the config and the inputs)."""
+    """How ``run_dgg`` runs (everything but the config and the inputs); each is a
+    keyword of ``run_dgg``.
+
+    ``resume`` continues the checkpoint in the run directory exactly. ``callbacks``:
+    Keras callbacks for DGG training (``history[-1]`` of the result is each epoch's
+    record when they run). ``verbose``: 0 silent, 1 progress bars, 2 one line per
+    epoch. ``audit``: measure the discrepancy audit before training (``audit_only``:
+    and stop there), on ``audit_batches`` batches, with ``audit_classifier_epochs``
+    for Q5 (None: the config's). ``strategy``: a ``tf.distribute`` strategy.
+    ``steps_per_execution``: steps per compiled call. ``tensorboard``: a log
+    directory. ``info``: extra entries for config.json (command, variant, data
+    description); ``neighbor_info`` likewise for the neighbour table's entry (how it
+    was built). ``probe_steps``: the steps of a fresh run's first epoch after which
+    the full-pass ACC is recorded (config.json "first_steps"; with labels only; ()
+    for none).
+    """
     resume: bool = False
     callbacks: tuple = ()
     verbose: int = 1
@@ -335,39 +335,41 @@ class RunOptions:
     strategy: object = None
     steps_per_execution: int = 1
     tensorboard: str = None
+    info: dict = None
+    neighbor_info: dict = None
     probe_steps: tuple = (1,)
 
 
-def run_dgg(config: DGGConfig, x, y=None, *, neighbors, weights, workdir, resume=False,
-            callbacks=(), verbose=1, audit=True, audit_only=False, audit_batches=10,
-            audit_classifier_epochs=None, strategy=None, steps_per_execution=1,
-            tensorboard=None, info=None, neighbor_info=None, probe_steps=(1,)):
+def run_options(options):
+    """``RunOptions`` of ``run_dgg``'s keywords; TypeError naming an unknown one."""
+    known = {f.name for f in dataclasses.fields(RunOptions)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(f"run_dgg got unknown option(s) {', '.join(unknown)}; the options "
+                        f"are {', '.join(sorted(known))}")
+    return RunOptions(**options)
+
+
+def run_dgg(config: DGGConfig, x, y=None, *, neighbors, weights, workdir, **options):
     """Run DGG end to end in ``workdir``; returns a dict with the history, predictions
     and the path of the run.
 
     ``x`` [N, D] data, ``y`` [N] labels or None (used only for metrics). ``neighbors``:
     a table file, an (N, 1 + k) index table, or {selection mode: table}. ``weights``: an
     autoencoder weight file (our .h5, VaDE's .h5, DGG's .out folder) or a params dict.
-    ``resume`` continues the checkpoint in ``workdir`` exactly. ``callbacks``: Keras
-    callbacks for DGG training (``history[-1]`` of the result is each epoch's record
-    when they run). ``strategy``: a ``tf.distribute`` strategy. ``tensorboard``: a log
-    directory. ``info``: extra entries for config.json (command, variant, data
-    description); ``neighbor_info`` likewise for the neighbour table's entry (how it
-    was built). ``verbose``: 0 silent, 1 progress bars, 2 one line per epoch. Bad input
-    raises ValueError before any work and before the run directory is created; a busy
-    directory raises RunDirError. ``probe_steps``: the steps of a fresh run's first
-    epoch after which the full-pass ACC is recorded (config.json "first_steps"; with
-    labels only; () for none).
+    ``options``: the fields of ``RunOptions`` (resume, callbacks, verbose, audit, ...).
+    Bad input raises ValueError before any work and before the run directory is
+    created; a busy directory raises RunDirError.
     """
-    inputs = prepare_inputs(config, x, y, neighbors, weights, neighbor_info)
-    opts = RunOptions(resume, tuple(callbacks), verbose, audit, audit_only, audit_batches,
-                      audit_classifier_epochs, strategy, steps_per_execution, tensorboard,
-                      _check_probe_steps(probe_steps, steps_per_epoch(len(inputs["x"]),
-                                                                      config.batch_size)))
-    check_steps_per_execution(len(inputs["x"]), config.batch_size, steps_per_execution)
-    _report_purity(inputs["neighbors"].get("purity"), config, verbose)
-    run_info = _run_info(config, inputs, workdir, info)
-    lock = open_run_dir(workdir, resume)      # checks, then creates and locks it
+    opts = run_options(options)
+    inputs = prepare_inputs(config, x, y, neighbors, weights, opts.neighbor_info)
+    n_steps = steps_per_epoch(len(inputs["x"]), config.batch_size)
+    opts = dataclasses.replace(opts, callbacks=tuple(opts.callbacks),
+                               probe_steps=_check_probe_steps(opts.probe_steps, n_steps))
+    check_steps_per_execution(len(inputs["x"]), config.batch_size, opts.steps_per_execution)
+    _report_purity(inputs["neighbors"].get("purity"), config, opts.verbose)
+    run_info = _run_info(config, inputs, workdir, opts.info)
+    lock = open_run_dir(workdir, opts.resume)      # checks, then creates and locks it
     try:
         return _run_locked(config, inputs, workdir, run_info, opts)
     finally:
@@ -406,7 +408,6 @@ def _start_or_resume(net, config, inputs, workdir, run_info, opts):
 
 
 def _run_locked(config, inputs, workdir, run_info, opts):
-    from . import report as rep
     net = build_dgg(config, inputs["params"], opts.strategy, opts.steps_per_execution,
                     opts.verbose)
     stages, history, run_info, wall_before = _start_or_resume(net, config, inputs, workdir,

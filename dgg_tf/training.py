@@ -15,14 +15,15 @@ import numpy as np
 import tensorflow as tf
 from sklearn.cluster import KMeans
 
-from .config import DGGConfig
+from .config import SIGMA_ROW, DGGConfig, q7_failing_last_batch
+from .evaluation import full_pass_scores
+from .files import aligned_float32
 from .fitting import (Contingency, NonFiniteStop, StepMean, TrainingError, batch_noise,
                       index_batches, step_lr_callback, steps_per_epoch)
-from .files import aligned_float32
-from .graph import SIGMA_ROW, needs_distances, similarity_weights_tf
-from .evaluation import full_pass_scores
+from .graph import needs_distances, similarity_weights_tf
 from .metrics import cluster_acc, nmi
 from .models import DGGNetwork, encode_mean
+from .objective import TERMS
 from .optimizers import TorchAdam, TorchSGD, step_lr
 
 __all__ = ["TrainingError", "DGGNetwork", "compile_dgg", "train_dgg", "dgg_dataset",
@@ -269,8 +270,8 @@ def check_training_inputs(x, table, labels, config: DGGConfig):
         raise ValueError(f"neighbour table indices must be integers in [0, {len(x)})")
     if labels is not None and len(labels) != len(x):
         raise ValueError(f"labels has {len(labels)} entries for {len(x)} samples")
-    last = len(x) % config.batch_size
-    if config.sigma_mode == "code" and 0 < last <= SIGMA_ROW:
+    last = q7_failing_last_batch(len(x), config.batch_size, config.sigma_mode)
+    if last:
         raise ValueError(
             f"N={len(x)} leaves a last batch of {last} samples; with sigma_mode='code' the "
             f"original raises IndexError there (Q7: sigma from batch row {SIGMA_ROW}). "
@@ -318,7 +319,6 @@ class EpochRecorder(keras.callbacks.Callback):
 
 def _term_metrics(net):
     """The step metrics of the loss terms (objective.TERMS), for the non-finite stop."""
-    from .objective import TERMS
     return [m for m in net.step_metrics if m.name in TERMS]
 
 
@@ -337,13 +337,22 @@ def train_dgg(net: DGGNetwork, x, table, labels=None, *, history=None, initial_e
     to ``epochs`` (default ``net.config.epochs``); returns the history (a list of epoch records, extended in
     place when given). The schedule (Q8), the non-finite stop and the record are
     callbacks; ``callbacks`` (yours) run after them, when ``history[-1]`` is the epoch's
-    record."""
+    record. Checks its inputs first (an entrance); ``fit_dgg`` trusts them."""
     cfg = net.config
     x = np.asarray(x, np.float32)
     table = np.asarray(table)
     labels = None if labels is None else np.asarray(labels)
     check_training_inputs(x, table, labels, cfg)
     check_steps_per_execution(len(x), cfg.batch_size, net.steps_per_execution)
+    return fit_dgg(net, x, table, labels, history=history, initial_epoch=initial_epoch,
+                   epochs=epochs, callbacks=callbacks, verbose=verbose)
+
+
+def fit_dgg(net: DGGNetwork, x, table, labels=None, *, history=None, initial_epoch=0,
+            epochs=None, callbacks=(), verbose=1):
+    """``train_dgg`` on inputs already checked (float32 x, integer table, labels or
+    None): what ``run_dgg`` calls after its own checks."""
+    cfg = net.config
     history = [] if history is None else history
     n_classes = None if labels is None else int(labels.max()) + 1
     feed = net.feed = BatchFeed(x, cfg, n_classes)

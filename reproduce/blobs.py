@@ -94,7 +94,7 @@ def main(argv=None):
     p.add_argument("--diagnose-steps", type=int, default=0)
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
-    from dgg_tf.cli import quiet_tensorflow
+    from dgg_tf.console import quiet_tensorflow
     quiet_tensorflow()
     from dgg_tf.config import DGGConfig
     overrides = {k: getattr(DGGConfig().with_assignments(args.set), k)

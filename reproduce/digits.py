@@ -90,7 +90,7 @@ def main(argv=None):
     p.add_argument("--verbose", type=int, default=0)
     p.add_argument("--tf-log", action="store_true", help="show TensorFlow's own log messages")
     args = p.parse_args(argv)
-    from dgg_tf.cli import quiet_tensorflow
+    from dgg_tf.console import quiet_tensorflow
     quiet_tensorflow(args.tf_log)
     t0 = time.time()
     try:

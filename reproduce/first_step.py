@@ -17,8 +17,9 @@ import os
 import sys
 import tempfile
 
-from dgg_tf.cli import (MNIST_NEIGHBORS, MNIST_SIAMESE, MNIST_WEIGHTS, UsageError, mnist_source,
-                        quiet_tensorflow, run_main)
+from dgg_tf.commands import (MNIST_NEIGHBORS, MNIST_SIAMESE, MNIST_WEIGHTS, UsageError,
+                             mnist_source, run_main)
+from dgg_tf.console import quiet_tensorflow
 
 
 def build_parser():

@@ -26,8 +26,9 @@ import os
 import shlex
 import sys
 
-from dgg_tf.cli import (MNIST_NEIGHBORS, MNIST_SIAMESE, MNIST_WEIGHTS, mnist_source,
-                        UsageError, quiet_tensorflow, run_main)
+from dgg_tf.commands import (MNIST_NEIGHBORS, MNIST_SIAMESE, MNIST_WEIGHTS, UsageError,
+                             mnist_source, run_main)
+from dgg_tf.console import quiet_tensorflow
 
 DEFAULT_WEIGHTS, DEFAULT_NEIGHBORS, DEFAULT_SIAMESE = MNIST_WEIGHTS, MNIST_NEIGHBORS, MNIST_SIAMESE
 

@@ -15,7 +15,8 @@ import argparse
 import os
 import sys
 
-from dgg_tf.cli import mnist_source, quiet_tensorflow, run_main
+from dgg_tf.commands import mnist_source, run_main
+from dgg_tf.console import quiet_tensorflow
 from dgg_tf.config import CHOICES, DGGConfig
 
 

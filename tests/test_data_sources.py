@@ -3,18 +3,18 @@ cache, a download) and the message that lists every place when none has it."""
 import keras
 import pytest
 
-from dgg_tf import cli, data
+from dgg_tf import commands, data
 
 
 def test_search_order(monkeypatch, tmp_path):
     monkeypatch.setenv("DGG_DATA", str(tmp_path / "env"))
-    assert cli.mnist_source("given") == "given"                 # --data first
-    assert cli.mnist_source() == str(tmp_path / "env")          # then $DGG_DATA
+    assert commands.mnist_source("given") == "given"                 # --data first
+    assert commands.mnist_source() == str(tmp_path / "env")          # then $DGG_DATA
     monkeypatch.delenv("DGG_DATA")
-    monkeypatch.setattr(cli, "SHARED_MNIST", str(tmp_path))     # then the shared directory
-    assert cli.mnist_source() == str(tmp_path)
-    monkeypatch.setattr(cli, "SHARED_MNIST", str(tmp_path / "absent"))
-    assert cli.mnist_source() is None                           # then the cache, a download
+    monkeypatch.setattr(commands, "SHARED_MNIST", str(tmp_path))     # then the shared directory
+    assert commands.mnist_source() == str(tmp_path)
+    monkeypatch.setattr(commands, "SHARED_MNIST", str(tmp_path / "absent"))
+    assert commands.mnist_source() is None                           # then the cache, a download
 
 
 def test_nothing_found_lists_every_place_and_the_real_reason(monkeypatch, tmp_path):
@@ -35,4 +35,4 @@ def test_nothing_found_lists_every_place_and_the_real_reason(monkeypatch, tmp_pa
 def test_a_dgg_data_path_that_does_not_exist_is_named(monkeypatch, tmp_path):
     monkeypatch.setenv("DGG_DATA", str(tmp_path / "nowhere"))
     with pytest.raises(data.DataError, match="nowhere does not exist"):
-        data.load_mnist(cli.mnist_source())
+        data.load_mnist(commands.mnist_source())

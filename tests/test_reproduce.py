@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from dgg_tf.cli import SHARED_MNIST
+from dgg_tf.commands import SHARED_MNIST
 from dgg_tf.config import DGGConfig
 from dgg_tf.report import QUIRK_IDS, read_history_csv
 from dgg_tf.weights import load_weights_h5

@@ -9,6 +9,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from ..graph import similarity_weights
 from .stats import flat
 
 
@@ -44,7 +45,7 @@ def per_sample(terms, loss, bsz):
 
 def loss_and_flat_gradient(net, x_nbrs, w, eps, config):
     """Per-sample terms and the flat gradient of the loss under ``config``."""
-    from ..objective_numpy import loss_and_gradients
+    from ..objective_numpy import loss_and_gradients  # lazy: the report loads without TF
     terms, loss, grads = loss_and_gradients(net, x_nbrs, w, eps, config)
     return per_sample(terms, loss, x_nbrs.shape[0]), flat(grads)
 
@@ -53,7 +54,7 @@ def _gammas(net, x_nbrs, eps):
     """gamma of x_mean and of the sampled z, both [B, Nn, K] (one forward pass)."""
     import tensorflow as tf
 
-    from ..objective import from_rows, to_rows
+    from ..objective import from_rows, to_rows  # lazy: the report loads without TF
     nn = x_nbrs.shape[1]
     mean, logvar = net.encoder(to_rows(tf.constant(x_nbrs)))
     z = mean + tf.exp(0.5 * logvar) * to_rows(tf.constant(eps))
@@ -73,8 +74,7 @@ def configured_pass(net, x_nbrs, eps, config):
     ``loss_one`` and ``grad_one`` hold the other's."""
     import tensorflow as tf
 
-    from ..graph import similarity_weights
-    from ..objective import forward_terms
+    from ..objective import forward_terms  # lazy: the report loads without TF
     bsz = x_nbrs.shape[0]
     w = similarity_weights(x_nbrs, config.sigma, config.similarity, config.sigma_mode)
     with tf.GradientTape(persistent=True) as tape:

@@ -5,16 +5,17 @@ from __future__ import annotations
 import datetime
 import os
 
+from ..collapse import collapse_epochs
+from ..files import clean, write_json_atomic, write_text_atomic
+from .compare import build_comparison
 from .effects import sweep_effects
 from .markdown import render_markdown
 from .measures_run import running_vs_full
 from .quirks import QUIRK_IDS, REPORT_FORMAT, measured_part, quirk_text
-from ..files import clean, write_json_atomic, write_text_atomic
 
 
 def summarize_run(run):
     """Final and best full-pass / running ACC and NMI of a run dict (name, history, ...)."""
-    from ..collapse import collapse_epochs
     hist = run.get("history") or []
     out = {"name": run.get("name"), "variant": run.get("variant"), "epochs": len(hist),
            "seconds": float(sum(r.get("seconds", 0.0) or 0.0 for r in hist))}
@@ -66,7 +67,6 @@ def build_report(audit_dict=None, runs=None, sweep=None, summary=None):
             rep["Q12"]["running_vs_full_by_run"] = hist_q12
         rep["runs"] = [summarize_run(r) for r in runs]
         if len(runs) > 1:
-            from .compare import build_comparison
             rep["comparison"] = build_comparison(runs, rep["runs"])
     if effect:
         rep["sweep"] = effect["sweep"]

@@ -4,7 +4,8 @@ object so that report.md leads with what was found. One small function per quirk
 its measured dict into the line; a quirk without measurements says so in words."""
 from __future__ import annotations
 
-from .quirks import QUIRK_IDS, QUIRK_SWITCHES, QUIRKS, measured_part
+from .quirks import QUIRKS, QUIRK_IDS, QUIRK_SWITCHES, measured_part
+from .switches import choices
 
 NOT_MEASURED = "not measured in this report (no audit)"
 
@@ -28,7 +29,6 @@ def settings(qid):
     """(switch, code's setting, paper's setting) of a quirk, short."""
     if qid in _OTHER_SETTINGS:
         return _OTHER_SETTINGS[qid]
-    from .switches import choices
     switch = QUIRK_SWITCHES[qid]
     values = choices(switch)
     return switch, str(values[0]), " / ".join(str(v) for v in values[1:])

@@ -1,7 +1,13 @@
 """report.md: the report object (``build_report``) rendered as markdown tables."""
 from __future__ import annotations
 
-from .quirks import QUIRK_IDS, QUIRKS, measured_part
+from .. import config as config_module
+from ..config import DIAGNOSTICS
+from ..run_summary import summary_lines
+from .compare import comparison_section
+from .effects import effects_section
+from .findings import findings_section
+from .quirks import QUIRKS, QUIRK_IDS, QUIRK_SWITCHES, measured_part
 
 _INTRO = ("One section per quirk of `docs/quirks.md` in the dgg_tf repository (Q1..Q12): what the "
           "original code does, what the paper says, and measurements of both settings on "
@@ -188,8 +194,6 @@ def _warnings_section(runs):
 def other_switches(config):
     """'name=value (choices)' of every CHOICES switch without a quirk section (precision,
     pretrain_schedule, likelihood, ...), read from a config dict; '' without one."""
-    from .. import config as config_module
-    from .quirks import QUIRK_SWITCHES
     if not isinstance(config, dict):
         return ""
     return "; ".join(f"{name}={config.get(name, 'n/a')} ({' / '.join(allowed)})"
@@ -200,7 +204,6 @@ def other_switches(config):
 def diagnostics_line(config):
     """'name=value' of every diagnostic setting (config.DIAGNOSTICS), read from a config
     dict ('n/a' for a config written before it existed); '' without a config."""
-    from ..config import DIAGNOSTICS
     if not isinstance(config, dict):
         return ""
     return "; ".join(f"{name}={config.get(name, 'n/a')}" for name in DIAGNOSTICS)
@@ -288,12 +291,8 @@ def _quirk_section(qid, q):
 
 def render_markdown(rep):
     """report.md text of a report object: runs, audit setup, then one section per quirk."""
-    from .compare import comparison_section
-    from .effects import effects_section
-    from .findings import findings_section
     lines = ["# DGG discrepancy report", ""]
     if rep.get("summary"):
-        from ..run_summary import summary_lines
         lines += ["## Summary", ""] + [f"- {ln}" for ln in summary_lines(rep["summary"])] + [""]
     lines += findings_section(rep)
     if len(rep.get("runs") or []) > 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..graph import similarity_weights
-from .batches import BatchQuirk, loss_and_flat_gradient, run_on_batches
+from .batches import BatchQuirk, loss_and_flat_gradient
 from .measures_loss import change_key, pair_terms
 from .stats import agg, cosine, weight_stats
 from .switches import alternatives, choices, keyed
@@ -152,8 +152,3 @@ def _q7_result(ctx, records):
 
 Q7 = BatchQuirk(_q7_batch, _q7_result)
 
-
-def measure_q7(ctx):
-    """Q7: sigma mode code vs honoured: the weights of the configured and of every
-    distance-based similarity, and the effect on the loss."""
-    return run_on_batches(ctx, {"Q7": Q7})["Q7"]

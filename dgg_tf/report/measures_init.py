@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..metrics import cluster_acc, nmi
 from .switches import alternatives, choices, code_value, keyed
 
 #: How the report computes the Q3 posterior of each known setting: with pi_k or not.
@@ -13,7 +14,7 @@ _POSTERIOR_WITH_PI = {"no_pi": False, "with_pi": True}
 # ---------------------------------------------------------------- Q1
 def _purity(ctx, tables, mode):
     """(neighbour purity, where it comes from) of one neighbour-selection mode."""
-    from ..siamese import neighbor_purity
+    from ..siamese import neighbor_purity  # lazy: the report loads without TF
     if mode in tables:
         return neighbor_purity(tables[mode], ctx.labels, ctx.config.num_neighbors), \
             "measured on the table"
@@ -44,7 +45,6 @@ def measure_q1(ctx):
 # ---------------------------------------------------------------- Q2
 def measure_q2(ctx):
     """Q2: inertia, ACC and NMI of K-means with 1, 10 and the configured restarts."""
-    from ..metrics import cluster_acc, nmi
     out = {"configured": ctx.config.kmeans_n_init}
     for n_init in sorted({1, 10, int(ctx.config.kmeans_n_init)}):
         init = ctx.kmeans(n_init)
@@ -71,8 +71,7 @@ def measure_q2(ctx):
 def measure_q3(ctx):
     """Q3: the GMM-init posterior under every setting (with or without pi_k), compared
     with the code's on the same K-means fit."""
-    from ..metrics import cluster_acc, nmi
-    from ..training import gmm_posterior
+    from ..training import gmm_posterior  # lazy: the report loads without TF
     out = {"configured": ctx.config.gmm_init_posterior}
     init = ctx.kmeans(int(ctx.config.kmeans_n_init))
     if init is None:
@@ -110,8 +109,8 @@ def measure_q3(ctx):
 def _classifier_history(ctx, kind, start, config, targets):
     """Per-epoch history of pretraining f2 with loss ``kind`` from weights ``start``:
     the caller's when its length matches, else measured."""
-    from ..training import pretrain_classifier
-    from ..weights import set_params
+    from ..training import pretrain_classifier  # lazy: the report loads without TF
+    from ..weights import set_params  # lazy: the report loads without TF
     reused = (ctx.classifier_histories or {}).get(kind)
     if reused is not None and len(reused) == config.classifier_epochs:
         return reused, "reused from the run's pretraining"
@@ -126,7 +125,7 @@ def _classifier_history(ctx, kind, start, config, targets):
 def measure_q5(ctx):
     """Q5: f2 pretrained on the K-means labels with every pretraining loss, from the same
     start; f2's weights are restored afterwards."""
-    from ..weights import get_params, set_params
+    from ..weights import get_params, set_params  # lazy: the report loads without TF
     cfg = ctx.config
     epochs = int(cfg.classifier_epochs if ctx.classifier_epochs is None else ctx.classifier_epochs)
     out = {"configured": cfg.classifier_pretrain_loss, "epochs": epochs,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .batches import BatchQuirk, loss_and_flat_gradient, run_on_batches
+from .batches import BatchQuirk, loss_and_flat_gradient
 from .stats import agg, cosine, mean_dicts, stats
 from .switches import alternatives, code_value, keyed, ordered
 
@@ -79,16 +79,12 @@ def _q4_result(ctx, records):
 Q4 = BatchQuirk(_q4_batch, _q4_result)
 
 
-def measure_q4(ctx):
-    """Q4: gamma of x_mean vs the sampled z, and the loss under each classifier input."""
-    return run_on_batches(ctx, {"Q4": Q4})["Q4"]
-
 
 # ---------------------------------------------------------------- Q9
 def _q9_batch(ctx, bp):
     """pc (the code's prior, normalised) against each other prior formula, fed gamma of
     the configured classifier input (as training does) and gamma of x_mean."""
-    from ..objective_numpy import prior
+    from ..objective_numpy import prior  # lazy: the report loads without TF
     code = code_value("prior")
     uses_mean = ctx.config.classifier_input == code_value("classifier_input")
     g_cfg = bp.gamma_mean if uses_mean else bp.gamma_sample
@@ -128,10 +124,6 @@ def _q9_result(ctx, records):
 Q9 = BatchQuirk(_q9_batch, _q9_result)
 
 
-def measure_q9(ctx):
-    """Q9: the code's prior pc against the paper's pi, and the loss under each prior."""
-    return run_on_batches(ctx, {"Q9": Q9})["Q9"]
-
 
 # ---------------------------------------------------------------- Q10
 def _q10_batch(ctx, bp):
@@ -160,7 +152,3 @@ def _q10_result(ctx, records):
 
 Q10 = BatchQuirk(_q10_batch, _q10_result)
 
-
-def measure_q10(ctx):
-    """Q10: the gmm term, loss and gradient with coefficient 1/2 (code) and 1 (paper typo)."""
-    return run_on_batches(ctx, {"Q10": Q10})["Q10"]

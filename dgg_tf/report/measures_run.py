@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..metrics import cluster_acc, nmi
 from .switches import choices, code_value, keyed
 
 
@@ -11,7 +12,7 @@ from .switches import choices, code_value, keyed
 def lr_schedules(base, gamma, step, epochs):
     """Learning rate per 0-based epoch under every lr_schedule setting, the first epoch
     that decays, and how many epochs of the run differ from the code's schedule."""
-    from ..optimizers import step_lr
+    from ..optimizers import step_lr  # lazy: the report loads without TF
     n = max(int(epochs), 3 * int(step)) if step <= 100 else int(epochs)
     lrs, errors = {}, {}
     for mode in choices("lr_schedule"):
@@ -78,8 +79,7 @@ def running_vs_full(history):
 
 def measure_q12(ctx):
     """Q12: a full pass at audit time (NMI 'max' and 'arithmetic') and the history's gaps."""
-    from ..metrics import cluster_acc, nmi
-    from ..evaluation import predict
+    from ..evaluation import predict  # lazy: the report loads without TF
     out = {}
     if ctx.labels is not None:
         pred = predict(ctx.net, ctx.x)

@@ -10,6 +10,8 @@ import os
 
 import numpy as np
 
+from ..checkpoint import read_meta
+from ..report.runfiles import save_figure
 from .cells import cell_dir
 
 #: Epochs over which the end-of-run slope is fitted.
@@ -37,7 +39,6 @@ def gmm_init_acc(run_dir):
             return init["gmm_no_pi_acc"]
     ckpt = os.path.join(run_dir, "checkpoint.npz")
     if os.path.exists(ckpt):
-        from ..checkpoint import read_meta
         return (read_meta(ckpt).get("init") or {}).get("gmm_no_pi_acc")
     return None
 
@@ -74,7 +75,6 @@ def plot_curves(path, sweep, title=""):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..report.runfiles import save_figure
     fig, ax = plt.subplots(figsize=(10, 6))
     for i, (name, entry) in enumerate(sweep["configs"].items()):
         for j, curve in enumerate((entry.get("curves") or {}).values()):

@@ -19,8 +19,8 @@ import subprocess
 import sys
 import time
 
-from ..cli import quiet_tensorflow, run_main
-from ..console import duration
+from ..commands import run_main
+from ..console import duration, quiet_tensorflow
 from ..pipeline import run_dgg
 from .cells import PLAN, cell_config, cell_dir, cell_result, cell_state, load_inputs, read_json
 from .summary import write_summary

@@ -1,12 +1,15 @@
-"""What the reproduce/ commands share: where the repository and the shared MNIST are,
-quiet TensorFlow start-up, and one exit path for user errors (code 2, one message)."""
+"""What the commands (reproduce/ scripts, ``python -m dgg_tf.sweep``) share: where the
+repository, its shipped files and MNIST are, and one exit path for user errors (code
+2, one message), Ctrl-C and SIGTERM. TensorFlow-free at import, so that a command can
+start TensorFlow quietly (``console.quiet_tensorflow``) before anything loads it."""
 from __future__ import annotations
 
-import contextlib
 import os
+import signal
 import sys
 
 from .data import SHARED_MNIST  # noqa: F401  (re-exported: the scripts' default)
+from .rundir import RunDirError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # the shipped MNIST files (pretrained/README.md says how each was made)
@@ -30,62 +33,6 @@ class UsageError(ValueError):
     """A command-line mistake (exit code 2)."""
 
 
-@contextlib.contextmanager
-def _stderr_to_devnull():
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-def quiet_tensorflow(show=False):
-    """Start TensorFlow without its C++ start-up log lines (oneDNN, CUDA probing), which
-    it writes before honouring TF_CPP_MIN_LOG_LEVEL; later ones are filtered by that
-    variable. For the scripts only: ``import dgg_tf`` changes no environment variable.
-    ``show=True`` (--tf-log) leaves everything as TensorFlow has it."""
-    if show:
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with _stderr_to_devnull():
-        import tensorflow as tf
-        tf.config.list_physical_devices()
-
-
-def start_tensorflow_quietly():
-    """For the estimator: start TensorFlow, if nobody has, without its C++ start-up lines
-    (CUDA probing, oneDNN notices) unless the user set ``TF_CPP_MIN_LOG_LEVEL``; the
-    environment is left as it was (TensorFlow reads the level once, at start-up)."""
-    if "tensorflow" in sys.modules or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
-        return
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    try:
-        quiet_tensorflow()
-    finally:
-        del os.environ["TF_CPP_MIN_LOG_LEVEL"]
-
-
-@contextlib.contextmanager
-def retracing_notices_off():
-    """Silence TensorFlow's Python WARNINGs (its "N calls triggered tf.function
-    retracing" notices) for a block: every stage of a fit builds and calls its own Keras
-    functions, so the notices are expected there and mean nothing to the user. Errors
-    still show; the logger's level is restored after."""
-    import logging
-    logger = logging.getLogger("tensorflow")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 class Terminated(KeyboardInterrupt):
     """SIGTERM, turned into the same orderly stop as Ctrl-C."""
 
@@ -99,10 +46,7 @@ def run_main(body, run_dir=None):
     and SIGTERM stop the same way (exit 130 and 143): the ``finally`` blocks run, so the
     run directory's lock is released and its last epoch's checkpoint kept, and the
     message names the run to resume (``run_dir``: the folder, or a function giving it)."""
-    import signal
-
-    from .fitting import TrainingError
-    from .rundir import RunDirError
+    from .fitting import TrainingError  # lazy: TF starts after quiet_tensorflow
     try:
         previous = signal.signal(signal.SIGTERM, _terminate)
     except ValueError:          # not the main thread: leave SIGTERM as it is
