@@ -31,6 +31,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.exceptions import NotFittedError
 
 from .config import DGGConfig
+from .tables import check_table, columns_needed, tables_of_embedding
 
 ESTIMATOR_FORMAT = "dgg_tf-estimator-v1"
 SIGMA_ROW = 11   # graph.SIGMA_ROW, without importing TensorFlow here
@@ -55,7 +56,7 @@ def check_array(x, name="x"):
 def small_data_settings(config: DGGConfig, n, fixed=()):
     """The settings that ``n`` samples need changed (those not in ``fixed``): neighbour
     search widths at most n - 1 and a batch size without a Q7 last batch."""
-    needed = config.num_neighbors + 1
+    needed = columns_needed(config.num_neighbors)
     if n < needed:
         raise ValueError(f"{n} samples are fewer than the {needed} that num_neighbors="
                          f"{config.num_neighbors} needs (each sample and its neighbours); "
@@ -171,7 +172,8 @@ class DGG(ClusterMixin, BaseEstimator):
             raise ValueError(f"neighbors must be 'knn', 'siamese' or an (N, 1 + k) index "
                              f"table, got {neighbors!r}")
         if not isinstance(neighbors, str):
-            neighbors = _check_table_arg(neighbors, len(x), config)
+            neighbors = check_table(np.asarray(neighbors), "neighbors", len(x),
+                                    config.num_neighbors).astype(np.int32)
         if adapted:
             self._say(f"DGG: settings adapted to {len(x)} samples: {adapted}")
         params = self._autoencoder(x, config, weights)
@@ -211,10 +213,8 @@ class DGG(ClusterMixin, BaseEstimator):
         return load_autoencoder(os.fspath(weights), config)[0]
 
     def _tables(self, x, config, neighbors, params):
-        """{selection mode: table} and a note on how it was made."""
-        from .config import CHOICES
-        from .graph import knn
-        from .siamese import neighbor_table
+        """{selection mode: table} and a note on how it was made (the embedding
+        or inputs go to ``tables.tables_of_embedding``, the one builder)."""
         if not isinstance(neighbors, str):
             return {config.neighbor_selection: neighbors}, {"source": "arrays"}
         space = x
@@ -228,9 +228,7 @@ class DGG(ClusterMixin, BaseEstimator):
             net = SiameseNet(config)
             set_params(net, siamese, partial=True)
             space = encode_mean(net, x)
-        top = knn(space, config.table_top)
-        tables = {mode: neighbor_table(None, config, seed=config.seed, knn_indices=top,
-                                       mode=mode) for mode in CHOICES["neighbor_selection"]}
+        tables, _, _ = tables_of_embedding(space, config, seed=config.seed)
         note = (f"exact {config.table_top}-NN on the {'Siamese embedding' if space is not x else 'inputs'}, "
                 f"then neighbor_selection={config.neighbor_selection}")
         return tables, {"source": neighbors, "note": note}
@@ -340,15 +338,3 @@ def stage_scores(run_info):
             "classifier_acc": (run_info.get("classifier") or {}).get("acc"),
             "step1_acc": first[0]["full_acc"] if first else None,
             "final_acc": (run_info.get("finished") or {}).get("acc")}
-
-
-def _check_table_arg(table, n, config):
-    """A user's neighbour table: integer [n, >= 1 + num_neighbors], indices in [0, n),
-    column 0 the sample itself; else ValueError."""
-    from .siamese import _check_table
-    table = np.asarray(table)
-    _check_table(table, "neighbors", n)
-    if table.shape[1] < config.num_neighbors + 1:
-        raise ValueError(f"neighbors has {table.shape[1]} columns; num_neighbors="
-                         f"{config.num_neighbors} needs {config.num_neighbors + 1}")
-    return table.astype(np.int32)

@@ -64,7 +64,7 @@ def prepare_inputs(config: DGGConfig, x, y, neighbors, weights, neighbor_info=No
     weights against the config. Returns a dict of the checked inputs."""
     from .neighbors import as_tables
     from .objective import check_data_range
-    from .siamese import neighbor_purity
+    from .tables import neighbor_purity
     from .training import check_training_inputs
     from .weights import load_autoencoder
     x = np.asarray(x, np.float32)

@@ -13,7 +13,7 @@ _POSTERIOR_WITH_PI = {"no_pi": False, "with_pi": True}
 # ---------------------------------------------------------------- Q1
 def _purity(ctx, tables, mode):
     """(neighbour purity, where it comes from) of one neighbour-selection mode."""
-    from ..siamese import neighbor_purity
+    from ..tables import neighbor_purity
     if mode in tables:
         return neighbor_purity(tables[mode], ctx.labels, ctx.config.num_neighbors), \
             "measured on the table"
