@@ -3,7 +3,7 @@
     python benchmarks/knn_mnist.py [--data ../shared/data/mnist] [--k 100]
         [--block-size 2048] [--subset N] [--verify 100]
 
-Runs ``dgg_tf.graph.knn`` on all 70000 images (784 raw pixels, [0, 1]) and
+Runs ``dgg_tf.knn.knn`` on all 70000 images (784 raw pixels, [0, 1]) and
 prints the wall time, the number of rows that needed the exact refinement, and a
 spot check of ``--verify`` random rows against a full float64 sort of their
 distances to every image. The original's per-sample loop took about 3.3 hours
@@ -30,7 +30,7 @@ def main(argv=None):
     import numpy as np
 
     from dgg_tf.data import load_mnist
-    from dgg_tf.graph import _full_rows, knn
+    from dgg_tf.knn import _full_rows, knn
 
     x, _ = load_mnist(args.data)
     if args.subset:

@@ -32,6 +32,8 @@ from sklearn.exceptions import NotFittedError
 
 from .config import SIGMA_ROW, DGGConfig, q7_failing_last_batch
 from .console import retracing_notices_off, start_tensorflow_quietly
+from .files import clean, write_bytes_atomic
+from .tables import check_table, columns_needed, tables_of_embedding
 
 ESTIMATOR_FORMAT = "dgg_tf-estimator-v1"
 
@@ -55,7 +57,7 @@ def check_array(x, name="x"):
 def small_data_settings(config: DGGConfig, n, fixed=()):
     """The settings that ``n`` samples need changed (those not in ``fixed``): neighbour
     search widths at most n - 1 and a batch size without a Q7 last batch."""
-    needed = config.num_neighbors + 1
+    needed = columns_needed(config.num_neighbors)
     if n < needed:
         raise ValueError(f"{n} samples are fewer than the {needed} that num_neighbors="
                          f"{config.num_neighbors} needs (each sample and its neighbours); "
@@ -159,8 +161,8 @@ class DGG(ClusterMixin, BaseEstimator):
             return self._fit(x, y, neighbors, weights)
 
     def _fit(self, x, y, neighbors, weights):
-        from .objective import check_data_range
-        from .pipeline import run_dgg
+        from .objective import check_data_range  # lazy: TF starts in fit, after its quiet start
+        from .pipeline import run_dgg  # lazy: TF starts in fit, after its quiet start
         x = check_array(x)
         config, adapted = self.make_config(*x.shape)
         check_data_range(x, config.likelihood, "x")
@@ -170,7 +172,8 @@ class DGG(ClusterMixin, BaseEstimator):
             raise ValueError(f"neighbors must be 'knn', 'siamese' or an (N, 1 + k) index "
                              f"table, got {neighbors!r}")
         if not isinstance(neighbors, str):
-            neighbors = _check_table_arg(neighbors, len(x), config)
+            neighbors = check_table(np.asarray(neighbors), "neighbors", len(x),
+                                    config.num_neighbors).astype(np.int32)
         if adapted:
             self._say(f"DGG: settings adapted to {len(x)} samples: {adapted}")
         params = self._autoencoder(x, config, weights)
@@ -186,7 +189,7 @@ class DGG(ClusterMixin, BaseEstimator):
         finally:
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
-        from .weights import get_params
+        from .weights import get_params  # lazy: TF starts in fit, after its quiet start
         self._net = result["network"]
         self.params_ = get_params(self._net)
         self.config_, self.adapted_ = config, adapted
@@ -198,9 +201,9 @@ class DGG(ClusterMixin, BaseEstimator):
 
     def _autoencoder(self, x, config, weights):
         """The autoencoder's params: pretrained here when ``weights`` is None."""
-        from .weights import check_params, load_autoencoder
+        from .weights import check_params, load_autoencoder  # lazy: TF starts in fit, after its quiet start
         if weights is None:
-            from .pretrain import pretrain_autoencoder
+            from .pretrain import pretrain_autoencoder  # lazy: TF starts in fit, after its quiet start
             self._say(f"DGG: pretraining the autoencoder ({config.pretrain_schedule})")
             params, _ = pretrain_autoencoder(x, config, seed=config.seed,
                                              verbose=1 if self.verbose == 1 else 0)
@@ -210,26 +213,22 @@ class DGG(ClusterMixin, BaseEstimator):
         return load_autoencoder(os.fspath(weights), config)[0]
 
     def _tables(self, x, config, neighbors, params):
-        """{selection mode: table} and a note on how it was made."""
-        from .config import CHOICES
-        from .graph import knn
-        from .siamese import neighbor_table
+        """{selection mode: table} and a note on how it was made (the embedding
+        or inputs go to ``tables.tables_of_embedding``, the one builder)."""
         if not isinstance(neighbors, str):
             return {config.neighbor_selection: neighbors}, {"source": "arrays"}
         space = x
         if neighbors == "siamese":
-            from .models import encode_mean
-            from .siamese import SiameseNet, train_siamese
-            from .weights import set_params
+            from .models import encode_mean  # lazy: TF starts in fit, after its quiet start
+            from .siamese import SiameseNet, train_siamese  # lazy: TF starts in fit, after its quiet start
+            from .weights import set_params  # lazy: TF starts in fit, after its quiet start
             self._say(f"DGG: training the Siamese network ({config.siamese_epochs} epochs)")
             siamese, _ = train_siamese(x, config, init_params=params, seed=config.seed,
                                        verbose=1 if self.verbose == 1 else 0)
             net = SiameseNet(config)
             set_params(net, siamese, partial=True)
             space = encode_mean(net, x)
-        top = knn(space, config.table_top)
-        tables = {mode: neighbor_table(None, config, seed=config.seed, knn_indices=top,
-                                       mode=mode) for mode in CHOICES["neighbor_selection"]}
+        tables, _, _ = tables_of_embedding(space, config, seed=config.seed)
         note = (f"exact {config.table_top}-NN on the {'Siamese embedding' if space is not x else 'inputs'}, "
                 f"then neighbor_selection={config.neighbor_selection}")
         return tables, {"source": neighbors, "note": note}
@@ -240,8 +239,8 @@ class DGG(ClusterMixin, BaseEstimator):
         if not hasattr(self, "params_"):
             raise NotFittedError("this DGG instance is not fitted yet; call fit(x) first")
         if getattr(self, "_net", None) is None:
-            from .models import DGGNetwork
-            from .weights import set_params
+            from .models import DGGNetwork  # lazy: TF starts in fit, after its quiet start
+            from .weights import set_params  # lazy: TF starts in fit, after its quiet start
             self._net = DGGNetwork(self.config_)
             set_params(self._net, self.params_)
         return self._net
@@ -256,7 +255,7 @@ class DGG(ClusterMixin, BaseEstimator):
 
     def transform(self, x):
         """The encoder means of ``x`` [N, D]: float32 [N, latent_dim]."""
-        from .models import encode_mean
+        from .models import encode_mean  # lazy: TF starts in fit, after its quiet start
         net, x = self._checked(x)
         return encode_mean(net, x)
 
@@ -278,8 +277,7 @@ class DGG(ClusterMixin, BaseEstimator):
     def save(self, directory):
         """Write the fitted model to ``directory``: model.h5 (all weights) and
         estimator.json (parameters, config, fitted attributes); both atomically."""
-        from .files import json_default, write_bytes_atomic
-        from .weights import save_weights_h5
+        from .weights import save_weights_h5  # lazy: TF starts in fit, after its quiet start
         self._network()
         os.makedirs(directory, exist_ok=True)
         params = {k: v for k, v in self.get_params().items() if k != "workdir"}
@@ -290,7 +288,7 @@ class DGG(ClusterMixin, BaseEstimator):
                  "n_features_in": int(self.n_features_in_),
                  "labels": self.labels_.tolist(), "history": self.history_,
                  "stage_scores": self.stage_scores_}
-        text = json.dumps(state, indent=1, default=json_default)
+        text = json.dumps(clean(state), indent=1)
         write_bytes_atomic(os.path.join(directory, "estimator.json"),
                            lambda f: f.write(text), mode="w")
         return directory
@@ -298,7 +296,7 @@ class DGG(ClusterMixin, BaseEstimator):
     @classmethod
     def load(cls, directory):
         """A fitted DGG from a directory written by ``save``."""
-        from .weights import check_params, load_weights_h5
+        from .weights import check_params, load_weights_h5  # lazy: TF starts in fit, after its quiet start
         path = os.path.join(directory, "estimator.json")
         if not os.path.exists(path):
             raise ValueError(f"{directory} holds no estimator.json (written by DGG.save)")
@@ -339,15 +337,3 @@ def stage_scores(run_info):
             "classifier_acc": (run_info.get("classifier") or {}).get("acc"),
             "step1_acc": first[0]["full_acc"] if first else None,
             "final_acc": (run_info.get("finished") or {}).get("acc")}
-
-
-def _check_table_arg(table, n, config):
-    """A user's neighbour table: integer [n, >= 1 + num_neighbors], indices in [0, n),
-    column 0 the sample itself; else ValueError."""
-    from .siamese import _check_table
-    table = np.asarray(table)
-    _check_table(table, "neighbors", n)
-    if table.shape[1] < config.num_neighbors + 1:
-        raise ValueError(f"neighbors has {table.shape[1]} columns; num_neighbors="
-                         f"{config.num_neighbors} needs {config.num_neighbors + 1}")
-    return table.astype(np.int32)

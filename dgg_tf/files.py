@@ -69,13 +69,6 @@ def write_json_atomic(path, obj):
     write_text_atomic(path, json.dumps(clean(obj), indent=1, allow_nan=False) + "\n")
 
 
-def json_default(value):
-    """``json.dumps`` default: NumPy scalars and arrays (e.g. a float32 metric) as plain JSON."""
-    if isinstance(value, (np.generic, np.ndarray)):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} value {value!r} is not JSON-serialisable")
-
-
 def aligned_empty(shape, align=64):
     """An uninitialised C-contiguous float32 array whose data start on an ``align``-byte
     boundary, so that TensorFlow can use its memory without copying it."""

@@ -1,5 +1,7 @@
-"""Neighbour tables for a run: from a file (with its sibling of the other selection
-mode, for the Q1 audit), from arrays, or rebuilt by exact kNN inside a subset."""
+"""Which neighbour tables a run uses: the file it names (with its sibling of the other
+selection mode, for the Q1 audit), arrays passed in, or tables rebuilt inside a subset
+(exact kNN on the raw inputs, or the trained Siamese network's embedding). The table
+itself (format, files, checks, building) is ``dgg_tf.tables``."""
 from __future__ import annotations
 
 import os
@@ -8,25 +10,15 @@ import time
 import numpy as np
 
 from .config import CHOICES, DGGConfig
-
-
-def sibling_path(path, selection):
-    """The table of the other selection mode next to ``path`` (``x.npz`` holds
-    random_top100, ``x_nearest.npz`` nearest), or None."""
-    stem, ext = os.path.splitext(path)
-    if selection == "random_top100":
-        return f"{stem}_nearest{ext or '.npz'}"
-    return stem[:-len("_nearest")] + ext if stem.endswith("_nearest") else None
+from .siamese import subset_neighbors
+from .tables import (check_table, check_table_size, load_table, sibling_path,
+                     tables_of_embedding)
 
 
 def load_tables(path, n, config: DGGConfig):
     """The table at ``path`` for ``n`` samples, checked against the config, plus its
     sibling when present: ``(tables {mode: table}, stored_purity, info)``."""
-    from .siamese import load_table
-    table, settings = load_table(path, n_samples=n)
-    if table.shape[1] < config.num_neighbors + 1:
-        raise ValueError(f"neighbour table {path} has {table.shape[1]} columns; num_neighbors="
-                         f"{config.num_neighbors} needs {config.num_neighbors + 1}")
+    table, settings = load_table(path, n_samples=n, num_neighbors=config.num_neighbors)
     selection = settings.get("neighbor_selection")
     if selection is not None and selection != config.neighbor_selection:
         raise ValueError(f"neighbour table {path} was built with neighbor_selection={selection} "
@@ -51,16 +43,11 @@ def load_tables(path, n, config: DGGConfig):
 def rebuild_raw(x, config: DGGConfig):
     """Tables of every selection mode from exact kNN on the raw inputs (no Siamese
     network): ``(tables, info)``."""
-    from .graph import knn
-    from .siamese import neighbor_table
     n = len(x)
-    if config.table_top >= n:
-        raise ValueError(f"rebuilding neighbours for {n} samples needs more than table_top = "
-                         f"{config.table_top} samples; use more data or --set table_top=...")
+    check_table_size(n, config, "rebuilding neighbours",
+                     "; use more data or --set table_top=...")
     t = time.time()
-    top = knn(x, config.table_top)
-    tables = {mode: neighbor_table(None, config, seed=config.seed, knn_indices=top, mode=mode)
-              for mode in CHOICES["neighbor_selection"]}
+    tables, _, _ = tables_of_embedding(x, config, seed=config.seed)
     note = (f"rebuilt for {n} samples: exact {config.table_top}-NN on the RAW INPUTS, then "
             f"neighbor_selection={config.neighbor_selection} from the top {config.table_top} "
             f"(seed {config.seed}); {time.time() - t:.1f} s")
@@ -70,7 +57,6 @@ def rebuild_raw(x, config: DGGConfig):
 def as_tables(neighbors, n, config: DGGConfig):
     """What ``run_dgg`` accepts as ``neighbors`` (a path, an (N, 1 + k) array, or a dict
     {selection mode: array}) as ``(tables, stored_purity, info)``."""
-    from .siamese import _check_table
     if isinstance(neighbors, (str, os.PathLike)):
         return load_tables(os.fspath(neighbors), n, config)
     tables = dict(neighbors) if isinstance(neighbors, dict) else \
@@ -79,12 +65,8 @@ def as_tables(neighbors, n, config: DGGConfig):
         raise ValueError(f"neighbors: no table for neighbor_selection={config.neighbor_selection} "
                          f"(got {', '.join(tables)})")
     for mode, table in tables.items():
-        tables[mode] = np.asarray(table)
-        _check_table(tables[mode], f"neighbors[{mode!r}]", n)
-        if tables[mode].shape[1] < config.num_neighbors + 1:
-            raise ValueError(f"neighbors[{mode!r}] has {tables[mode].shape[1]} columns; "
-                             f"num_neighbors={config.num_neighbors} needs "
-                             f"{config.num_neighbors + 1}")
+        tables[mode] = check_table(np.asarray(table), f"neighbors[{mode!r}]", n,
+                                   config.num_neighbors)
     return tables, None, {"source": "arrays", "path": None}
 
 
@@ -97,7 +79,6 @@ def subset_tables(x, y, config: DGGConfig, how="siamese", siamese_weights=None):
         return rebuild_raw(x, config)
     if how != "siamese":
         raise ValueError(f"subset neighbours must be 'siamese' or 'raw', got {how!r}")
-    from .siamese import subset_neighbors
     if siamese_weights is None or not os.path.exists(siamese_weights):
         raise ValueError(f"Siamese weights {siamese_weights} do not exist; build them with "
                          "reproduce/siamese_mnist.py or use raw-pixel neighbours")

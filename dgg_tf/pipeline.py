@@ -34,7 +34,7 @@ from .neighbors import as_tables
 from .objective import check_data_range
 from .run_summary import run_summary, summary_lines
 from .rundir import open_run_dir
-from .siamese import neighbor_purity
+from .tables import neighbor_purity
 from .training import (check_steps_per_execution, check_training_inputs, compile_dgg, encode,
                        fit_dgg, format_record, init_gmm, pretrain_classifier)
 from .weights import (get_params, library_versions, load_autoencoder, save_weights_h5,

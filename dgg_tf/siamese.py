@@ -1,4 +1,5 @@
-"""The Siamese network and the neighbour table (section 2 of docs/quirks.md).
+"""The Siamese network and the neighbour tables of its embedding (section 2 of
+docs/quirks.md).
 
 The original (``Siamesev0.py``) trains the 784-500-500-2000-10 encoder as a
 Siamese net on pairs: for every sample its 2 nearest raw-pixel neighbours are
@@ -10,17 +11,15 @@ embeddings then give every sample's 100 nearest neighbours, of which 40 are kept
 
 Here the pairs are index arrays (rows are gathered per batch, never 4N x 784),
 the network trains through Keras ``fit`` (``pretrain.LossTrainer``) with StepLR,
-per-epoch checkpoint and non-finite stop as callbacks, and the table is an
-(N, 1 + table_columns) int32 array stored as ``.npz``. ``build_neighbors`` is the
+per-epoch checkpoint and non-finite stop as callbacks, and the table (its format,
+files, checks and building: ``dgg_tf.tables``) is an (N, 1 + table_columns) int32
+array stored as ``.npz``. ``build_neighbors`` is the
 whole job of ``reproduce/siamese_mnist.py``; ``subset_neighbors`` builds the table
 inside a subset from an already trained network.
 """
 from __future__ import annotations
 
-import datetime
-import json
 import os
-import zipfile
 import time
 
 import keras
@@ -29,21 +28,16 @@ import tensorflow as tf
 from keras import ops
 
 from . import pretrain
-from .config import CHOICES, DGGConfig
-from .files import json_default, write_bytes_atomic
+from .config import DGGConfig
+from .files import write_bytes_atomic
 from .fitting import EpochEnd, step_lr_callback
-from .graph import knn
+from .knn import knn
 from .models import Encoder, encode_mean
 from .optimizers import TorchAdam, step_lr
 from .pretrain import (LossTrainer, check_samples, fit_epochs, optimizer_arrays,
                        restore_optimizer)
+from .tables import check_table_size, save_table, table_paths, tables_of_embedding
 from .weights import get_params, save_weights_h5, set_params
-
-TABLE_FORMAT = "dgg_tf-neighbors-v1"
-
-
-class TableError(ValueError):
-    """A neighbour table file is missing, corrupt, or does not fit the data."""
 
 
 # ----------------------------------------------------------------------------
@@ -58,7 +52,7 @@ def make_pairs(x=None, seed=0, knn_indices=None, n_positives=2, block_size=2048)
     per positive column (negatives: not checked, so one can be the same class or the
     sample itself). ``label`` (float32) is 1 for the positives and 0 for the
     negatives. Neighbours are exact squared-Euclidean ones on ``x`` (the row itself
-    excluded), computed with ``graph.knn`` unless ``knn_indices`` [N, >= n_positives
+    excluded), computed with ``knn.knn`` unless ``knn_indices`` [N, >= n_positives
     + 1] (column 0 = the row itself) is given. Returns 2 * n_positives * N pairs.
     """
     if knn_indices is None:
@@ -243,132 +237,8 @@ def load_checkpoint(path):
 
 
 # ----------------------------------------------------------------------------
-# the neighbour table
-# ----------------------------------------------------------------------------
-def neighbor_table(embedding, config: DGGConfig, seed=0, knn_indices=None, mode=None):
-    """The (N, 1 + table_columns) int32 neighbour table of an embedding.
-
-    The ``table_top`` nearest of every sample (exact, ``graph.knn``; pass
-    ``knn_indices`` [N, >= table_top + 1] to reuse them), then by ``mode``
-    (default ``config.neighbor_selection``):
-    "random_top100" (Q1, the original): column 0 (the sample) plus ``table_columns``
-    columns drawn per row without replacement from columns 1..table_top, in the
-    drawn order (the original's ``permutation(100)[:40] + 1``; seeded here);
-    "nearest": column 0 plus the ``table_columns`` nearest, in order.
-    """
-    mode = mode or config.neighbor_selection
-    if mode not in CHOICES["neighbor_selection"]:
-        raise ValueError(f"neighbor_selection must be one of "
-                         f"{', '.join(CHOICES['neighbor_selection'])}, got {mode!r}")
-    top, cols = int(config.table_top), int(config.table_columns)
-    if knn_indices is None:
-        knn_indices = knn(np.asarray(embedding), top)
-    knn_indices = np.asarray(knn_indices)
-    if knn_indices.ndim != 2 or knn_indices.shape[1] < top + 1:
-        raise ValueError(f"neighbor_table: knn_indices must be [N, >= {top + 1}], got "
-                         f"{knn_indices.shape}")
-    n = len(knn_indices)
-    if mode == "nearest":
-        table = knn_indices[:, :cols + 1]
-    else:
-        rng = np.random.default_rng(seed)
-        picks = rng.permuted(np.broadcast_to(np.arange(1, top + 1), (n, top)), axis=1)[:, :cols]
-        table = np.concatenate([knn_indices[:, :1], np.take_along_axis(knn_indices, picks, axis=1)],
-                               axis=1)
-    return np.ascontiguousarray(table, np.int32)
-
-
-def neighbor_purity(table, labels, num_neighbors):
-    """Fraction of the neighbours in columns 1..num_neighbors that share the sample's
-    label (labels are used for evaluation only)."""
-    table = np.asarray(table)
-    labels = np.asarray(labels)
-    if table.ndim != 2 or num_neighbors < 1 or num_neighbors > table.shape[1] - 1:
-        raise ValueError(f"neighbor_purity: num_neighbors={num_neighbors} needs a table with at "
-                         f"least {num_neighbors + 1} columns, got shape {table.shape}")
-    if len(labels) != len(table):
-        raise ValueError(f"neighbor_purity: {len(labels)} labels for {len(table)} rows")
-    nbrs = table[:, 1:num_neighbors + 1]
-    return float(np.mean(labels[nbrs] == labels[:, None]))
-
-
-def save_table(path, table, **settings):
-    """Write a neighbour table as ``.npz`` (compressed), atomically (temporary file,
-    then rename). ``settings`` (selection mode, table_top, seed, provenance,
-    purity, ...) must be JSON-serialisable; stored as a JSON string with the format
-    tag, the date, N and the number of columns."""
-    path = os.fspath(path)
-    table = np.asarray(table)
-    _check_table(table, path, None)
-    meta = {"format": TABLE_FORMAT, "n_samples": int(table.shape[0]),
-            "columns": int(table.shape[1]),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(), **settings}
-    try:
-        meta_json = json.dumps(meta, sort_keys=True, default=json_default)
-    except TypeError as e:
-        raise TableError(f"table settings are not JSON-serialisable: {e}") from None
-    write_bytes_atomic(path, lambda f: np.savez_compressed(
-        f, table=table.astype(np.int32), settings=np.array(meta_json)))
-
-
-def load_table(path, n_samples=None):
-    """Read a table written by ``save_table``: ``(table int32 [N, C], settings dict)``.
-    Checks the dtype, shape and index range, that column 0 is the sample itself,
-    and (if given) that N equals ``n_samples``."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise TableError(f"neighbour table: {path} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as d:
-            if "table" not in d.files:
-                raise TableError(f"neighbour table: {path} holds no 'table' array "
-                                 f"(arrays: {', '.join(d.files)})")
-            table = d["table"]
-            settings = json.loads(str(d["settings"])) if "settings" in d.files else {}
-    except TableError:
-        raise
-    except Exception as e:  # zip/format errors on corrupt files
-        # NumPy reads a file that is no zip archive as a pickle and then suggests
-        # allow_pickle=True, which would be a wrong (and unsafe) hint here
-        why = ("it is not an .npz archive (a zip of .npy arrays), as save_table writes"
-               if not zipfile.is_zipfile(path) else str(e))
-        raise TableError(f"neighbour table: cannot read {path}: {why}") from None
-    _check_table(table, path, n_samples)
-    return table.astype(np.int32), settings
-
-
-def _check_table(table, source, n_samples):
-    if not np.issubdtype(table.dtype, np.integer):
-        raise TableError(f"neighbour table {source}: dtype {table.dtype}, expected integer "
-                         "indices (int32)")
-    if table.ndim != 2 or table.shape[1] < 2 or table.shape[0] < 1:
-        raise TableError(f"neighbour table {source}: shape {table.shape}, expected [N, 1 + "
-                         "neighbours] with at least one neighbour column")
-    n = table.shape[0]
-    if n_samples is not None and n != int(n_samples):
-        raise TableError(f"neighbour table {source} has {n} rows but the data has {n_samples} "
-                         "samples; build the table for this data (same order, same subset)")
-    if n > np.iinfo(np.int32).max or table.min() < 0 or table.max() >= n:
-        raise TableError(f"neighbour table {source}: indices must lie in [0, {n}), found "
-                         f"[{table.min()}, {table.max()}]")
-    if not np.array_equal(table[:, 0], np.arange(n)):
-        bad = int(np.flatnonzero(table[:, 0] != np.arange(n))[0])
-        raise TableError(f"neighbour table {source}: column 0 must be the sample itself "
-                         f"(row {bad} holds {table[bad, 0]})")
-
-
-# ----------------------------------------------------------------------------
 # the whole job: Siamese training, tables and their files
 # ----------------------------------------------------------------------------
-def table_paths(out_table):
-    """The file of every selection mode: the original's (Q1) at ``out_table``, each
-    other one next to it as ``STEM_MODE.npz`` (e.g. ``mnist_neighbors_nearest.npz``)."""
-    stem, ext = os.path.splitext(os.fspath(out_table))
-    original, *others = CHOICES["neighbor_selection"]
-    return {original: os.fspath(out_table), **{mode: f"{stem}_{mode}{ext or '.npz'}"
-                                                for mode in others}}
-
-
 def _initial_encoder(weights, config):
     """encoder1..encoder4 of a weights file (any format ``weights.load_any`` reads), or
     None for ``weights`` None / "none" (PyTorch-default init)."""
@@ -385,13 +255,6 @@ def _initial_encoder(weights, config):
     return {name: params[name] for name in needed}
 
 
-def _check_table_size(n_samples, config, what):
-    """The table needs table_top neighbours besides each sample: n > table_top."""
-    if n_samples <= config.table_top:
-        raise ValueError(f"{what}: {n_samples} samples; a neighbour table needs more than "
-                         f"table_top = {config.table_top} (at least {config.table_top + 1})")
-
-
 def check_neighbor_files(config, *, weights, out_weights, out_table, resume=False, epochs=None,
                          n_samples=None):
     """The checks ``build_neighbors`` makes before any work, for callers to run before
@@ -402,7 +265,7 @@ def check_neighbor_files(config, *, weights, out_weights, out_table, resume=Fals
     if epochs < 0:
         raise ValueError(f"--epochs must be non-negative, got {epochs}")
     if n_samples is not None:
-        _check_table_size(n_samples, config, "build_neighbors")
+        check_table_size(n_samples, config, "build_neighbors")
     if os.path.exists(out_weights) and not resume:
         raise ValueError(f"{out_weights} exists; remove it or pass --resume")
     for path in (out_weights, *table_paths(out_table).values()):
@@ -435,20 +298,6 @@ def raw_pixel_pairs(x, config, seed, cache_path=None, verbose=1):
     if verbose:
         print(f"pairs: {len(pairs[0])} ({int(pairs[2].sum())} positive)", flush=True)
     return pairs, seconds
-
-
-def tables_of_embedding(z, config, seed=0, labels=None):
-    """The table of every selection mode (one exact ``table_top``-NN search shared),
-    and, with ``labels``, the neighbour purity of each table's ``num_neighbors``
-    training columns: ``(tables, purity, knn_seconds)``."""
-    t = time.time()
-    top = knn(z, config.table_top)
-    seconds = round(time.time() - t, 2)
-    tables = {mode: neighbor_table(z, config, seed=seed, knn_indices=top, mode=mode)
-              for mode in CHOICES["neighbor_selection"]}
-    purity = {} if labels is None else {
-        mode: neighbor_purity(table, labels, config.num_neighbors) for mode, table in tables.items()}
-    return tables, purity, seconds
 
 
 def _embedding_metrics(net, x, labels, config, seed, verbose):
@@ -494,7 +343,7 @@ def build_neighbors(config, x, *, weights, out_weights, out_table, labels=None, 
     init_params = check_neighbor_files(config, weights=weights, out_weights=out_weights,
                                        out_table=out_table, resume=resume, epochs=epochs)
     x = check_samples(x, config, "build_neighbors")
-    _check_table_size(len(x), config, "build_neighbors")
+    check_table_size(len(x), config, "build_neighbors")
     if labels is not None and len(labels) != len(x):
         raise ValueError(f"build_neighbors: {len(labels)} labels for {len(x)} samples")
     t0, ckpt = time.time(), pretrain.checkpoint_path(out_weights)
@@ -553,8 +402,8 @@ def subset_neighbors(x, siamese_weights_path, config: DGGConfig, seed=0, labels=
 
     The rows are embedded with the trained Siamese network of
     ``siamese_weights_path`` (e.g. the shipped ``pretrained/mnist_siamese.h5``), then
-    every row gets its exact ``table_top`` nearest in the embedding (``graph.knn``)
-    and ``neighbor_table`` keeps column 0 (the row) and ``table_columns`` of them,
+    every row gets its exact ``table_top`` nearest in the embedding (``knn.knn``)
+    and ``tables.neighbor_table`` keeps column 0 (the row) and ``table_columns`` of them,
     drawn at random (seeded by ``seed``) or the nearest, per
     ``config.neighbor_selection``. Indices refer to rows of ``x``.
 
@@ -566,7 +415,7 @@ def subset_neighbors(x, siamese_weights_path, config: DGGConfig, seed=0, labels=
     """
     from .weights import load_any
     x = check_samples(x, config, "subset_neighbors")
-    _check_table_size(len(x), config, "subset_neighbors")
+    check_table_size(len(x), config, "subset_neighbors")
     if labels is not None and len(labels) != len(x):
         raise ValueError(f"subset_neighbors: {len(labels)} labels for {len(x)} samples")
     path = os.fspath(siamese_weights_path)

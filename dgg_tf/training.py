@@ -25,6 +25,7 @@ from .metrics import cluster_acc, nmi
 from .models import DGGNetwork, encode_mean
 from .objective import TERMS
 from .optimizers import TorchAdam, TorchSGD, step_lr
+from .tables import check_width, columns_needed
 
 __all__ = ["TrainingError", "DGGNetwork", "compile_dgg", "train_dgg", "dgg_dataset",
            "pretrain_classifier", "init_gmm", "encode"]
@@ -236,7 +237,7 @@ def dgg_dataset(table, labels, config: DGGConfig, first_epoch=0, last_epoch=None
     """tf.data batches for ``fit``: each is a dict of the neighbour indices [b, Nn], the
     noise [b, Nn, M], the labels [b] if known, and for the Q7 sigma quirk the indices
     of batch row 11 (repeated per row, so that every replica gets them)."""
-    nn = config.num_neighbors + 1
+    nn = columns_needed(config.num_neighbors)
     table_t = tf.constant(np.asarray(table)[:, :nn].astype(np.int32))
     labels_t = None if labels is None else tf.constant(np.asarray(labels, np.int32))
     sigma_row = needs_distances(config.similarity) and config.sigma_mode == "code"
@@ -263,9 +264,10 @@ def check_training_inputs(x, table, labels, config: DGGConfig):
         raise ValueError(f"x must be [N, {config.input_dim}], got {x.shape}")
     if not np.all(np.isfinite(x)):
         raise ValueError("x contains NaN or Inf")
-    if table.ndim != 2 or table.shape[0] != len(x) or table.shape[1] < config.num_neighbors + 1:
-        raise ValueError(f"neighbour table must be [N={len(x)}, >= {config.num_neighbors + 1}], "
-                         f"got {table.shape}")
+    if table.ndim != 2 or table.shape[0] != len(x):
+        raise ValueError(f"neighbour table must be [N={len(x)}, >= "
+                         f"{columns_needed(config.num_neighbors)}], got {table.shape}")
+    check_width(table, "for training", config.num_neighbors)
     if not np.issubdtype(table.dtype, np.integer) or table.min() < 0 or table.max() >= len(x):
         raise ValueError(f"neighbour table indices must be integers in [0, {len(x)})")
     if labels is not None and len(labels) != len(x):

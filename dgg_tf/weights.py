@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 
 from .config import DGGConfig
-from .files import atomic_path, json_default
+from .files import atomic_path, clean
 from .models import dense_layers, encoder_sizes
 
 FORMAT_TAG = "dgg_tf-weights-v1"
@@ -127,7 +127,7 @@ def save_weights_h5(path, params: dict, provenance: dict | None = None):
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["format"] = FORMAT_TAG
         for key, value in provenance.items():
-            f.attrs[key] = value if isinstance(value, str) else json.dumps(value, default=json_default)
+            f.attrs[key] = value if isinstance(value, str) else json.dumps(clean(value))
         for name in sorted(params):
             value = np.asarray(params[name], np.float32)
             if not np.all(np.isfinite(value)):

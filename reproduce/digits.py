@@ -77,8 +77,8 @@ def summarise(runs):
 
 
 def write_json(path, obj):
-    from dgg_tf.files import json_default, write_bytes_atomic
-    text = json.dumps(obj, indent=2, default=json_default) + "\n"
+    from dgg_tf.files import clean, write_bytes_atomic
+    text = json.dumps(clean(obj), indent=2) + "\n"
     write_bytes_atomic(path, lambda f: f.write(text), mode="w")
 
 

@@ -102,7 +102,8 @@ def make_config(args):
 
 def neighbors_for(args, config, x, y):
     """run_dgg's neighbour table (a file, or tables rebuilt in a subset) and its note."""
-    from dgg_tf.neighbors import sibling_path, subset_tables
+    from dgg_tf.neighbors import subset_tables
+    from dgg_tf.tables import sibling_path
     if args.neighbors:
         return args.neighbors, None           # run_dgg checks that it has N rows
     if args.subset is not None:

@@ -6,7 +6,7 @@
         [--seed 0] [--subset N] [--set NAME=VALUE ...] [--resume]
 
 Steps (``dgg_tf.siamese.build_neighbors``): load MNIST (train then test, 70000
-images); exact raw-pixel 2 nearest neighbours (``graph.knn``; cached next to the
+images); exact raw-pixel 2 nearest neighbours (``knn.knn``; cached next to the
 weights as ``OUT.pairs.npz``); pairs (2 positives per sample, 2 seeded random
 permutations as negatives); Siamese training from encoder1..encoder4 of
 ``--weights`` (``none``: PyTorch default init; the original's unused fallback was

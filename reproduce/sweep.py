@@ -115,7 +115,7 @@ def load_data(args, protocol):
     else:
         tables, _, table_info = load_tables(args.neighbors, len(x), config)
         info.update(neighbors=table_info["note"])
-    from dgg_tf.siamese import neighbor_purity
+    from dgg_tf.tables import neighbor_purity
     info["purity"] = neighbor_purity(tables["random_top100"] if "random_top100" in tables
                                      else next(iter(tables.values())), y, config.num_neighbors)
     return np.asarray(x, np.float32), y, tables, info

@@ -1,8 +1,8 @@
-"""graph.knn: exact k nearest neighbours against a brute-force full NumPy sort."""
+"""knn.knn: exact k nearest neighbours against a brute-force full NumPy sort."""
 import numpy as np
 import pytest
 
-from dgg_tf.graph import _full_rows, knn
+from dgg_tf.knn import _full_rows, knn
 
 
 def brute_knn(x, k):

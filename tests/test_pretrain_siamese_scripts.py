@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from dgg_tf.siamese import load_table
+from dgg_tf.tables import load_table
 from dgg_tf.weights import load_weights_h5
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -240,7 +240,7 @@ def test_bad_set_exits_2_with_choices(tmp_path, capsys, setting, expect):
 
 
 def test_user_errors_exit_2(tiny, tmp_path, capsys):
-    from dgg_tf.siamese import save_table
+    from dgg_tf.tables import save_table
     cases = []
     # missing data
     cases.append((["--data", str(tmp_path / "nowhere")], "does not exist"))
@@ -306,7 +306,7 @@ def test_unusable_out_and_mismatched_neighbors(tiny, tmp_path, capsys):
     assert mnist.main(base_args(tiny, tmp_path / "afile" / "run", "--epochs", "1")) == 2
     assert "is not a directory" in capsys.readouterr().err
     # --subset with a table for all 300 samples: refused, not silently rebuilt
-    from dgg_tf.siamese import save_table
+    from dgg_tf.tables import save_table
     table = (np.arange(N)[:, None] + np.arange(41)[None]) % N
     save_table(tmp_path / "t300.npz", table.astype(np.int32), neighbor_selection="random_top100")
     args = base_args(tiny, tmp_path / "sub", "--epochs", "1", "--neighbors", str(tmp_path / "t300.npz"))

@@ -1,5 +1,6 @@
-"""Siamese pairs, loss, training (through fit, exact resume), neighbour tables and their
-files, the whole job (build_neighbors) and the tables of a subset (subset_neighbors)."""
+"""Siamese pairs, loss, training (through fit, exact resume), the whole job
+(build_neighbors) and the tables of a subset (subset_neighbors); the table format
+itself is tested in test_tables.py."""
 import os
 
 import keras
@@ -8,11 +9,10 @@ import pytest
 
 from dgg_tf.config import DGGConfig
 from dgg_tf.fitting import EpochEnd, TrainingError
-from dgg_tf.graph import knn
-from dgg_tf.siamese import (SiameseNet, TableError, build_neighbors, embed, hinge_loss,
-                            load_checkpoint, load_table, make_pairs, neighbor_purity,
-                            neighbor_table, save_checkpoint, save_table, subset_neighbors,
-                            table_paths, train_siamese)
+from dgg_tf.knn import knn
+from dgg_tf.siamese import (SiameseNet, build_neighbors, embed, hinge_loss, load_checkpoint,
+                            make_pairs, save_checkpoint, subset_neighbors, train_siamese)
+from dgg_tf.tables import load_table, neighbor_purity, neighbor_table, table_paths
 from dgg_tf.weights import get_params, load_weights_h5, save_weights_h5, set_params
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -127,89 +127,6 @@ def test_train_siamese_errors():
     bad["encoder4/W"] = bad["encoder4/W"] * 1e30      # huge weights: the loss overflows
     with pytest.raises(TrainingError, match="epoch 1, batch 1"):
         train_siamese(x, TINY, init_params=bad, epochs=1, verbose=0)
-
-
-# ---- neighbour tables ------------------------------------------------------------------
-def test_neighbor_tables_random_and_nearest():
-    rng = np.random.default_rng(0)
-    emb = rng.normal(size=(200, 4)).astype(np.float32)
-    top = knn(emb, TINY.table_top)
-    rand = neighbor_table(emb, TINY, seed=5)                   # config default: random_top100
-    near = neighbor_table(emb, TINY, seed=5, mode="nearest")
-    assert rand.shape == near.shape == (200, 1 + TINY.table_columns)
-    assert rand.dtype == near.dtype == np.int32
-    np.testing.assert_array_equal(near, top[:, :1 + TINY.table_columns])
-    np.testing.assert_array_equal(rand[:, 0], np.arange(200))
-    for i in range(200):
-        row = rand[i, 1:]
-        assert len(set(row.tolist())) == TINY.table_columns           # distinct
-        assert set(row.tolist()) <= set(top[i, 1:].tolist())        # within the top 30
-    # not simply the nearest, seeded, and reusing knn_indices gives the same table
-    assert not np.array_equal(rand, near)
-    np.testing.assert_array_equal(rand, neighbor_table(emb, TINY, seed=5, knn_indices=top))
-    assert not np.array_equal(rand, neighbor_table(emb, TINY, seed=6, knn_indices=top))
-    # the drawn positions cover the whole top 30, not only the first columns
-    pos = np.array([[top[i].tolist().index(j) for j in rand[i, 1:]] for i in range(200)])
-    assert pos.min() == 1 and pos.max() == TINY.table_top
-
-
-def test_neighbor_purity():
-    table = np.array([[0, 1, 2], [1, 0, 3], [2, 3, 0], [3, 2, 1]])
-    labels = np.array([0, 0, 1, 1])
-    assert neighbor_purity(table, labels, 1) == pytest.approx(1.0)
-    assert neighbor_purity(table, labels, 2) == pytest.approx(0.5)
-    assert neighbor_purity(np.array([[0, 1], [1, 0]]), np.array([4, 4]), 1) == 1.0
-    with pytest.raises(ValueError, match="num_neighbors"):
-        neighbor_purity(table, labels, 3)
-
-
-def test_table_round_trip_and_rejections(tmp_path):
-    rng = np.random.default_rng(0)
-    emb = rng.normal(size=(50, 3))
-    table = neighbor_table(emb, TINY, seed=1)
-    path = tmp_path / "t.npz"
-    save_table(path, table, neighbor_selection="random_top100", seed=1,
-               purity={"nearest": np.float64(0.9)}, provenance={"command": "x"})
-    assert not [p for p in os.listdir(tmp_path) if "tmp" in p]
-    got, settings = load_table(path, n_samples=50)
-    np.testing.assert_array_equal(got, table)
-    assert got.dtype == np.int32
-    assert settings["seed"] == 1 and settings["purity"]["nearest"] == 0.9
-    assert settings["n_samples"] == 50 and settings["columns"] == 1 + TINY.table_columns
-
-    with pytest.raises(TableError, match="50 rows but the data has 60"):
-        load_table(path, n_samples=60)
-    with pytest.raises(TableError, match="does not exist"):
-        load_table(tmp_path / "missing.npz")
-
-    def bad(arr, match):
-        p = tmp_path / "bad.npz"
-        np.savez(p, table=arr)
-        with pytest.raises(TableError, match=match):
-            load_table(p)
-    bad(table.astype(np.float32), "dtype")
-    bad(table[:, :1], "shape")
-    bad(table[:, 0], "shape")
-    t = table.copy()
-    t[3, 4] = 50
-    bad(t, r"\[0, 50\)")
-    t = table.copy()
-    t[3, 4] = -1
-    bad(t, r"\[0, 50\)")
-    t = table.copy()
-    t[[3, 4], 0] = t[[4, 3], 0]
-    bad(t, r"column 0 .*\(row 3 holds 4\)")
-    np.savez(tmp_path / "other.npz", foo=table)
-    with pytest.raises(TableError, match="no 'table'"):
-        load_table(tmp_path / "other.npz")
-    (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(TableError, match="not an .npz archive") as err:
-        load_table(tmp_path / "junk.npz")
-    assert "allow_pickle" not in str(err.value)      # NumPy's hint would mislead
-    with pytest.raises(TableError, match="cannot read"):
-        load_table(tmp_path / "junk.npz")
-    with pytest.raises(TableError, match="column 0"):
-        save_table(tmp_path / "no.npz", table[:, ::-1])
 
 
 def test_siamese_end_to_end_purity_improves():

@@ -5,7 +5,7 @@ import tensorflow as tf
 from sklearn.datasets import load_digits
 
 from dgg_tf.config import DGGConfig
-from dgg_tf.graph import knn
+from dgg_tf.knn import knn
 from dgg_tf.models import DGGNetwork
 from dgg_tf.pretrain import pretrain_autoencoder
 from dgg_tf.checkpoint import restore
@@ -188,7 +188,7 @@ def test_bad_training_input(digits):
         epoch(bad, table[:300] % 300)
     with pytest.raises(ValueError, match=r"x must be \[N, 64\]"):
         epoch(x[:300, :10], table[:300] % 300)
-    with pytest.raises(ValueError, match="neighbour table must be"):
+    with pytest.raises(ValueError, match="for training has 5 columns; num_neighbors=20 needs 21"):
         epoch(x[:300], table[:300, :5] % 300)
     with pytest.raises(ValueError, match="last batch of 5 samples"):
         epoch(x[:305], table[:305] % 305)

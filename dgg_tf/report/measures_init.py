@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..metrics import cluster_acc, nmi
+from ..tables import neighbor_purity
 from .switches import alternatives, choices, code_value, keyed
 
 #: How the report computes the Q3 posterior of each known setting: with pi_k or not.
@@ -14,7 +15,6 @@ _POSTERIOR_WITH_PI = {"no_pi": False, "with_pi": True}
 # ---------------------------------------------------------------- Q1
 def _purity(ctx, tables, mode):
     """(neighbour purity, where it comes from) of one neighbour-selection mode."""
-    from ..siamese import neighbor_purity  # lazy: the report loads without TF
     if mode in tables:
         return neighbor_purity(tables[mode], ctx.labels, ctx.config.num_neighbors), \
             "measured on the table"
