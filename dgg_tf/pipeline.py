@@ -35,6 +35,7 @@ from .objective import check_data_range
 from .run_summary import run_summary, summary_lines
 from .rundir import open_run_dir
 from .tables import neighbor_purity
+from .timing import should_warm_up, warmup_seconds
 from .training import (check_steps_per_execution, check_training_inputs, compile_dgg, encode,
                        fit_dgg, format_record, init_gmm, pretrain_classifier)
 from .weights import (get_params, library_versions, load_autoencoder, save_weights_h5,
@@ -235,6 +236,12 @@ def train_run(net, inputs, files, start_epoch, callbacks=(), tensorboard=None, v
                                         say=lambda m: say(verbose, m)))
     say(verbose, f"DGG training: epochs {start_epoch + 1}..{net.config.epochs}, "
          f"out {files.workdir}")
+    total = steps * (net.config.epochs - start_epoch)
+    if should_warm_up(net, total, verbose):
+        per = warmup_seconds(net, inputs["x"], inputs["table"], net.config)
+        say(verbose, f"estimate before training (a timed warm-up: one batch's forward and "
+                     f"backward pass): about {per:.3f} s a step, {duration(per * total)} for "
+                     f"the {total} steps; refined from the first steps and after epoch 1")
     with stage(verbose, "DGG training"):
         return fit_dgg(net, inputs["x"], inputs["table"], inputs["y"], history=files.history,
                        initial_epoch=start_epoch, callbacks=own + list(callbacks),

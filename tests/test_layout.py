@@ -15,7 +15,7 @@ LAYERS = [
     ("numerics", ["models", "objective", "objective_numpy", "graph", "optimizers",
                   "weights", "evaluation"]),
     ("training", ["train", "train.*", "checkpoint", "fitting"]),
-    ("stages", ["pretrain", "siamese", "training", "collapse", "neighbors"]),
+    ("stages", ["pretrain", "siamese", "training", "collapse", "neighbors", "timing"]),
     ("report", ["report", "report.*"]),
     ("entrances", ["pipeline", "estimator", "sweep", "sweep.*", "__init__"]),
     ("commands", ["commands", "report.cli", "sweep.run", "*.__main__"]),

@@ -1,0 +1,56 @@
+"""How long DGG training will take, said before it starts: a short timed warm-up (the
+step's forward and backward pass on one real batch, a few times, compiled as the
+step is) gives a per-step time and the whole training's estimate. The weights, the
+optimizer and every seeded stream are left untouched, so the run is the same run
+with or without it. ``pipeline.EarlyEstimate`` refines it from the first real steps,
+and the epoch line after epoch 1."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from .config import DGGConfig
+from .graph import similarity_weights
+from .objective import forward_terms
+
+#: Below this many training steps the first-steps estimate comes soon enough.
+WARMUP_MIN_STEPS = 200
+
+
+def _one_batch(x, table, config: DGGConfig):
+    """The first batch's inputs as the step sees them, with fixed noise (NumPy's own
+    generator: no seeded stream of the run is drawn from)."""
+    rows = table[:config.batch_size, :config.num_neighbors + 1]
+    x_nbrs = np.asarray(x, np.float32)[rows]
+    w = similarity_weights(x_nbrs, config.sigma, config.similarity, config.sigma_mode)
+    eps = np.random.default_rng(0).standard_normal(
+        (*rows.shape, config.latent_dim)).astype(np.float32)
+    return tf.constant(x_nbrs), tf.constant(np.asarray(w, np.float32)), tf.constant(eps)
+
+
+def warmup_seconds(net, x, table, config: DGGConfig, repeats=3):
+    """Median seconds of the step's forward and backward pass on one batch (after one
+    call that traces it); nothing is applied to the weights."""
+    batch = _one_batch(x, table, config)
+
+    @tf.function
+    def pass_(x_nbrs, w, eps):
+        with tf.GradientTape() as tape:
+            _, loss, _ = forward_terms(net, x_nbrs, w, eps, config)
+        return tape.gradient(loss, net.trainable_variables)
+
+    times = []
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        tf.nest.map_structure(lambda g: g.numpy() if g is not None else None, pass_(*batch))
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times[1:]))
+
+
+def should_warm_up(net, total_steps, verbose):
+    """Only where it is printed, worth it, and on one device (a strategy's replicas
+    would need the batch split)."""
+    return bool(verbose) and total_steps >= WARMUP_MIN_STEPS and \
+        net.distribute_strategy.num_replicas_in_sync == 1

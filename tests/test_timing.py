@@ -1,0 +1,34 @@
+"""The timed warm-up before DGG training: it times the step's forward and backward pass
+and changes nothing a run depends on (weights, optimizer state, the seeded streams),
+so a run's history is the same with it or without it."""
+import numpy as np
+
+from dgg_tf import timing
+from dgg_tf.models import DGGNetwork
+from dgg_tf.training import compile_dgg, train_dgg
+from dgg_tf.weights import get_params, set_params
+from test_fit import TINY, tiny_data
+
+
+def test_warm_up_times_without_changing_the_run():
+    x, table, y = tiny_data()
+    start = get_params(compile_dgg(DGGNetwork(TINY), TINY))
+    plain, warmed = (compile_dgg(DGGNetwork(TINY), TINY) for _ in range(2))
+    for net in (plain, warmed):
+        set_params(net, start)
+    seconds = timing.warmup_seconds(warmed, x, table, TINY, repeats=2)
+    assert 0.0 < seconds < 60.0
+    after = get_params(warmed)
+    assert all(np.array_equal(after[k], start[k]) for k in start)
+    assert int(warmed.optimizer.iterations.numpy()) == 0
+    runs = [train_dgg(net, x, table, y, epochs=1, verbose=0) for net in (plain, warmed)]
+    keys = [k for k in runs[0][0] if k != "seconds" and not k.startswith("peak")]
+    assert [r[k] for r in runs[0] for k in keys] == [r[k] for r in runs[1] for k in keys]
+
+
+def test_warm_up_only_where_printed_and_long_enough():
+    net = DGGNetwork(TINY)
+    n = timing.WARMUP_MIN_STEPS
+    assert timing.should_warm_up(net, n, verbose=1)
+    assert not timing.should_warm_up(net, n - 1, verbose=1)
+    assert not timing.should_warm_up(net, n, verbose=0)
