@@ -101,7 +101,7 @@ def run_main(body, run_dir=None):
     message names the run to resume (``run_dir``: the folder, or a function giving it)."""
     import signal
 
-    from .fitting import TrainingError
+    from .train.callbacks import TrainingError
     from .rundir import RunDirError
     try:
         previous = signal.signal(signal.SIGTERM, _terminate)

@@ -1,9 +1,12 @@
 """Writing files: atomically (every output goes to a temporary name first and is renamed
-into place only once complete, so a killed run never leaves half a file), and
-JSON for NumPy values."""
+into place only once complete, so a killed run never leaves half a file), checked
+before any work (``check_output_path``); JSON for NumPy values; the fingerprint that
+tells data sets apart."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import math
 import os
 
 import numpy as np
@@ -32,6 +35,53 @@ def write_bytes_atomic(path, write, mode="wb"):
             write(f)
             f.flush()
             os.fsync(f.fileno())
+
+
+def check_output_path(path, what="output"):
+    """Fail early (ValueError) unless ``path`` can be written: not a directory, and its
+    directory (or the nearest existing parent, which ``atomic_path`` creates from) is
+    a writable directory."""
+    path = os.path.abspath(os.fspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"{what} {path} is a directory")
+    parent = os.path.dirname(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {path}: {parent} is not a writable directory")
+
+
+def fingerprint(*arrays):
+    """A short hash of arrays (dtype, shape and bytes), to tell data sets apart: a run's
+    data and table, a stage's training data, the raw-pixel neighbour cache."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def clean(obj):
+    """JSON-ready copy: NumPy scalars/arrays to Python, NaN to None, +-Inf to strings."""
+    if isinstance(obj, dict):
+        return {str(k): clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return clean(obj.tolist())
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        if math.isnan(v):
+            return None
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return v
+    return obj
 
 
 def json_default(value):

@@ -166,7 +166,7 @@ def prepare(sweep_dir, protocol, configs, x, y, tables, weights, data_info=None)
     """Write plan.json and inputs.npz (the data and neighbour tables every cell uses) of
     a new sweep; returns the plan."""
     from .files import write_bytes_atomic
-    from .pipeline import fingerprint
+    from .files import fingerprint
     from .report import write_json_atomic
     if os.path.exists(os.path.join(sweep_dir, PLAN)):
         raise ValueError(f"{sweep_dir} already holds a sweep; extend it with extend()")

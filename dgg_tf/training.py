@@ -16,13 +16,14 @@ import tensorflow as tf
 from sklearn.cluster import KMeans
 
 from .config import DGGConfig
-from .fitting import (Contingency, NonFiniteStop, StepMean, TrainingError, batch_noise,
-                      index_batches, step_lr_callback, steps_per_epoch)
 from .files import aligned_float32
 from .graph import SIGMA_ROW, needs_distances, similarity_weights_tf
 from .metrics import cluster_acc, nmi
 from .models import STEP_MEANS, STEP_SUMS, DGGNetwork, encode_mean
 from .optimizers import TorchAdam, TorchSGD, step_lr
+from .train.callbacks import NonFiniteStop, TrainingError
+from .train.fit import batch_noise, index_batches, step_lr_callback, steps_per_epoch
+from .train.metrics import Contingency, StepMean
 
 __all__ = ["TrainingError", "DGGNetwork", "compile_dgg", "train_dgg", "dgg_dataset",
            "pretrain_classifier", "init_gmm", "predict", "encode"]

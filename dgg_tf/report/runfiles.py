@@ -1,39 +1,14 @@
-"""Files of a run: JSON-clean values, atomic text/JSON writes, history.csv, the curves
+"""Files of a run: atomic text/JSON writes, history.csv, the curves
 plot, and reading a run directory back (``load_run``)."""
 from __future__ import annotations
 
 import csv
 import io
 import json
-import math
 import os
 
-import numpy as np
-
-from ..files import atomic_path, write_bytes_atomic
+from ..files import atomic_path, clean, write_bytes_atomic
 from .quirks import QUIRK_IDS
-
-
-def clean(obj):
-    """JSON-ready copy: NumPy scalars/arrays to Python, NaN to None, +-Inf to strings."""
-    if isinstance(obj, dict):
-        return {str(k): clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return clean(obj.tolist())
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, (np.floating, float)):
-        v = float(obj)
-        if math.isnan(v):
-            return None
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return v
-    return obj
 
 
 def write_text_atomic(path, text):
