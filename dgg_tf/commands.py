@@ -46,7 +46,7 @@ def run_main(body, run_dir=None):
     and SIGTERM stop the same way (exit 130 and 143): the ``finally`` blocks run, so the
     run directory's lock is released and its last epoch's checkpoint kept, and the
     message names the run to resume (``run_dir``: the folder, or a function giving it)."""
-    from .fitting import TrainingError  # lazy: TF starts after quiet_tensorflow
+    from .train.callbacks import TrainingError  # lazy: TF starts after quiet_tensorflow
     try:
         previous = signal.signal(signal.SIGTERM, _terminate)
     except ValueError:          # not the main thread: leave SIGTERM as it is

@@ -1,6 +1,7 @@
 """Writing files: atomically (every output goes to a temporary name first and is renamed
-into place only once complete, so a killed run never leaves half a file), and the one
-JSON form of NumPy values (``clean``) every JSON file and attribute goes through."""
+into place only once complete, so a killed run never leaves half a file), checked
+before any work (``check_output_path``); the one JSON form of NumPy values (``clean``)
+every JSON file and attribute goes through; the fingerprint that tells data sets apart."""
 from __future__ import annotations
 
 import contextlib
@@ -35,6 +36,31 @@ def write_bytes_atomic(path, write, mode="wb"):
             write(f)
             f.flush()
             os.fsync(f.fileno())
+
+
+def check_output_path(path, what="output"):
+    """Fail early (ValueError) unless ``path`` can be written: not a directory, and its
+    directory (or the nearest existing parent, which ``atomic_path`` creates from) is
+    a writable directory."""
+    path = os.path.abspath(os.fspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"{what} {path} is a directory")
+    parent = os.path.dirname(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {path}: {parent} is not a writable directory")
+
+
+def fingerprint(*arrays):
+    """A short hash of arrays (dtype, shape and bytes), to tell data sets apart: a run's
+    data and table, a stage's training data, the raw-pixel neighbour cache."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
 
 
 def clean(obj):
@@ -86,13 +112,3 @@ def aligned_float32(x, align=64):
     out = aligned_empty(x.shape, align)
     out[...] = x
     return out
-
-
-def fingerprint(*arrays):
-    """A short hash of arrays (dtype, shape and bytes), to tell data sets apart."""
-    h = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype}{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()[:16]

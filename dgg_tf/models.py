@@ -18,7 +18,7 @@ import tensorflow as tf
 from keras import layers, ops
 
 from .config import DGGConfig
-from .fitting import FirstNonFinite, StepMean, StepSum
+from .train.metrics import FirstNonFinite, StepMean, StepSum
 from .objective import TERMS, forward_terms
 
 

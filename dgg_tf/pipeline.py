@@ -21,13 +21,11 @@ import numpy as np
 import tensorflow as tf
 
 from . import report as rep
-from .checkpoint import CHECKPOINT, check_same_run, load_checkpoint, restore, save_checkpoint
 from .collapse import classifier_acc, collapse_callback, first_steps_callback
 from .config import DGGConfig
 from .console import duration, say, stage
 from .evaluation import predict
 from .files import fingerprint, write_bytes_atomic, write_json_atomic
-from .fitting import EpochEnd, steps_per_epoch
 from .metrics import cluster_acc, nmi
 from .models import DGGNetwork
 from .neighbors import as_tables
@@ -36,6 +34,9 @@ from .run_summary import run_summary, summary_lines
 from .rundir import open_run_dir
 from .tables import neighbor_purity
 from .timing import should_warm_up, warmup_seconds
+from .train.callbacks import EpochEnd
+from .train.checkpoint import RUN_CHECKPOINT, restore_network, resume_checkpoint, save_checkpoint
+from .train.fit import steps_per_epoch
 from .training import (check_steps_per_execution, check_training_inputs, compile_dgg, encode,
                        fit_dgg, format_record, init_gmm, pretrain_classifier)
 from .weights import (get_params, library_versions, load_autoencoder, save_weights_h5,
@@ -128,6 +129,19 @@ def initial_stages(net, inputs, config, audit=True, audit_batches=10,
 
 
 # ---------------------------------------------------------------- training and outputs
+# what the stages before training left: kept in the "dgg" checkpoint's state (the rest
+# of a run's meta is its provenance: what a resume must match, the variant, the time)
+_STAGE_ENTRIES = ("init", "classifier_history", "audit", "first_steps")
+
+
+def _same_run(config, inputs):
+    """What a resumed run must share with its checkpoint: the config (the number of
+    epochs aside, which --resume may raise), the data and the neighbour table."""
+    settings = config.to_dict()
+    settings.pop("epochs", None)
+    return {"config": settings, **inputs["fingerprints"]}
+
+
 class _RunFiles:
     """Writes a run's per-epoch files: the checkpoint, history.csv and curves.png."""
 
@@ -137,9 +151,15 @@ class _RunFiles:
         self.t0, self.wall_before = time.time(), wall_before
 
     def checkpoint(self):
+        from .train.checkpoint import optimizer_arrays
+        from .weights import get_params
         self.meta["wall_seconds"] = self.wall_before + time.time() - self.t0
-        save_checkpoint(os.path.join(self.workdir, CHECKPOINT), self.net, len(self.history),
-                        self.history, self.meta, self.kmeans_labels)
+        state = {"params": get_params(self.net), "optimizer": optimizer_arrays(self.net.optimizer),
+                 "arrays": {"kmeans_labels": np.asarray(self.kmeans_labels)},
+                 "epoch": len(self.history), "history": self.history,
+                 **{k: self.meta.get(k) for k in _STAGE_ENTRIES}}
+        provenance = {k: v for k, v in self.meta.items() if k not in _STAGE_ENTRIES}
+        save_checkpoint(os.path.join(self.workdir, RUN_CHECKPOINT), "dgg", state, provenance)
 
     def run(self):
         """The run as the report sees it: name, variant, history, classifier ACC, and
@@ -293,25 +313,24 @@ def _report_purity(purity, config, verbose):
 
 
 # ---------------------------------------------------------------- the whole run
-def _resume(net, ckpt_path, config, inputs, run_info, verbose):
-    """Restore a checkpoint into ``net``; returns (stages, history, meta, run_info)."""
-    params, optimizer, kmeans_labels, meta = load_checkpoint(ckpt_path)
-    check_same_run(meta, config, inputs["fingerprints"], ckpt_path)
-    restore(net, params, optimizer)
-    stages = {"init": meta["init"], "classifier_history": meta["classifier_history"],
-              "audit": meta["audit"], "kmeans_labels": kmeans_labels,
-              "first_steps": meta.get("first_steps") or []}
-    say(verbose, f"resuming after epoch {meta['epoch']}")
-    old_path = os.path.join(os.path.dirname(ckpt_path), "config.json")
+def _resume(net, found, config, workdir, run_info):
+    """Restore a checkpoint (``resume_checkpoint``'s) into ``net``; returns (stages,
+    history, wall seconds so far, run_info)."""
+    state, provenance = found
+    restore_network(net, state["params"], state["optimizer"] or [])
+    stages = {"init": state["init"], "classifier_history": state["classifier_history"],
+              "audit": state["audit"], "kmeans_labels": state["arrays"]["kmeans_labels"],
+              "first_steps": state.get("first_steps") or []}
+    old_path = os.path.join(workdir, "config.json")
     old = run_info
     if os.path.exists(old_path):
         with open(old_path) as f:
             old = json.load(f)
     run_info = {**old, "epochs": config.epochs, "resumed": old.get("resumed", []) + [
-        {"at": run_info["started"], "from_epoch": meta["epoch"], "epochs": config.epochs,
+        {"at": run_info["started"], "from_epoch": state["epoch"], "epochs": config.epochs,
          "command": run_info.get("command"), "library_versions": run_info["library_versions"]}]}
     run_info["config"]["epochs"] = config.epochs
-    return stages, list(meta["history"]), meta, run_info
+    return stages, list(state["history"]), provenance.get("wall_seconds", 0.0), run_info
 
 
 @dataclasses.dataclass
@@ -396,13 +415,11 @@ def _check_probe_steps(steps, n_steps):
 
 def _start_or_resume(net, config, inputs, workdir, run_info, opts):
     """The stages before training, run now or read from the checkpoint."""
-    ckpt_path = os.path.join(workdir, CHECKPOINT)
-    if opts.resume and os.path.exists(ckpt_path):
-        stages, history, old_meta, run_info = _resume(net, ckpt_path, config, inputs,
-                                                      run_info, opts.verbose)
-        return stages, history, run_info, old_meta.get("wall_seconds", 0.0)
-    if opts.resume:
-        say(opts.verbose, f"--resume: no checkpoint in {workdir} yet; starting from the start")
+    found = resume_checkpoint(os.path.join(workdir, RUN_CHECKPOINT), "dgg",
+                              _same_run(config, inputs), opts.verbose) if opts.resume else None
+    if found:
+        stages, history, wall_before, run_info = _resume(net, found, config, workdir, run_info)
+        return stages, history, run_info, wall_before
     stages = initial_stages(net, inputs, config, opts.audit or opts.audit_only,
                             opts.audit_batches, opts.audit_classifier_epochs, opts.verbose)
     if stages["classifier_history"]:
@@ -423,8 +440,8 @@ def _run_locked(config, inputs, workdir, run_info, opts):
     if opts.audit_only:
         rep.write_report(workdir, stages["audit"])
         return {"workdir": workdir, "history": [], "audit": stages["audit"]}
-    meta = {"config": config.to_dict(), "variant": run_info.get("variant"),
-            **inputs["fingerprints"], "init": stages["init"],
+    meta = {**_same_run(config, inputs), "variant": run_info.get("variant"),
+            "init": stages["init"],
             "classifier_history": stages["classifier_history"], "audit": stages["audit"],
             "first_steps": list(stages.get("first_steps") or [])}
     files = _RunFiles(workdir, net, meta, stages["kmeans_labels"], history,

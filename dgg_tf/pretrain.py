@@ -13,19 +13,16 @@ Two schedules, chosen by ``config.pretrain_schedule``:
 
 Every stage trains through Keras ``fit`` (``LossTrainer``: a ``train_step`` that
 computes the original's per-batch loss) on stateless seeded batches
-(``fitting.index_batches``), with the StepLR schedule, the per-epoch checkpoint
-and the non-finite stop as callbacks. The training state after every epoch
-(weights, optimizer variables, stage, epoch, history) resumes a run exactly: a run
+(``train.fit.index_batches``), with the StepLR schedule, the per-epoch checkpoint
+and the non-finite stop as callbacks (all from ``dgg_tf.train``). The training state
+after every epoch (weights, optimizer variables, stage, epoch, history) goes to an
+``"autoencoder"`` checkpoint (``train.checkpoint``) and resumes a run exactly: a run
 resumed from any epoch boundary ends with the same weights as an uninterrupted one.
-
-``LossTrainer``, ``fit_epochs``, the optimizer-state and checkpoint helpers are
-shared with the Siamese training (siamese.py).
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import os
 import time
 from typing import Callable
@@ -36,12 +33,15 @@ import tensorflow as tf
 from keras import ops
 
 from .config import DGGConfig
-from .fitting import (EpochEnd, FirstNonFinite, NonFiniteStop, TrainingError, index_batches,
-                      step_lr_callback, steps_per_epoch)
+from .files import check_output_path, fingerprint
 from .models import Autoencoder, encode_mean, encoder_sizes, torch_default_dense
 from .objective import _LOG_EPS  # a variable: see objective.py
 from .optimizers import TorchAdam, TorchSGD, step_lr
-from .weights import get_params, load_weights_h5, save_weights_h5, set_params
+from .train.callbacks import EpochEnd
+from .train.checkpoint import (checkpoint_path, optimizer_arrays, restore_optimizer,
+                               resume_checkpoint, save_checkpoint)
+from .train.fit import LossTrainer, check_samples, fit_epochs, step_lr_callback
+from .weights import get_params, save_weights_h5, set_params
 
 
 # ----------------------------------------------------------------------------
@@ -66,173 +66,6 @@ def gaussian_nll_sum(x, recon):
 def mean_squared_error(x, recon):
     """mean((x - recon)^2) over batch and pixels: the DEC schedule's loss."""
     return ops.mean(ops.square(x - recon))
-
-
-# ----------------------------------------------------------------------------
-# training one stage through fit (shared with siamese.py)
-# ----------------------------------------------------------------------------
-class LossTrainer(keras.Model):
-    """Trains ``network`` through ``fit`` on ``batch_loss(network, batch)``.
-
-    Why a ``train_step`` and not ``compile(loss=...)``: Keras' compiled loss is
-    ``loss(y, y_pred)`` reduced by a sample-weighted mean; the original's losses are
-    scalars of a whole batch (summed, or summed over pairs), so the step computes them
-    directly, then one gradient and one optimizer update: the same computation as the
-    original's ``loss.backward(); optimizer.step()``.
-
-    Logs the running mean ``loss`` of the epoch; ``nonfinite`` (a
-    ``fitting.FirstNonFinite``) holds the first step whose loss was not finite, for
-    ``fitting.NonFiniteStop``.
-    """
-
-    def __init__(self, network, batch_loss):
-        super().__init__(name="loss_trainer")
-        self.network = network
-        self.batch_loss = batch_loss
-        self.loss_mean = keras.metrics.Mean(name="loss")
-        self.nonfinite = FirstNonFinite()
-        self.built = True        # the network is built; nothing to infer from data
-
-    @property
-    def metrics(self):
-        return [self.loss_mean, self.nonfinite]
-
-    def train_step(self, batch):
-        variables = self.network.trainable_variables
-        with tf.GradientTape() as tape:
-            loss = self.batch_loss(self.network, batch)
-        grads = tape.gradient(loss, variables)
-        self.optimizer.apply_gradients(zip(grads, variables))
-        self.loss_mean.update_state(loss)
-        self.nonfinite.update_state(loss)
-        return {"loss": self.loss_mean.result()}
-
-
-def fit_epochs(trainer, optimizer, make_batch, n, batch_size, seed, first_epoch, epochs,
-               callbacks=(), verbose=1, label="training"):
-    """``trainer.fit`` over epochs first_epoch..epochs-1 of shuffled batches of n rows.
-
-    ``make_batch(index)`` gathers the rows of one batch (int64 indices, the epoch's
-    stateless order from ``fitting.index_batches``). ``callbacks`` run after the
-    non-finite stop. The step runs as a plain ``tf.function`` (``jit_compile=False``):
-    the optimizers compile their own update with XLA, and the loss and gradient stay
-    the same kernels as the hand-written step they replace (checked bit for bit).
-    ``shuffle=False``: the batches already come in the epoch's seeded order.
-    """
-    if first_epoch >= epochs:
-        return
-    steps = steps_per_epoch(n, batch_size)
-    data = index_batches(n, batch_size, seed, first_epoch, epochs,
-                         lambda index, epoch, step: make_batch(index))
-    trainer.compile(optimizer=optimizer, jit_compile=False)
-    try:
-        trainer.fit(data, steps_per_epoch=steps, epochs=epochs, initial_epoch=first_epoch,
-                    callbacks=[NonFiniteStop(steps, trainer.nonfinite), *callbacks], verbose=verbose, shuffle=False)
-    except TrainingError as e:
-        raise TrainingError(f"{label}: {e}; the weights diverged or the input holds extreme "
-                            f"values") from None
-
-
-def optimizer_arrays(optimizer):
-    """Copies of every optimizer variable (step count, learning rate, moments)."""
-    return [np.array(v.numpy()) for v in optimizer.variables]
-
-
-def restore_optimizer(optimizer, variables, arrays, source="checkpoint"):
-    """Build ``optimizer`` for ``variables`` and load ``arrays`` (``optimizer_arrays``)
-    into it, so a resumed run continues with the exact optimizer state."""
-    optimizer.build(variables)
-    if len(arrays) != len(optimizer.variables):
-        raise ValueError(f"{source}: {len(arrays)} optimizer arrays, the optimizer has "
-                         f"{len(optimizer.variables)}")
-    for var, value in zip(optimizer.variables, arrays):
-        if tuple(np.shape(value)) != tuple(var.shape):
-            raise ValueError(f"{source}: optimizer variable {var.path} has shape "
-                             f"{np.shape(value)}, expected {tuple(var.shape)}")
-        var.assign(np.asarray(value).astype(var.dtype))
-
-
-# ----------------------------------------------------------------------------
-# checkpoints: weights + optimizer arrays + state in our flat weights format
-# ----------------------------------------------------------------------------
-_STATE_KEYS = ("stage", "epoch", "history")
-
-
-def save_checkpoint(path, state, provenance=None):
-    """Write a training state atomically with ``weights.save_weights_h5``: the weights
-    under their usual names (so the file also loads as weights), the optimizer's
-    variables as ``optimizer/NNN``, stage, epoch and history in the provenance."""
-    arrays = dict(state["params"])
-    optimizer = state.get("optimizer") or []
-    for i, value in enumerate(optimizer):
-        arrays[f"optimizer/{i:03d}"] = np.asarray(value, np.float32)
-    prov = dict(provenance or {})
-    prov.update({key: state[key] for key in _STATE_KEYS if key in state})
-    prov["n_optimizer_arrays"] = len(optimizer)
-    save_weights_h5(path, arrays, prov)
-
-
-def load_checkpoint(path):
-    """Read a checkpoint written by ``save_checkpoint``: ``(state, provenance)``;
-    ``state`` holds params, optimizer (None if absent), history and, where saved,
-    stage and epoch."""
-    arrays, prov = load_weights_h5(path)
-    optimizer = []
-    for i in range(int(prov.get("n_optimizer_arrays", 0))):
-        name = f"optimizer/{i:03d}"
-        if name not in arrays:
-            raise ValueError(f"checkpoint {path} lacks {name}")
-        optimizer.append(arrays.pop(name))
-    state = {"params": arrays, "optimizer": optimizer or None,
-             "history": copy.deepcopy(prov.get("history") or {})}
-    state.update({key: int(prov[key]) for key in ("stage", "epoch") if key in prov})
-    return state, prov
-
-
-def checkpoint_path(out_path):
-    """Where the per-epoch checkpoint of ``out_path`` lives."""
-    return os.fspath(out_path) + ".ckpt.h5"
-
-
-def check_resume(prov, ckpt, expected):
-    """Refuse a checkpoint made with other settings (``expected``: name -> value;
-    names the checkpoint does not record are not checked)."""
-    for key, mine in expected.items():
-        if key in prov and prov[key] != mine:
-            raise ValueError(f"checkpoint {ckpt} was made with {key}={prov[key]!r}, this run "
-                             f"has {mine!r}; remove it or rerun with the same settings")
-
-
-def data_fingerprint(x):
-    """A short content hash of the training data (cache and checkpoint checks)."""
-    h = hashlib.sha256()
-    h.update(str(np.shape(x)).encode())
-    h.update(np.ascontiguousarray(x).tobytes())
-    return h.hexdigest()[:16]
-
-
-def check_samples(x, config, what):
-    """``x`` as float32 [N, input_dim], finite, or a ValueError naming ``what``."""
-    x = np.asarray(x, np.float32)
-    if x.ndim != 2 or x.shape[1] != config.input_dim or len(x) == 0:
-        raise ValueError(f"{what} expects x of shape [N, {config.input_dim}], got {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"{what}: x contains NaN or Inf")
-    return x
-
-
-def check_output_path(path, what="output"):
-    """Fail early (ValueError) unless ``path`` can be written: not a directory, and its
-    directory (or the nearest existing parent, which ``files.atomic_path`` creates
-    from) is a writable directory."""
-    path = os.path.abspath(os.fspath(path))
-    if os.path.isdir(path):
-        raise ValueError(f"{what} {path} is a directory")
-    parent = os.path.dirname(path)
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"{what} {path}: {parent} is not a writable directory")
 
 
 # ----------------------------------------------------------------------------
@@ -354,18 +187,13 @@ def _train_stage(label, index, ae, x, config, seed, state, on_epoch, callbacks, 
                 *callbacks], verbose, f"pretraining {label}")
 
 
-def _start_state(state, stages):
-    """A private copy of ``state`` with every key set. A state without ``epoch`` (an
-    older checkpoint) restarts an unfinished greedy stage and continues an end-to-end
-    one after its last recorded epoch, with fresh optimizer moments."""
+def _start_state(state):
+    """A private copy of ``state`` with every key set (a fresh run: stage 0, epoch 0)."""
     state = copy.deepcopy(state) if state else {}
     state.setdefault("stage", 0)
+    state.setdefault("epoch", 0)
     state.setdefault("history", {})
-    if "epoch" not in state:
-        label = stages[state["stage"]] if state["stage"] < len(stages) else None
-        state["epoch"] = 0 if label is None or label.startswith("layer") \
-            else len(state["history"].get(label, []))
-        state["optimizer"] = None
+    state.setdefault("optimizer", None)
     return state
 
 
@@ -373,7 +201,7 @@ def pretrain_autoencoder(x, config: DGGConfig, seed=0, state=None, on_epoch=None
                          callbacks=()):
     """Pretrain an ``Autoencoder`` on ``x`` [N, input_dim]; returns ``(params, state)``.
 
-    ``state`` (from a checkpoint, see ``save_checkpoint``) holds ``params`` (the whole
+    ``state`` (from an "autoencoder" checkpoint, ``train.checkpoint``) holds ``params`` (the whole
     autoencoder), ``stage`` (index of the first unfinished stage), ``epoch`` (epochs
     done in it), ``optimizer`` (that stage's optimizer variables) and ``history``
     (per stage, per epoch: loss, lr, seconds). Resuming from the state of any epoch
@@ -385,7 +213,7 @@ def pretrain_autoencoder(x, config: DGGConfig, seed=0, state=None, on_epoch=None
     """
     x = check_samples(x, config, "pretraining")
     stages = stage_names(config)
-    state = _start_state(state, stages)  # never mutate the caller's
+    state = _start_state(state)  # never mutate the caller's
     keras.utils.set_random_seed(seed)
     ae = Autoencoder(config)
     if state.get("params"):
@@ -442,26 +270,12 @@ def _kmeans_line(ae, x, labels, config, n_init):
                     f"NMI={metrics['kmeans_nmi']:.4f}"
 
 
-def _resume_state(ckpt, resume, init_params, expected, verbose):
-    """The state to start from: the checkpoint (``resume``), else ``init_params``."""
-    if resume and os.path.exists(ckpt):
-        state, prov = load_checkpoint(ckpt)
-        check_resume(prov, ckpt, expected)
-        if verbose:
-            print(f"resuming from {ckpt}: stage {state.get('stage', 0) + 1}, "
-                  f"{state.get('epoch', 0)} epoch(s) of it done", flush=True)
-        return state
-    if init_params is not None:
-        return {"params": init_params, "stage": 0, "epoch": 0, "history": {}}
-    return None
-
-
 def pretrain_to_file(config, x, out_path, *, labels=None, seed=0, resume=False, init=None,
                      verbose=1, provenance=None, callbacks=(), kmeans_every=10):
     """Pretrain the autoencoder on ``x`` and write it to ``out_path`` (our flat HDF5
     weights format, atomically); returns ``(params, metrics)``.
 
-    After every epoch the training state goes to ``OUT.ckpt.h5`` (``checkpoint_path``);
+    After every epoch the training state goes to ``OUT.ckpt.npz`` (``checkpoint_path``);
     ``resume=True`` continues from it exactly (refusing one made with another seed,
     schedule or data). ``init``: a weights file (any format ``weights.load_any``
     reads) to start from instead of random init. ``labels`` (evaluation only): K-means
@@ -474,8 +288,9 @@ def pretrain_to_file(config, x, out_path, *, labels=None, seed=0, resume=False, 
         raise ValueError(f"pretraining: {len(labels)} labels for {len(x)} samples")
     ckpt, t0 = checkpoint_path(out_path), time.time()
     expected = {"seed": seed, "schedule": config.pretrain_schedule,
-                "data_fingerprint": data_fingerprint(x)}
-    state = _resume_state(ckpt, resume, init_params, expected, verbose)
+                "data_fingerprint": fingerprint(x)}
+    found = resume_checkpoint(ckpt, "autoencoder", expected, verbose) if resume else None
+    state = found[0] if found else (None if init_params is None else {"params": init_params})
 
     def file_provenance(state, extra=None):
         return {**(provenance or {}), **expected, "precision": config.precision,
@@ -483,7 +298,7 @@ def pretrain_to_file(config, x, out_path, *, labels=None, seed=0, resume=False, 
                 "wall_seconds": round(time.time() - t0, 1), **(extra or {})}
 
     def on_epoch(state, ae, label, epoch):
-        save_checkpoint(ckpt, state, file_provenance(state))
+        save_checkpoint(ckpt, "autoencoder", state, file_provenance(state))
         if labels is not None and verbose and (epoch is None or epoch % kmeans_every == 0):
             print(f"[{label} {epoch or 'done'}] {_kmeans_line(ae, x, labels, config, 1)[1]} "
                   f"elapsed={time.time() - t0:.0f}s", flush=True)

@@ -10,10 +10,10 @@ the first operand is the data repeated 4 times. The loss per pair is the hinge
 embeddings then give every sample's 100 nearest neighbours, of which 40 are kept.
 
 Here the pairs are index arrays (rows are gathered per batch, never 4N x 784),
-the network trains through Keras ``fit`` (``pretrain.LossTrainer``) with StepLR,
-per-epoch checkpoint and non-finite stop as callbacks, and the table (its format,
-files, checks and building: ``dgg_tf.tables``) is an (N, 1 + table_columns) int32
-array stored as ``.npz``. ``build_neighbors`` is the
+the network trains through Keras ``fit`` (``train.fit.LossTrainer``) with StepLR,
+per-epoch checkpoint (a "siamese" one, ``train.checkpoint``) and non-finite stop as
+callbacks, and the table (its format, files, checks and building: ``dgg_tf.tables``)
+is an (N, 1 + table_columns) int32 array stored as ``.npz``. ``build_neighbors`` is the
 whole job of ``reproduce/siamese_mnist.py``; ``subset_neighbors`` builds the table
 inside a subset from an already trained network.
 """
@@ -27,16 +27,16 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from . import pretrain
 from .config import DGGConfig
-from .files import write_bytes_atomic
-from .fitting import EpochEnd, step_lr_callback
+from .files import check_output_path, fingerprint, write_bytes_atomic
 from .knn import knn
 from .models import Encoder, encode_mean
 from .optimizers import TorchAdam, step_lr
-from .pretrain import (LossTrainer, check_samples, fit_epochs, optimizer_arrays,
-                       restore_optimizer)
 from .tables import check_table_size, save_table, table_paths, tables_of_embedding
+from .train.callbacks import EpochEnd
+from .train.checkpoint import (checkpoint_path, optimizer_arrays, restore_optimizer,
+                               resume_checkpoint, save_checkpoint)
+from .train.fit import LossTrainer, check_samples, fit_epochs, step_lr_callback
 from .weights import get_params, save_weights_h5, set_params
 
 
@@ -132,7 +132,7 @@ def _checked_pairs(pairs, n):
 
 
 def _pair_batches(x, pairs):
-    """``make_batch`` for ``pretrain.fit_epochs``: the rows of both operands and the
+    """``make_batch`` for ``train.fit.fit_epochs``: the rows of both operands and the
     labels of a batch of pair indices (rows gathered per batch, never 4N x 784)."""
     data = tf.constant(x)
     first, second, label = pairs
@@ -164,7 +164,7 @@ def train_siamese(x, config: DGGConfig, init_params=None, seed=0, epochs=None, o
     when None. Adam (PyTorch semantics, L2 ``siamese_weight_decay`` in the gradient),
     StepLR(``siamese_lr_step``, ``siamese_lr_gamma``) in ``config.lr_schedule`` mode,
     batches of ``siamese_batch_size`` pairs in the stateless order of
-    ``fitting.index_batches`` (a function of seed and epoch).
+    ``train.fit.index_batches`` (a function of seed and epoch).
 
     ``on_epoch(state, net)`` is called after every epoch (checkpointing); ``callbacks``
     (Keras callbacks) are added to the ``fit``. ``state``: ``params``, ``optimizer``
@@ -217,26 +217,6 @@ def train_siamese(x, config: DGGConfig, init_params=None, seed=0, epochs=None, o
 
 
 # ----------------------------------------------------------------------------
-# checkpoints (pretrain.save_checkpoint: weights + optimizer arrays + provenance)
-# ----------------------------------------------------------------------------
-def save_checkpoint(path, state, provenance=None):
-    """Write a Siamese training state atomically (``pretrain.save_checkpoint``): the
-    weights under their usual names (so the file also loads as weights), the
-    optimizer's variables as ``optimizer/NNN``, epoch and history in the provenance."""
-    state = {key: state[key] for key in ("params", "optimizer", "epoch", "history") if key in state}
-    pretrain.save_checkpoint(path, state, provenance)
-
-
-def load_checkpoint(path):
-    """Read a checkpoint written by ``save_checkpoint``: ``(state, provenance)``."""
-    state, prov = pretrain.load_checkpoint(path)
-    if "epoch" not in state or "n_optimizer_arrays" not in prov:
-        raise ValueError(f"{path} is a weights file but not a Siamese checkpoint (no epoch)")
-    state["history"] = list(state["history"] or [])
-    return state, prov
-
-
-# ----------------------------------------------------------------------------
 # the whole job: Siamese training, tables and their files
 # ----------------------------------------------------------------------------
 def _initial_encoder(weights, config):
@@ -269,7 +249,7 @@ def check_neighbor_files(config, *, weights, out_weights, out_table, resume=Fals
     if os.path.exists(out_weights) and not resume:
         raise ValueError(f"{out_weights} exists; remove it or pass --resume")
     for path in (out_weights, *table_paths(out_table).values()):
-        pretrain.check_output_path(path, "output")
+        check_output_path(path, "output")
     return _initial_encoder(weights, config)
 
 
@@ -277,11 +257,11 @@ def raw_pixel_pairs(x, config, seed, cache_path=None, verbose=1):
     """``make_pairs`` on the exact raw-pixel nearest neighbours, which are cached in
     ``cache_path`` (keyed by the data's fingerprint); returns ``(pairs, knn_seconds)``
     (seconds None when the cache was used)."""
-    fingerprint, positives = pretrain.data_fingerprint(x), config.siamese_positives
+    data, positives = fingerprint(x), config.siamese_positives
     nearest, seconds = None, None
     if cache_path is not None and os.path.exists(cache_path):
         with np.load(cache_path, allow_pickle=False) as d:
-            if str(d["fingerprint"]) == fingerprint and d["knn"].shape == (len(x), positives + 1):
+            if str(d["fingerprint"]) == data and d["knn"].shape == (len(x), positives + 1):
                 nearest = d["knn"]
                 if verbose:
                     print(f"raw-pixel {positives}-NN from cache {cache_path}", flush=True)
@@ -293,7 +273,7 @@ def raw_pixel_pairs(x, config, seed, cache_path=None, verbose=1):
             print(f"raw-pixel {positives}-NN of {len(x)} samples: {seconds} s", flush=True)
         if cache_path is not None:
             write_bytes_atomic(cache_path, lambda f: np.savez(
-                f, knn=nearest.astype(np.int32), fingerprint=np.array(fingerprint)))
+                f, knn=nearest.astype(np.int32), fingerprint=np.array(data)))
     pairs = make_pairs(x, seed, knn_indices=nearest, n_positives=positives)
     if verbose:
         print(f"pairs: {len(pairs[0])} ({int(pairs[2].sum())} positive)", flush=True)
@@ -333,7 +313,7 @@ def build_neighbors(config, x, *, weights, out_weights, out_table, labels=None, 
     ``out_table`` (the original's random_top100 table, Q1) and the other modes'
     tables next to it (``table_paths``), all atomically, with the purity of every
     mode (when ``labels`` are given; labels are for evaluation only). After every
-    epoch the training state goes to ``OUT_WEIGHTS.ckpt.h5``; ``resume=True``
+    epoch the training state goes to ``OUT_WEIGHTS.ckpt.npz``; ``resume=True``
     continues from it exactly (refusing one made with another seed, precision or
     data). The raw-pixel neighbours are cached in ``OUT_WEIGHTS.pairs.npz``.
     ``epochs`` (default ``config.siamese_epochs``) is the total.
@@ -346,10 +326,11 @@ def build_neighbors(config, x, *, weights, out_weights, out_table, labels=None, 
     check_table_size(len(x), config, "build_neighbors")
     if labels is not None and len(labels) != len(x):
         raise ValueError(f"build_neighbors: {len(labels)} labels for {len(x)} samples")
-    t0, ckpt = time.time(), pretrain.checkpoint_path(out_weights)
+    t0, ckpt = time.time(), checkpoint_path(out_weights)
     expected = {"seed": seed, "precision": config.precision,
-                "data_fingerprint": pretrain.data_fingerprint(x)}
-    state = _resume_siamese(ckpt, resume, expected, verbose)
+                "data_fingerprint": fingerprint(x)}
+    found = resume_checkpoint(ckpt, "siamese", expected, verbose) if resume else None
+    state = found[0] if found else None
     pairs, raw_seconds = raw_pixel_pairs(x, config, seed, out_weights + ".pairs.npz", verbose)
 
     def file_provenance(state, extra=None):
@@ -360,7 +341,7 @@ def build_neighbors(config, x, *, weights, out_weights, out_table, labels=None, 
 
     params, state = train_siamese(
         x, config, init_params=init_params, seed=seed, epochs=epochs, state=state, pairs=pairs,
-        on_epoch=lambda st, net: save_checkpoint(ckpt, st, file_provenance(st)),
+        on_epoch=lambda st, net: save_checkpoint(ckpt, "siamese", st, file_provenance(st)),
         verbose=verbose, callbacks=callbacks)
     net = SiameseNet(config)
     set_params(net, params)
@@ -379,21 +360,6 @@ def build_neighbors(config, x, *, weights, out_weights, out_table, labels=None, 
     if verbose:
         print(f"wrote {out_weights} ({time.time() - t0:.0f} s)", flush=True)
     return params, metrics
-
-
-def _resume_siamese(ckpt, resume, expected, verbose):
-    """The checkpointed state (``resume`` and a checkpoint exists), else None."""
-    if not resume:
-        return None
-    if not os.path.exists(ckpt):
-        if verbose:
-            print(f"--resume: no checkpoint {ckpt} yet, starting from the beginning", flush=True)
-        return None
-    state, prov = load_checkpoint(ckpt)
-    pretrain.check_resume(prov, ckpt, expected)
-    if verbose:
-        print(f"resuming from {ckpt}: {state['epoch']} epoch(s) done", flush=True)
-    return state
 
 
 def subset_neighbors(x, siamese_weights_path, config: DGGConfig, seed=0, labels=None):

@@ -18,14 +18,15 @@ from sklearn.cluster import KMeans
 from .config import SIGMA_ROW, DGGConfig, q7_failing_last_batch
 from .evaluation import full_pass_scores
 from .files import aligned_float32
-from .fitting import (Contingency, NonFiniteStop, StepMean, TrainingError, batch_noise,
-                      index_batches, step_lr_callback, steps_per_epoch)
 from .graph import needs_distances, similarity_weights_tf
 from .metrics import cluster_acc, nmi
 from .models import DGGNetwork, encode_mean
 from .objective import TERMS
 from .optimizers import TorchAdam, TorchSGD, step_lr
 from .tables import check_width, columns_needed
+from .train.callbacks import NonFiniteStop, TrainingError
+from .train.fit import batch_noise, index_batches, step_lr_callback, steps_per_epoch
+from .train.metrics import Contingency, StepMean
 
 __all__ = ["TrainingError", "DGGNetwork", "compile_dgg", "train_dgg", "dgg_dataset",
            "pretrain_classifier", "init_gmm", "encode"]

@@ -133,6 +133,7 @@ def run(args, x=None, y=None, callbacks=()):
     split_cpu(args.virtual_cpus)
     from dgg_tf.data import load_mnist
     from dgg_tf.pipeline import run_dgg
+    from dgg_tf.train.checkpoint import RUN_CHECKPOINT
     data = mnist_source(args.data)
     desc = "arrays passed to run()" if x is not None else os.path.abspath(data or "keras cache")
     if x is None:
@@ -154,10 +155,11 @@ def run(args, x=None, y=None, callbacks=()):
             steps_per_execution=args.steps_per_execution, tensorboard=args.tensorboard,
             probe_steps=args.probe_steps,
             callbacks=callbacks)
-    if args.drop_checkpoint and os.path.exists(os.path.join(out, "checkpoint.npz")):
-        os.remove(os.path.join(out, "checkpoint.npz"))
-        print(f"deleted {os.path.join(out, 'checkpoint.npz')} (--drop-checkpoint); "
-              "model.h5 keeps the trained network", flush=True)
+    ckpt = os.path.join(out, RUN_CHECKPOINT)
+    if args.drop_checkpoint and os.path.exists(ckpt):
+        os.remove(ckpt)
+        print(f"deleted {ckpt} (--drop-checkpoint); model.h5 keeps the trained network",
+              flush=True)
     return 0
 
 

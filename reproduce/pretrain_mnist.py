@@ -4,7 +4,7 @@
         [--data DIR] [--precision float32|mixed_bfloat16] [--seed 0] [--subset N]
         [--set NAME=VALUE ...] [--resume] [--init WEIGHTS]
 
-A checkpoint (``OUT.ckpt.h5``) is written after every epoch; ``--resume``
+A checkpoint (``OUT.ckpt.npz``) is written after every epoch; ``--resume``
 continues from it exactly (same result as an uninterrupted run). At the end the
 K-means ACC/NMI of the encoder means are measured and stored with the weights as
 provenance. The work is ``dgg_tf.pretrain.pretrain_to_file``.

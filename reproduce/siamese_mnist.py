@@ -10,7 +10,7 @@ images); exact raw-pixel 2 nearest neighbours (``knn.knn``; cached next to the
 weights as ``OUT.pairs.npz``); pairs (2 positives per sample, 2 seeded random
 permutations as negatives); Siamese training from encoder1..encoder4 of
 ``--weights`` (``none``: PyTorch default init; the original's unused fallback was
-Xavier-normal kernels) through Keras ``fit``, with a checkpoint (``OUT.ckpt.h5``,
+Xavier-normal kernels) through Keras ``fit``, with a checkpoint (``OUT.ckpt.npz``,
 atomic) after every epoch; embeddings of all samples, K-means ACC/NMI on them; the
 100 nearest in the embedding and both tables, "random_top100" (the original, Q1,
 written to ``--out-table``) and "nearest" (written next to it as

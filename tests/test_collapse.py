@@ -229,7 +229,7 @@ def test_saturated_softmax_code_prior_stops_naming_the_term(data, prior):
     prior takes the limit 0 and trains on."""
     import keras
 
-    from dgg_tf.fitting import TrainingError
+    from dgg_tf.train.callbacks import TrainingError
     from dgg_tf.training import compile_dgg, train_dgg
     x, table = data
     keras.utils.set_random_seed(0)

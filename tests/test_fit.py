@@ -174,7 +174,7 @@ def test_several_steps_per_execution_give_the_same_run():
     assert runs[0][0] == runs[1][0]
     for k, v in runs[0][1].items():
         np.testing.assert_array_equal(runs[1][1][k], v)
-    from dgg_tf.fitting import TrainingError
+    from dgg_tf.train.callbacks import TrainingError
     net = compile_dgg(DGGNetwork(TINY), TINY, steps_per_execution=5)
     net.gmm.std.assign(np.zeros_like(net.gmm.std.numpy()))          # log(0) in the GMM term
     with pytest.raises(TrainingError, match="epoch 1, batch 1/5"):

@@ -9,11 +9,11 @@ import pytest
 from sklearn.datasets import load_digits
 
 from dgg_tf.config import DGGConfig
-from dgg_tf.fitting import EpochEnd, TrainingError
 from dgg_tf.models import Autoencoder, encode_mean
-from dgg_tf.pretrain import (bernoulli_nll_sum, check_pretrain_files, checkpoint_path,
-                             load_checkpoint, pretrain_autoencoder, pretrain_to_file,
-                             save_checkpoint)
+from dgg_tf.pretrain import (bernoulli_nll_sum, check_pretrain_files, pretrain_autoencoder,
+                             pretrain_to_file)
+from dgg_tf.train.callbacks import EpochEnd, TrainingError
+from dgg_tf.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from dgg_tf.weights import get_params, load_weights_h5, set_params
 
 # 2 epochs of 6 batches: the learning rates are 10x section 9's so the effect shows
@@ -111,9 +111,9 @@ def test_section9_resumes_exactly_mid_stage_from_a_file(digits, section9_run, tm
     SGD momentum) or of the fine-tuning (Adam moments and step): resuming from it ends
     with the same weights and history as the uninterrupted run."""
     params, state, states = section9_run
-    path = tmp_path / "ck.h5"
-    save_checkpoint(path, states[at], {"seed": 0})
-    loaded, prov = load_checkpoint(path)
+    path = tmp_path / "ck.npz"
+    save_checkpoint(path, "autoencoder", states[at], {"seed": 0})
+    loaded, prov = load_checkpoint(path, "autoencoder")
     assert loaded["stage"] == (LAYERWISE + ["finetune"]).index(at[0])
     assert loaded["epoch"] == 1 and loaded["optimizer"] and prov["seed"] == 0
     seen = []
@@ -216,7 +216,7 @@ def test_pretrain_to_file_writes_checkpoints_and_resumes_exactly(digits, tmp_pat
     assert prov["epochs"] == {"end_to_end": 3} and 0 <= prov["metrics"]["kmeans_acc"] <= 1
     assert metrics == prov["metrics"]
     ckpt = checkpoint_path(out)
-    state, _ = load_checkpoint(ckpt)
+    state, _ = load_checkpoint(ckpt, "autoencoder")
     assert state["stage"] == 1 and state["epoch"] == 0
     with pytest.raises(ValueError, match="exists; remove it or pass --resume"):
         pretrain_to_file(config, digits, out, verbose=0)
@@ -229,7 +229,7 @@ def test_pretrain_to_file_writes_checkpoints_and_resumes_exactly(digits, tmp_pat
             raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
         pretrain_to_file(config, digits, out2, seed=2, verbose=0, callbacks=[EpochEnd(stop_after_two)])
-    assert not os.path.exists(out2) and load_checkpoint(checkpoint_path(out2))[0]["epoch"] == 2
+    assert not os.path.exists(out2) and load_checkpoint(checkpoint_path(out2), "autoencoder")[0]["epoch"] == 2
     with pytest.raises(ValueError, match="seed=2, this run has 3"):
         pretrain_to_file(config, digits, out2, seed=3, resume=True, verbose=0)
     resumed, _ = pretrain_to_file(config, digits, out2, seed=2, resume=True, verbose=0)

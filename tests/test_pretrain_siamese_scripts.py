@@ -54,7 +54,7 @@ def test_pretrain_script_end_to_end_and_resume(tiny_mnist, tmp_path, capsys):
     assert prov["schedule"] == "dec" and prov["epochs"] == {"end_to_end": 2}
     assert prov["data"] == f"MNIST train+test, {N} images" and "--schedule dec" in prov["command"]
     assert "kmeans_acc" in prov["metrics"] and params["encoder1/W"].shape == (784, 16)
-    assert os.path.exists(out + ".ckpt.h5")
+    assert os.path.exists(out + ".ckpt.npz")
     capsys.readouterr()
     assert pretrain_mnist.main(args) == 2                     # exists, no --resume
     assert "exists; remove it or pass --resume" in one_error_line(capsys)

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from dgg_tf.config import DGGConfig
-from dgg_tf.fitting import EpochEnd, TrainingError
 from dgg_tf.knn import knn
-from dgg_tf.siamese import (SiameseNet, build_neighbors, embed, hinge_loss, load_checkpoint,
-                            make_pairs, save_checkpoint, subset_neighbors, train_siamese)
+from dgg_tf.siamese import (SiameseNet, build_neighbors, embed, hinge_loss, make_pairs,
+                            subset_neighbors, train_siamese)
 from dgg_tf.tables import load_table, neighbor_purity, neighbor_table, table_paths
+from dgg_tf.train.callbacks import EpochEnd, TrainingError
+from dgg_tf.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from dgg_tf.weights import get_params, load_weights_h5, save_weights_h5, set_params
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -103,12 +104,12 @@ def test_train_siamese_lowers_loss_and_resumes_exactly(tmp_path):
     saved = {}
 
     def on_epoch(st, net):
-        save_checkpoint(tmp_path / "ck.h5", st, {"seed": 1})
+        save_checkpoint(tmp_path / "ck.npz", "siamese", st, {"seed": 1})
         saved["epoch"] = st["epoch"]
 
     train_siamese(x, TINY, init_params=init, seed=1, epochs=2, verbose=0, on_epoch=on_epoch)
     assert saved["epoch"] == 2
-    st, prov = load_checkpoint(tmp_path / "ck.h5")
+    st, prov = load_checkpoint(tmp_path / "ck.npz", "siamese")
     assert st["epoch"] == 2 and prov["seed"] == 1 and st["optimizer"]
     resumed, st3 = train_siamese(x, TINY, init_params=init, seed=1, epochs=3, verbose=0, state=st)
     for name in params:
@@ -218,7 +219,7 @@ def test_build_neighbors_writes_everything_and_resumes_exactly(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         build_neighbors(cfg, x, weights=None, out_weights=out_w2, out_table=tmp_path / "t2.npz",
                         seed=4, verbose=0, callbacks=[EpochEnd(stop_after_two)])
-    assert load_checkpoint(str(out_w2) + ".ckpt.h5")[0]["epoch"] == 2
+    assert load_checkpoint(checkpoint_path(out_w2), "siamese")[0]["epoch"] == 2
     assert os.path.exists(str(out_w2) + ".pairs.npz")
     with pytest.raises(ValueError, match="data_fingerprint"):
         build_neighbors(cfg, x[::-1], weights=None, out_weights=out_w2,

@@ -8,7 +8,7 @@ from dgg_tf.config import DGGConfig
 from dgg_tf.knn import knn
 from dgg_tf.models import DGGNetwork
 from dgg_tf.pretrain import pretrain_autoencoder
-from dgg_tf.checkpoint import restore
+from dgg_tf.train.checkpoint import restore_network
 from dgg_tf.training import (TrainingError, classifier_loss, compile_dgg, encode, gmm_posterior,
                              init_gmm, kmeans_init, pretrain_classifier, train_dgg)
 from dgg_tf.weights import get_params, set_params
@@ -154,7 +154,7 @@ def test_resume_continues_bit_for_bit(digits, pretrained):
     saved = get_params(first), [np.asarray(v) for v in first.optimizer.variables]
     resumed = fresh()
     compile_dgg(resumed, cfg)
-    restore(resumed, *saved)
+    restore_network(resumed, *saved)
     resumed_history = train_dgg(resumed, x[:n], table[:n] % n, y[:n], verbose=0,
                                 history=list(first_history), initial_epoch=1)
     assert len(resumed_history) == 2

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from dgg_tf.checkpoint import restore
+from dgg_tf.train.checkpoint import restore_network
 from dgg_tf.config import DGGConfig
 from dgg_tf.models import DGGNetwork
 from dgg_tf.optimizers import TorchAdam, warmup_factor
@@ -80,7 +80,7 @@ def _trained(cfg, params, epochs, start=None):
     set_params(net, params)
     initial = 0
     if start is not None:
-        restore(net, start[0], start[1])
+        restore_network(net, start[0], start[1])
         initial = start[2]
     train_dgg(net, x, table, y, initial_epoch=initial, epochs=epochs, verbose=0)
     return net

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from ..checkpoint import read_meta
+from ..train.checkpoint import RUN_CHECKPOINT, CheckpointFormatError, read_record
 from ..report.runfiles import save_figure
 from .cells import cell_dir
 
@@ -37,10 +37,14 @@ def gmm_init_acc(run_dir):
             init = json.load(f).get("gmm_init") or {}
         if "gmm_no_pi_acc" in init:
             return init["gmm_no_pi_acc"]
-    ckpt = os.path.join(run_dir, "checkpoint.npz")
-    if os.path.exists(ckpt):
-        return (read_meta(ckpt).get("init") or {}).get("gmm_no_pi_acc")
-    return None
+    ckpt = os.path.join(run_dir, RUN_CHECKPOINT)
+    if not os.path.exists(ckpt):
+        return None
+    try:
+        stages = read_record(ckpt, "dgg")["state"]
+    except CheckpointFormatError as e:      # an older run's: its record, read-only
+        stages = e.record or {}
+    return (stages.get("init") or {}).get("gmm_no_pi_acc")
 
 
 def end_slope(curves, epochs=SLOPE_EPOCHS):

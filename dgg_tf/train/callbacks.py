@@ -1,0 +1,59 @@
+"""What stops or hooks into training: ``TrainingError``, the per-epoch hook
+(``EpochEnd``: checkpoints, files) and the non-finite-loss stop (``NonFiniteStop``)."""
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite loss, bad inputs)."""
+
+
+class EpochEnd(keras.callbacks.Callback):
+    """Calls ``fn(epoch, logs)`` after every epoch (checkpoints, files, hooks).
+
+    Keras' ModelCheckpoint writes weights or a .keras file in place; our checkpoints
+    also hold the run's history and metadata and are written to a temporary name and
+    renamed, so a kill at any moment leaves the previous checkpoint intact."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.fn(epoch, logs if logs is not None else {})
+
+
+class NonFiniteStop(keras.callbacks.Callback):
+    """Stops training with a ``TrainingError`` naming the epoch and batch of the first
+    non-finite loss. Keras' TerminateOnNaN stops silently and names neither.
+
+    Reads ``metric`` (a ``FirstNonFinite``: the 1-based step of the epoch whose loss was
+    first non-finite, 0 if none), so it works with several steps per execution. The
+    message also names which of ``terms`` (metrics of the epoch's loss terms) are not
+    finite, with ``hints[name]`` after each one that has a hint."""
+
+    def __init__(self, steps, metric, terms=(), hints=None):
+        super().__init__()
+        self.steps, self.metric = steps, metric
+        self.terms, self.hints = tuple(terms), dict(hints or {})
+        self.epoch = 0
+
+    def _culprits(self):
+        bad = [m.name for m in self.terms
+               if not np.all(np.isfinite(keras.ops.convert_to_numpy(m.result())))]
+        if not bad:
+            return ""
+        return "; not finite: " + ", ".join(
+            name + (f" ({self.hints[name]})" if name in self.hints else "") for name in bad)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(keras.ops.convert_to_numpy(self.metric.result()))
+        if step > 0:
+            self.model.stop_training = True
+            raise TrainingError(f"loss is not finite at epoch {self.epoch + 1}, batch "
+                                f"{step}/{self.steps}{self._culprits()}; training stopped")
