@@ -10,6 +10,8 @@ Where a collapse starts: the full-pass ACC after the first steps of a fresh run
 costs the pretrained classifier most of its accuracy (see the README's Results)."""
 from __future__ import annotations
 
+import sys
+
 from .metrics import clusters_used
 
 
@@ -52,9 +54,7 @@ def collapse_callback(history, x, n_clusters, reference_acc=None, stream=None, e
     callbacks that save the record. A run of fewer than ``SHORT_RUN_EPOCHS`` epochs
     (``epochs``) says why that is expected; ``verbose=0`` flags without printing."""
     note = f"; {SHORT_RUN_NOTE}" if epochs is not None and epochs < SHORT_RUN_EPOCHS else ""
-    import sys
-
-    import keras
+    import keras  # lazy: the report uses collapse, without TF
 
     from .evaluation import predict  # lazy: the report uses collapse, without TF
 
@@ -78,7 +78,7 @@ def first_steps_callback(records, x, labels, steps=(1,), reference_acc=None, say
     run records nothing; with several steps per call, after the first call that reaches
     the step) and prints it next to the pretrained classifier's ACC. Reads predictions
     only: training is unchanged."""
-    import keras
+    import keras  # lazy: the report uses collapse, without TF
 
     from .evaluation import full_pass_scores  # lazy: the report uses collapse, without TF
     pending = sorted({int(s) for s in steps})

@@ -135,7 +135,7 @@ def _load_default():
     if os.path.exists(cache):
         return _load_npz(cache)
     try:
-        import keras
+        import keras  # lazy: only for the Keras cache or download; reading idx needs no TF
         (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
     except Exception as e:
         env = os.environ.get("DGG_DATA")

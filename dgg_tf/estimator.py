@@ -161,8 +161,8 @@ class DGG(ClusterMixin, BaseEstimator):
             return self._fit(x, y, neighbors, weights)
 
     def _fit(self, x, y, neighbors, weights):
-        from .objective import check_data_range  # lazy: TF starts in fit, after its quiet start
-        from .pipeline import run_dgg  # lazy: TF starts in fit, after its quiet start
+        from .objective import check_data_range  # lazy: TF starts in fit, quietly
+        from .pipeline import run_dgg  # lazy: TF starts in fit, quietly
         x = check_array(x)
         config, adapted = self.make_config(*x.shape)
         check_data_range(x, config.likelihood, "x")
@@ -189,7 +189,7 @@ class DGG(ClusterMixin, BaseEstimator):
         finally:
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
-        from .weights import get_params  # lazy: TF starts in fit, after its quiet start
+        from .weights import get_params  # lazy: TF starts in fit, quietly
         self._net = result["network"]
         self.params_ = get_params(self._net)
         self.config_, self.adapted_ = config, adapted
@@ -201,9 +201,9 @@ class DGG(ClusterMixin, BaseEstimator):
 
     def _autoencoder(self, x, config, weights):
         """The autoencoder's params: pretrained here when ``weights`` is None."""
-        from .weights import check_params, load_autoencoder  # lazy: TF starts in fit, after its quiet start
+        from .weights import check_params, load_autoencoder  # lazy: TF starts in fit, quietly
         if weights is None:
-            from .pretrain import pretrain_autoencoder  # lazy: TF starts in fit, after its quiet start
+            from .pretrain import pretrain_autoencoder  # lazy: TF starts in fit, quietly
             self._say(f"DGG: pretraining the autoencoder ({config.pretrain_schedule})")
             params, _ = pretrain_autoencoder(x, config, seed=config.seed,
                                              verbose=1 if self.verbose == 1 else 0)
@@ -219,9 +219,9 @@ class DGG(ClusterMixin, BaseEstimator):
             return {config.neighbor_selection: neighbors}, {"source": "arrays"}
         space = x
         if neighbors == "siamese":
-            from .models import encode_mean  # lazy: TF starts in fit, after its quiet start
-            from .siamese import SiameseNet, train_siamese  # lazy: TF starts in fit, after its quiet start
-            from .weights import set_params  # lazy: TF starts in fit, after its quiet start
+            from .models import encode_mean  # lazy: TF starts in fit, quietly
+            from .siamese import SiameseNet, train_siamese  # lazy: TF starts in fit, quietly
+            from .weights import set_params  # lazy: TF starts in fit, quietly
             self._say(f"DGG: training the Siamese network ({config.siamese_epochs} epochs)")
             siamese, _ = train_siamese(x, config, init_params=params, seed=config.seed,
                                        verbose=1 if self.verbose == 1 else 0)
@@ -239,8 +239,8 @@ class DGG(ClusterMixin, BaseEstimator):
         if not hasattr(self, "params_"):
             raise NotFittedError("this DGG instance is not fitted yet; call fit(x) first")
         if getattr(self, "_net", None) is None:
-            from .models import DGGNetwork  # lazy: TF starts in fit, after its quiet start
-            from .weights import set_params  # lazy: TF starts in fit, after its quiet start
+            from .models import DGGNetwork  # lazy: TF starts in fit, quietly
+            from .weights import set_params  # lazy: TF starts in fit, quietly
             self._net = DGGNetwork(self.config_)
             set_params(self._net, self.params_)
         return self._net
@@ -255,7 +255,7 @@ class DGG(ClusterMixin, BaseEstimator):
 
     def transform(self, x):
         """The encoder means of ``x`` [N, D]: float32 [N, latent_dim]."""
-        from .models import encode_mean  # lazy: TF starts in fit, after its quiet start
+        from .models import encode_mean  # lazy: TF starts in fit, quietly
         net, x = self._checked(x)
         return encode_mean(net, x)
 
@@ -277,7 +277,7 @@ class DGG(ClusterMixin, BaseEstimator):
     def save(self, directory):
         """Write the fitted model to ``directory``: model.h5 (all weights) and
         estimator.json (parameters, config, fitted attributes); both atomically."""
-        from .weights import save_weights_h5  # lazy: TF starts in fit, after its quiet start
+        from .weights import save_weights_h5  # lazy: TF starts in fit, quietly
         self._network()
         os.makedirs(directory, exist_ok=True)
         params = {k: v for k, v in self.get_params().items() if k != "workdir"}
@@ -296,7 +296,7 @@ class DGG(ClusterMixin, BaseEstimator):
     @classmethod
     def load(cls, directory):
         """A fitted DGG from a directory written by ``save``."""
-        from .weights import check_params, load_weights_h5  # lazy: TF starts in fit, after its quiet start
+        from .weights import check_params, load_weights_h5  # lazy: TF starts in fit, quietly
         path = os.path.join(directory, "estimator.json")
         if not os.path.exists(path):
             raise ValueError(f"{directory} holds no estimator.json (written by DGG.save)")

@@ -18,7 +18,7 @@ import tensorflow as tf
 from keras import layers, ops
 
 from .config import DGGConfig
-from .train.metrics import FirstNonFinite, StepMean, StepSum
+from .step_metrics import FirstNonFinite, StepMean, StepSum
 from .objective import TERMS, forward_terms
 
 

@@ -35,7 +35,8 @@ from .rundir import open_run_dir
 from .tables import neighbor_purity
 from .timing import should_warm_up, warmup_seconds
 from .train.callbacks import EpochEnd
-from .train.checkpoint import RUN_CHECKPOINT, restore_network, resume_checkpoint, save_checkpoint
+from .train.checkpoint import (RUN_CHECKPOINT, optimizer_arrays, restore_network,
+                               resume_checkpoint, save_checkpoint)
 from .train.fit import steps_per_epoch
 from .training import (check_steps_per_execution, check_training_inputs, compile_dgg, encode,
                        fit_dgg, format_record, init_gmm, pretrain_classifier)
@@ -151,8 +152,6 @@ class _RunFiles:
         self.t0, self.wall_before = time.time(), wall_before
 
     def checkpoint(self):
-        from .train.checkpoint import optimizer_arrays
-        from .weights import get_params
         self.meta["wall_seconds"] = self.wall_before + time.time() - self.t0
         state = {"params": get_params(self.net), "optimizer": optimizer_arrays(self.net.optimizer),
                  "arrays": {"kmeans_labels": np.asarray(self.kmeans_labels)},

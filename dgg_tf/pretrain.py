@@ -34,14 +34,15 @@ from keras import ops
 
 from .config import DGGConfig
 from .files import check_output_path, fingerprint
+from .metrics import kmeans_scores
 from .models import Autoencoder, encode_mean, encoder_sizes, torch_default_dense
-from .objective import _LOG_EPS  # a variable: see objective.py
+from .objective import _LOG_EPS
 from .optimizers import TorchAdam, TorchSGD, step_lr
 from .train.callbacks import EpochEnd
 from .train.checkpoint import (checkpoint_path, optimizer_arrays, restore_optimizer,
                                resume_checkpoint, save_checkpoint)
 from .train.fit import LossTrainer, check_samples, fit_epochs, step_lr_callback
-from .weights import get_params, save_weights_h5, set_params
+from .weights import get_params, load_any, save_weights_h5, set_params
 
 
 # ----------------------------------------------------------------------------
@@ -251,7 +252,6 @@ def check_pretrain_files(out_path, *, resume=False, init=None, config=None):
     loading data: ``out_path`` is new (unless ``resume``) and writable, and ``init``
     (if given) is a readable autoencoder weights file. Raises ValueError (OSError
     for unreadable files); returns the ``init`` params or None."""
-    from .weights import load_any
     out_path = os.fspath(out_path)
     if os.path.exists(out_path) and not resume:
         raise ValueError(f"{out_path} exists; remove it or pass --resume")
@@ -263,7 +263,6 @@ def check_pretrain_files(out_path, *, resume=False, init=None, config=None):
 
 def _kmeans_line(ae, x, labels, config, n_init):
     """K-means ACC/NMI of the encoder means: ``(metrics, printable line)``."""
-    from .metrics import kmeans_scores
     _, metrics = kmeans_scores(encode_mean(ae, x), labels, config.n_clusters, n_init,
                                config.kmeans_random_state)
     return metrics, f"K-means(n_init={n_init}) ACC={metrics['kmeans_acc']:.4f} " \

@@ -30,6 +30,7 @@ from keras import ops
 from .config import DGGConfig
 from .files import check_output_path, fingerprint, write_bytes_atomic
 from .knn import knn
+from .metrics import kmeans_scores
 from .models import Encoder, encode_mean
 from .optimizers import TorchAdam, step_lr
 from .tables import check_table_size, save_table, table_paths, tables_of_embedding
@@ -37,7 +38,7 @@ from .train.callbacks import EpochEnd
 from .train.checkpoint import (checkpoint_path, optimizer_arrays, restore_optimizer,
                                resume_checkpoint, save_checkpoint)
 from .train.fit import LossTrainer, check_samples, fit_epochs, step_lr_callback
-from .weights import get_params, save_weights_h5, set_params
+from .weights import check_params, get_params, load_any, save_weights_h5, set_params
 
 
 # ----------------------------------------------------------------------------
@@ -222,7 +223,6 @@ def train_siamese(x, config: DGGConfig, init_params=None, seed=0, epochs=None, o
 def _initial_encoder(weights, config):
     """encoder1..encoder4 of a weights file (any format ``weights.load_any`` reads), or
     None for ``weights`` None / "none" (PyTorch-default init)."""
-    from .weights import check_params, load_any
     if weights is None or os.fspath(weights).lower() == "none":
         return None
     if not os.path.exists(weights):
@@ -282,7 +282,6 @@ def raw_pixel_pairs(x, config, seed, cache_path=None, verbose=1):
 
 def _embedding_metrics(net, x, labels, config, seed, verbose):
     """Embeddings, K-means ACC/NMI (with labels) and the tables of every mode."""
-    from .metrics import kmeans_scores
     z = embed(net, x)
     metrics = {}
     if labels is not None:
@@ -379,7 +378,6 @@ def subset_neighbors(x, siamese_weights_path, config: DGGConfig, seed=0, labels=
     Raises ValueError when ``x`` has ``table_top`` rows or fewer, or when the weight
     file is missing or does not fit the config's encoder.
     """
-    from .weights import load_any
     x = check_samples(x, config, "subset_neighbors")
     check_table_size(len(x), config, "subset_neighbors")
     if labels is not None and len(labels) != len(x):

@@ -26,7 +26,7 @@ from .optimizers import TorchAdam, TorchSGD, step_lr
 from .tables import check_width, columns_needed
 from .train.callbacks import NonFiniteStop, TrainingError
 from .train.fit import batch_noise, index_batches, step_lr_callback, steps_per_epoch
-from .train.metrics import Contingency, StepMean
+from .step_metrics import Contingency, StepMean
 
 __all__ = ["TrainingError", "DGGNetwork", "compile_dgg", "train_dgg", "dgg_dataset",
            "pretrain_classifier", "init_gmm", "encode"]

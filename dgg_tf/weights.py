@@ -17,9 +17,13 @@ import datetime
 import json
 import os
 import platform
+import subprocess
 
 import h5py
+import keras
 import numpy as np
+import sklearn
+import tensorflow as tf
 
 from .config import DGGConfig
 from .files import atomic_path, clean
@@ -93,7 +97,6 @@ def source_commit() -> str:
     """The git commit of this dgg_tf checkout, '+dirty' if it has uncommitted changes
     to tracked files; 'unknown' unless dgg_tf sits at the top of its own git checkout
     (e.g. an installed copy, or one inside another project's repository)."""
-    import subprocess
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
         def git(*cmd):
@@ -108,9 +111,6 @@ def source_commit() -> str:
 
 
 def library_versions() -> dict:
-    import keras
-    import sklearn
-    import tensorflow as tf
     return {"python": platform.python_version(), "numpy": np.__version__,
             "tensorflow": tf.__version__, "keras": keras.__version__,
             "scikit-learn": sklearn.__version__, "h5py": h5py.__version__,

@@ -138,18 +138,3 @@ def test_old_stage_checkpoints_are_refused(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="junk.npz cannot be read"):
         load_checkpoint(tmp_path / "junk.npz", "siamese")
-
-
-def test_train_sits_below_the_stages():
-    """dgg_tf.train imports none of the stages or what runs them."""
-    import subprocess
-    import sys
-    code = ("import sys; import dgg_tf.train.fit, dgg_tf.train.checkpoint, "
-            "dgg_tf.train.callbacks, dgg_tf.train.metrics, dgg_tf.weights; "
-            "above = ('pretrain', 'siamese', 'pipeline', 'estimator', 'training', 'report', "
-            "'sweep'); print(sorted(m for m in sys.modules if m.startswith('dgg_tf.') "
-            "and m.split('.')[1] in above))")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=root, env={**os.environ, "PYTHONPATH": root}, check=True)
-    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -12,9 +12,9 @@ PACKAGE = ROOT / "dgg_tf"
 LAYERS = [
     ("bottom", ["config", "files", "metrics", "tables", "rundir", "devices", "data",
                 "console", "run_summary", "knn"]),
-    ("numerics", ["models", "objective", "objective_numpy", "graph", "optimizers",
+    ("numerics", ["models", "objective", "objective_numpy", "graph", "optimizers", "step_metrics",
                   "weights", "evaluation"]),
-    ("training", ["train", "train.*", "checkpoint", "fitting"]),
+    ("training", ["train", "train.*"]),
     ("stages", ["pretrain", "siamese", "training", "collapse", "neighbors", "timing"]),
     ("report", ["report", "report.*"]),
     ("entrances", ["pipeline", "estimator", "sweep", "sweep.*", "__init__"]),
@@ -123,3 +123,18 @@ def test_imports_inside_functions_say_why():
                 bad.append(f"{path.relative_to(ROOT)}:{lineno}: {lines[lineno - 1].strip()}")
     assert not bad, ("imports inside functions without a '# lazy: why' comment:\n"
                      + "\n".join(sorted(set(bad))))
+
+
+def test_tensorflow_imported_inside_functions_says_why():
+    bad = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        lines = path.read_text().splitlines()
+        top = {id(n) for n in tree.body}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import) and id(node) not in top and any(
+                    a.name.split(".")[0] in ("tensorflow", "keras") for a in node.names):
+                if "# lazy:" not in lines[node.lineno - 1]:
+                    bad.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not bad, "TensorFlow imported inside a function without '# lazy: why': " + \
+        ", ".join(bad)

@@ -52,7 +52,7 @@ def loss_and_flat_gradient(net, x_nbrs, w, eps, config):
 
 def _gammas(net, x_nbrs, eps):
     """gamma of x_mean and of the sampled z, both [B, Nn, K] (one forward pass)."""
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: the report loads without TF
 
     from ..objective import from_rows, to_rows  # lazy: the report loads without TF
     nn = x_nbrs.shape[1]
@@ -72,7 +72,7 @@ def configured_pass(net, x_nbrs, eps, config):
     """The ``BatchPass`` of one batch: one forward pass gives the loss and gradient of the
     configured gmm coefficient and of the other one (Q10: 1/2 the code, 1 the main text);
     ``loss_one`` and ``grad_one`` hold the other's."""
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: the report loads without TF
 
     from ..objective import forward_terms  # lazy: the report loads without TF
     bsz = x_nbrs.shape[0]

@@ -66,7 +66,7 @@ def plot_curves(path, runs):
     """ACC and NMI against epoch (full pass solid, running dashed; the pretrained
     classifier's ACC dotted) and the loss, for one or more runs: each run's loss on its
     own axis (the variants' losses differ in scale, Q10)."""
-    import matplotlib
+    import matplotlib  # lazy: only when plotting, with the Agg backend chosen first
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     n_loss = max(1, len(runs))

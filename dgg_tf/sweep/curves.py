@@ -6,6 +6,7 @@ protocol ran long enough."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 
 import numpy as np
@@ -30,7 +31,6 @@ def cell_curve(run_dir):
 def gmm_init_acc(run_dir):
     """The GMM init's ACC (code posterior, Q3) of a run: from config.json, else from
     the checkpoint's record of the stages (runs made before config.json held it)."""
-    import json
     info_path = os.path.join(run_dir, "config.json")
     if os.path.exists(info_path):
         with open(info_path) as f:
@@ -75,7 +75,7 @@ def collect_curves(sweep_dir, plan):
 def plot_curves(path, sweep, title=""):
     """Full-pass ACC against epoch for every cell, one colour per configuration, with
     the mean pretrained-classifier ACC (dashed) and GMM init ACC (dotted) of the sweep."""
-    import matplotlib
+    import matplotlib  # lazy: only when plotting, with the Agg backend chosen first
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

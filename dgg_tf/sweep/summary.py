@@ -76,7 +76,7 @@ def _convergence_lines(sweep):
 
 def plot_sweep(path, sweep):
     """Per configuration, the seeds' final ACC and NMI as dots over a box."""
-    import matplotlib
+    import matplotlib  # lazy: only when plotting, with the Agg backend chosen first
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -164,7 +164,7 @@ def restore_optimizer(optimizer, variables, arrays, source="checkpoint"):
 def restore_network(net, params, arrays, source="checkpoint"):
     """Put a checkpoint's weights (all of them) and optimizer state into a compiled
     ``net``."""
-    from ..weights import set_params
+    from ..weights import set_params  # lazy: reading a checkpoint needs no TF
     set_params(net, params, source=source)
     restore_optimizer(net.optimizer, net.trainable_variables, arrays, source)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import keras
 
-from ..metrics import scores_from_contingency
+from .metrics import scores_from_contingency
 
 
 class StepMean(keras.metrics.Metric):
