@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from ..optimizers import step_lr
 from .callbacks import NonFiniteStop, TrainingError
-from .metrics import FirstNonFinite
+from ..step_metrics import FirstNonFinite
 
 
 def steps_per_epoch(n, batch_size):
