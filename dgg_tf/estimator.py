@@ -31,7 +31,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.exceptions import NotFittedError
 
 from .config import SIGMA_ROW, DGGConfig, q7_failing_last_batch
-from .console import retracing_notices_off, start_tensorflow_quietly
+from .console import retracing_notices_off, say, stage, start_tensorflow_quietly
 from .files import clean, write_bytes_atomic
 from .tables import check_table, columns_needed, tables_of_embedding
 
@@ -145,8 +145,7 @@ class DGG(ClusterMixin, BaseEstimator):
         return config.replace(**adapted), adapted
 
     def _say(self, msg):
-        if self.verbose:
-            print(msg, flush=True)
+        say(self.verbose, msg)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, x, y=None, neighbors="knn", weights=None):
@@ -204,9 +203,9 @@ class DGG(ClusterMixin, BaseEstimator):
         from .weights import check_params, load_autoencoder  # lazy: TF starts in fit, quietly
         if weights is None:
             from .pretrain import pretrain_autoencoder  # lazy: TF starts in fit, quietly
-            self._say(f"DGG: pretraining the autoencoder ({config.pretrain_schedule})")
-            params, _ = pretrain_autoencoder(x, config, seed=config.seed,
-                                             verbose=1 if self.verbose == 1 else 0)
+            with stage(self.verbose, f"DGG: autoencoder pretraining ({config.pretrain_schedule})"):
+                params, _ = pretrain_autoencoder(x, config, seed=config.seed,
+                                                 verbose=1 if self.verbose == 1 else 0)
             return params
         if isinstance(weights, dict):
             return check_params(dict(weights), config, "weights")
@@ -222,13 +221,14 @@ class DGG(ClusterMixin, BaseEstimator):
             from .models import encode_mean  # lazy: TF starts in fit, quietly
             from .siamese import SiameseNet, train_siamese  # lazy: TF starts in fit, quietly
             from .weights import set_params  # lazy: TF starts in fit, quietly
-            self._say(f"DGG: training the Siamese network ({config.siamese_epochs} epochs)")
-            siamese, _ = train_siamese(x, config, init_params=params, seed=config.seed,
-                                       verbose=1 if self.verbose == 1 else 0)
+            with stage(self.verbose, f"DGG: Siamese training ({config.siamese_epochs} epochs)"):
+                siamese, _ = train_siamese(x, config, init_params=params, seed=config.seed,
+                                           verbose=1 if self.verbose == 1 else 0)
             net = SiameseNet(config)
             set_params(net, siamese, partial=True)
             space = encode_mean(net, x)
-        tables, _, _ = tables_of_embedding(space, config, seed=config.seed)
+        with stage(self.verbose, "DGG: neighbour tables"):
+            tables, _, _ = tables_of_embedding(space, config, seed=config.seed)
         note = (f"exact {config.table_top}-NN on the {'Siamese embedding' if space is not x else 'inputs'}, "
                 f"then neighbor_selection={config.neighbor_selection}")
         return tables, {"source": neighbors, "note": note}

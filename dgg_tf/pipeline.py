@@ -26,6 +26,7 @@ from .config import DGGConfig
 from .console import duration, say, stage
 from .evaluation import predict
 from .files import fingerprint, write_bytes_atomic, write_json_atomic
+from .initialise import init_gmm, pretrain_classifier
 from .metrics import cluster_acc, nmi
 from .models import DGGNetwork
 from .neighbors import as_tables
@@ -39,7 +40,7 @@ from .train.checkpoint import (RUN_CHECKPOINT, optimizer_arrays, restore_network
                                resume_checkpoint, save_checkpoint)
 from .train.fit import steps_per_epoch
 from .training import (check_steps_per_execution, check_training_inputs, compile_dgg, encode,
-                       fit_dgg, format_record, init_gmm, pretrain_classifier)
+                       fit_dgg, format_record)
 from .weights import (get_params, library_versions, load_autoencoder, save_weights_h5,
                       set_params)
 

@@ -17,7 +17,8 @@ import tensorflow as tf  # noqa: E402
 import reference as ref  # noqa: E402
 from dgg_tf.config import DGGConfig  # noqa: E402
 from dgg_tf.models import DGGNetwork  # noqa: E402
-from dgg_tf.training import compile_dgg, pretrain_classifier, train_dgg  # noqa: E402
+from dgg_tf.initialise import pretrain_classifier  # noqa: E402
+from dgg_tf.training import compile_dgg, train_dgg  # noqa: E402
 from dgg_tf.weights import get_params, set_params  # noqa: E402
 
 CFG = DGGConfig(input_dim=12, encoder_dims=(9, 8, 16), latent_dim=3, n_clusters=4,

@@ -106,7 +106,7 @@ def old_stage_checkpoint(path):
 
 @pytest.mark.parametrize("version", [1, 2])
 def test_old_run_checkpoints_are_refused(tmp_path, version):
-    from dgg_tf.sweep_curves import gmm_init_acc
+    from dgg_tf.sweep.curves import gmm_init_acc
     path = tmp_path / "checkpoint.npz"
     old_run_checkpoint(path, version)
     with pytest.raises(CheckpointFormatError) as err:

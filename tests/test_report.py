@@ -14,7 +14,8 @@ from dgg_tf.config import DGGConfig
 from dgg_tf.models import DGGNetwork
 from dgg_tf.report import QUIRK_IDS, audit, read_history_csv, write_history_csv, write_report
 from dgg_tf.report import cli as report_cli
-from dgg_tf.training import encode, kmeans_init
+from dgg_tf.initialise import kmeans_init
+from dgg_tf.training import encode
 from dgg_tf.weights import get_params
 
 SMALL = DGGConfig(input_dim=64, encoder_dims=(32, 32, 64), latent_dim=10, n_clusters=10,

@@ -15,7 +15,8 @@ from dgg_tf.models import DGGNetwork
 from dgg_tf.report import QUIRK_IDS, write_history_csv, write_report
 from dgg_tf.report import cli as report_cli
 from dgg_tf.report.findings import NOT_MEASURED, findings_rows, measured_line
-from dgg_tf.training import encode, kmeans_init
+from dgg_tf.initialise import kmeans_init
+from dgg_tf.training import encode
 
 SMALL = DGGConfig(input_dim=64, encoder_dims=(32, 32, 64), latent_dim=10, n_clusters=10,
                   epochs=3, classifier_epochs=2, kmeans_n_init=2)

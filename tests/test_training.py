@@ -9,8 +9,9 @@ from dgg_tf.knn import knn
 from dgg_tf.models import DGGNetwork
 from dgg_tf.pretrain import pretrain_autoencoder
 from dgg_tf.train.checkpoint import restore_network
-from dgg_tf.training import (TrainingError, classifier_loss, compile_dgg, encode, gmm_posterior,
-                             init_gmm, kmeans_init, pretrain_classifier, train_dgg)
+from dgg_tf.initialise import (classifier_loss, gmm_posterior, init_gmm, kmeans_init,
+                               pretrain_classifier)
+from dgg_tf.training import TrainingError, compile_dgg, encode, train_dgg
 from dgg_tf.weights import get_params, set_params
 
 SMALL = DGGConfig(input_dim=64, encoder_dims=(64, 64, 128), latent_dim=10, n_clusters=10,

@@ -79,7 +79,7 @@ class AuditContext:
     def kmeans(self, n_init):
         """The GMM init of K-means with ``n_init`` restarts on the encoder means, computed
         once; None if it failed (its message is then in ``kmeans_errors[n_init]``)."""
-        from ..training import TrainingError, kmeans_init  # lazy: the report loads without TF
+        from ..initialise import TrainingError, kmeans_init  # lazy: the report loads without TF
         if n_init not in self._kmeans:
             try:
                 self._kmeans[n_init] = kmeans_init(self.x_mean, self.config, n_init=n_init)

@@ -71,7 +71,7 @@ def measure_q2(ctx):
 def measure_q3(ctx):
     """Q3: the GMM-init posterior under every setting (with or without pi_k), compared
     with the code's on the same K-means fit."""
-    from ..training import gmm_posterior  # lazy: the report loads without TF
+    from ..initialise import gmm_posterior  # lazy: the report loads without TF
     out = {"configured": ctx.config.gmm_init_posterior}
     init = ctx.kmeans(int(ctx.config.kmeans_n_init))
     if init is None:
@@ -109,7 +109,7 @@ def measure_q3(ctx):
 def _classifier_history(ctx, kind, start, config, targets):
     """Per-epoch history of pretraining f2 with loss ``kind`` from weights ``start``:
     the caller's when its length matches, else measured."""
-    from ..training import pretrain_classifier  # lazy: the report loads without TF
+    from ..initialise import pretrain_classifier  # lazy: the report loads without TF
     from ..weights import set_params  # lazy: the report loads without TF
     reused = (ctx.classifier_histories or {}).get(kind)
     if reused is not None and len(reused) == config.classifier_epochs:
