@@ -215,5 +215,12 @@ def test_mixed_bfloat16_epoch_keeps_float32_state_and_tracks_float32(digits, pre
                    if "iteration" not in v.path)
         assert np.isfinite(record["loss"]) and isinstance(record["loss"], float)
         losses[precision] = record["loss"]
-    assert losses["mixed_bfloat16"] == pytest.approx(losses["float32"], rel=5e-3)   # seen: 2e-4
+    # Within bfloat16 rounding, not float32's: the gap is a one-epoch training trajectory
+    # in bfloat16 against one in float32, so it depends on which kernels run each (oneDNN
+    # AVX-512 bf16 vs Eigen bf16, and the float32 sgemm oneDNN picks per CPU). Measured
+    # rel. gap: 2e-4 with oneDNN on AVX512_BF16, 4.3e-3 with TF_ENABLE_ONEDNN_OPTS=0 (Eigen
+    # bf16), 9.4e-3 adding ONEDNN_MAX_CPU_ISA=AVX2 (AVX2 sgemm, as on an AVX2-only CPU).
+    # Bound: 2e-2, about 2.5 bfloat16 epsilons (7.8e-3), so a loss term left in bfloat16 or
+    # a wrong cast (errors of whole percents) still fails.
+    assert losses["mixed_bfloat16"] == pytest.approx(losses["float32"], rel=2e-2)
     assert losses["mixed_bfloat16"] != losses["float32"]     # the setting did take effect
