@@ -30,7 +30,6 @@ from .initialise import init_gmm, pretrain_classifier
 from .metrics import cluster_acc, nmi
 from .models import DGGNetwork
 from .neighbors import as_tables
-from .objective import check_data_range
 from .run_summary import run_summary, summary_lines
 from .rundir import open_run_dir
 from .tables import neighbor_purity
@@ -39,8 +38,8 @@ from .train.callbacks import EpochEnd
 from .train.checkpoint import (RUN_CHECKPOINT, optimizer_arrays, restore_network,
                                resume_checkpoint, save_checkpoint)
 from .train.fit import steps_per_epoch
-from .training import (check_steps_per_execution, check_training_inputs, compile_dgg, encode,
-                       fit_dgg, format_record)
+from .training import (check_data, check_steps_per_execution, check_table_and_labels,
+                       compile_dgg, encode, fit_dgg, format_record)
 from .weights import (get_params, library_versions, load_autoencoder, save_weights_h5,
                       set_params)
 
@@ -50,15 +49,12 @@ def prepare_inputs(config: DGGConfig, x, y, neighbors, weights, neighbor_info=No
     """Every check that can run before the work: data, labels, neighbour tables and
     weights against the config. Returns a dict of the checked inputs."""
     x = np.asarray(x, np.float32)
-    if x.ndim != 2 or x.shape[1] != config.input_dim:   # N is needed for the tables below
-        raise ValueError(f"data has shape {x.shape}; the config expects [N, {config.input_dim}]")
-    if np.all(np.isfinite(x)):
-        check_data_range(x, config.likelihood)
+    check_data(x, config)
     y = None if y is None else np.asarray(y)
     tables, stored_purity, table_info = as_tables(neighbors, len(x), config)
     table_info.update(neighbor_info or {})
     table = tables[config.neighbor_selection]
-    check_training_inputs(x, table, y, config)
+    check_table_and_labels(x, table, y, config)
     if isinstance(weights, dict):
         params, provenance = weights, {"source": "arrays passed to run_dgg"}
     else:

@@ -19,7 +19,7 @@ from .evaluation import full_pass_scores
 from .files import aligned_float32
 from .graph import needs_distances, similarity_weights_tf
 from .models import DGGNetwork, encode_mean
-from .objective import TERMS
+from .objective import TERMS, check_data_range
 from .optimizers import TorchAdam, step_lr
 from .tables import check_width, columns_needed
 from .train.callbacks import NonFiniteStop, TrainingError
@@ -107,12 +107,23 @@ def dgg_dataset(table, labels, config: DGGConfig, first_epoch=0, last_epoch=None
                          make, stream=2)
 
 
-def check_training_inputs(x, table, labels, config: DGGConfig):
-    """Everything about the data that would stop training later, checked up front."""
+def check_data(x, config: DGGConfig):
+    """The data x: [N, input_dim], finite, and in the likelihood's range."""
     if x.ndim != 2 or x.shape[1] != config.input_dim:
         raise ValueError(f"x must be [N, {config.input_dim}], got {x.shape}")
     if not np.all(np.isfinite(x)):
         raise ValueError("x contains NaN or Inf")
+    check_data_range(x, config.likelihood)
+
+
+def check_training_inputs(x, table, labels, config: DGGConfig):
+    """Everything about the data that would stop training later, checked up front."""
+    check_data(x, config)
+    check_table_and_labels(x, table, labels, config)
+
+
+def check_table_and_labels(x, table, labels, config: DGGConfig):
+    """The neighbour table and labels against checked data x, and the Q7 last batch."""
     if table.ndim != 2 or table.shape[0] != len(x):
         raise ValueError(f"neighbour table must be [N={len(x)}, >= "
                          f"{columns_needed(config.num_neighbors)}], got {table.shape}")
