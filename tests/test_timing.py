@@ -1,6 +1,7 @@
-"""The timed warm-up before DGG training: it times the step's forward and backward pass
-and changes nothing a run depends on (weights, optimizer state, the seeded streams),
-so a run's history is the same with it or without it."""
+"""How a run starts: the timed warm-up before DGG training times the step's forward and
+backward pass and changes nothing a run depends on (weights, optimizer state, the
+seeded streams), so a run's history is the same with it or without it; and run_dgg's
+options are declared once."""
 import numpy as np
 
 from dgg_tf import timing
@@ -32,3 +33,20 @@ def test_warm_up_only_where_printed_and_long_enough():
     assert timing.should_warm_up(net, n, verbose=1)
     assert not timing.should_warm_up(net, n - 1, verbose=1)
     assert not timing.should_warm_up(net, n, verbose=0)
+
+
+def test_run_dgg_options_are_declared_once(tmp_path):
+    """run_dgg's options are RunOptions' fields: an unknown one is refused by name
+    before any work (nothing is written)."""
+    import dataclasses
+
+    import pytest
+
+    from dgg_tf.pipeline import RunOptions, run_dgg
+    x, table, y = tiny_data()
+    with pytest.raises(TypeError, match="unknown option.*verbosity.*the options are"):
+        run_dgg(TINY, x, y, neighbors=table, weights={}, workdir=tmp_path / "run",
+                verbosity=0)
+    assert not (tmp_path / "run").exists()
+    assert {"resume", "verbose", "probe_steps", "info"} <= {
+        f.name for f in dataclasses.fields(RunOptions)}
