@@ -103,7 +103,7 @@ def write_summary(sweep_dir):
     write_text_atomic(os.path.join(sweep_dir, "sweep.md"), render_sweep(sweep, ranked))
     plot_sweep(os.path.join(sweep_dir, "sweep.png"), sweep)
     plot_curves(os.path.join(sweep_dir, "sweep-curves.png"), sweep,
-                protocol_line(sweep["protocol"]))
+                "\n".join(textwrap.wrap(protocol_line(sweep["protocol"]), 150)))
     return sweep
 
 
