@@ -1,5 +1,6 @@
 """What long work prints, and what it keeps quiet: a line when a stage starts and one
-with its duration when it ends, durations in the unit a reader wants (s, min, h), and
+with its duration when it ends, durations in the unit a reader wants (s, min, h),
+numbers and differences as text (None as 'n/a'), and
 TensorFlow started without its C++ start-up lines. Used by the pipeline, the estimator,
 the sweep and the commands, so every entrance reads the same. Loads no TensorFlow at
 import: quieting it must come before it starts."""
@@ -16,6 +17,16 @@ def say(verbose, msg):
     """Print ``msg`` (flushed) unless ``verbose`` is 0."""
     if verbose:
         print(msg, flush=True)
+
+
+def number(v, digits=4):
+    """``v`` with ``digits`` decimals, or 'n/a' for a value not there (None)."""
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def signed(v, digits=4):
+    """``number`` with its sign always shown (a difference)."""
+    return "n/a" if v is None else f"{v:+.{digits}f}"
 
 
 def duration(seconds):

@@ -144,9 +144,6 @@ class DGG(ClusterMixin, BaseEstimator):
         adapted = small_data_settings(config, n_samples, fixed=set(overrides))
         return config.replace(**adapted), adapted
 
-    def _say(self, msg):
-        say(self.verbose, msg)
-
     # ------------------------------------------------------------------ fitting
     def fit(self, x, y=None, neighbors="knn", weights=None):
         """Cluster ``x`` [N, D]: pretrain the autoencoder (unless ``weights``), build the
@@ -174,7 +171,7 @@ class DGG(ClusterMixin, BaseEstimator):
             neighbors = check_table(np.asarray(neighbors), "neighbors", len(x),
                                     config.num_neighbors).astype(np.int32)
         if adapted:
-            self._say(f"DGG: settings adapted to {len(x)} samples: {adapted}")
+            say(self.verbose, f"DGG: settings adapted to {len(x)} samples: {adapted}")
         params = self._autoencoder(x, config, weights)
         self.autoencoder_ = params
         tables, info = self._tables(x, config, neighbors, params)

@@ -239,11 +239,12 @@ def train_run(net, inputs, files, start_epoch, callbacks=(), tensorboard=None, v
     reference = files.run()["classifier_acc"]
     watch = collapse_callback(files.history, inputs["x"], net.config.n_clusters, reference,
                               epochs=net.config.epochs, verbose=verbose)
-    steps = steps_per_epoch(len(inputs["x"]), net.config.batch_size)
+    total = steps_per_epoch(len(inputs["x"]), net.config.batch_size) * (
+        net.config.epochs - start_epoch)
     # Keras adds its progress bar after the callbacks it is given; given first, the bar
     # ends its line before the epoch record is printed (one bar, then one clean line)
     bar = [keras.callbacks.ProgbarLogger()] if verbose == 1 else []
-    own = bar + [EarlyEstimate(steps * (net.config.epochs - start_epoch), verbose), eta,
+    own = bar + [EarlyEstimate(total, verbose), eta,
                  watch, EpochEnd(files.on_epoch)] + (
         [_tensorboard(tensorboard, files.history)] if tensorboard else [])
     if start_epoch == 0 and probe_steps and inputs["y"] is not None:
@@ -252,7 +253,6 @@ def train_run(net, inputs, files, start_epoch, callbacks=(), tensorboard=None, v
                                         say=lambda m: say(verbose, m)))
     say(verbose, f"DGG training: epochs {start_epoch + 1}..{net.config.epochs}, "
          f"out {files.workdir}")
-    total = steps * (net.config.epochs - start_epoch)
     if should_warm_up(net, total, verbose):
         per = warmup_seconds(net, inputs["x"], inputs["table"], net.config)
         say(verbose, f"estimate before training (a timed warm-up: one batch's forward and "

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 
+from .console import number
+
 
 def _best(history, key):
     rows = [r for r in history if r.get(key) is not None]
@@ -37,18 +39,15 @@ def run_summary(history, run_info, workdir):
     }
 
 
-def _f(v):
-    return "n/a" if v is None else f"{v:.4f}"
-
 
 def summary_lines(s):
     """The summary as short lines, for the console and the top of report.md."""
     return [
-        f"final (epoch {s['epochs']}): ACC {_f(s['final_acc'])}, NMI {_f(s['final_nmi'])}; "
-        f"best ACC {_f(s['best_acc'])} (epoch {s['best_acc_epoch']}), best NMI "
-        f"{_f(s['best_nmi'])} (epoch {s['best_nmi_epoch']})",
-        f"before DGG: GMM init ACC {_f(s['gmm_init_acc'])}, pretrained classifier ACC "
-        f"{_f(s['classifier_acc'])}, after DGG's first step {_f(s['step1_acc'])}",
+        f"final (epoch {s['epochs']}): ACC {number(s['final_acc'])}, NMI {number(s['final_nmi'])}; "
+        f"best ACC {number(s['best_acc'])} (epoch {s['best_acc_epoch']}), best NMI "
+        f"{number(s['best_nmi'])} (epoch {s['best_nmi_epoch']})",
+        f"before DGG: GMM init ACC {number(s['gmm_init_acc'])}, pretrained classifier ACC "
+        f"{number(s['classifier_acc'])}, after DGG's first step {number(s['step1_acc'])}",
         f"clusters in use at the end: {s['clusters_used'] if s['clusters_used'] is not None else 'n/a'}",
         f"report: {s['report']}; curves: {s['curves']}",
     ]

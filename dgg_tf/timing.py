@@ -14,6 +14,7 @@ import tensorflow as tf
 from .config import DGGConfig
 from .graph import similarity_weights
 from .objective import forward_terms
+from .tables import columns_needed
 
 #: Below this many training steps the first-steps estimate comes soon enough.
 WARMUP_MIN_STEPS = 200
@@ -22,7 +23,7 @@ WARMUP_MIN_STEPS = 200
 def _one_batch(x, table, config: DGGConfig):
     """The first batch's inputs as the step sees them, with fixed noise (NumPy's own
     generator: no seeded stream of the run is drawn from)."""
-    rows = table[:config.batch_size, :config.num_neighbors + 1]
+    rows = table[:config.batch_size, :columns_needed(config.num_neighbors)]
     x_nbrs = np.asarray(x, np.float32)[rows]
     w = similarity_weights(x_nbrs, config.sigma, config.similarity, config.sigma_mode)
     eps = np.random.default_rng(0).standard_normal(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 
+from ..console import signed
 from .quirks import QUIRK_SWITCHES
 
 
@@ -37,9 +38,6 @@ def sweep_effects(sweep_dir, protocol, ranked):
     return out
 
 
-def _pm(v):
-    return "n/a" if v is None else f"{v:+.4f}"
-
 
 def effects_section(summary):
     """'## Effect on the final result': the ranked switches, largest ACC change first."""
@@ -51,7 +49,7 @@ def effects_section(summary):
         lo, hi = r["acc_95_interval"]
         nlo, nhi = r["nmi_95_interval"]
         lines.append(f"{i}. {r['configuration']}{tag} vs {r['baseline']}: ACC "
-                     f"{_pm(r['acc_difference'])} [{_pm(lo)}, {_pm(hi)}], NMI "
-                     f"{_pm(r['nmi_difference'])} [{_pm(nlo)}, {_pm(nhi)}], {r['seeds']} seeds"
+                     f"{signed(r['acc_difference'])} [{signed(lo)}, {signed(hi)}], NMI "
+                     f"{signed(r['nmi_difference'])} [{signed(nlo)}, {signed(nhi)}], {r['seeds']} seeds"
                      + (" — moves ACC" if r["moves_acc"] else ""))
     return lines + [""]

@@ -20,7 +20,7 @@ import sys
 import time
 
 from ..commands import run_main
-from ..console import duration, quiet_tensorflow
+from ..console import duration, number, quiet_tensorflow
 from ..pipeline import run_dgg
 from .cells import PLAN, cell_config, cell_dir, cell_result, cell_state, load_inputs, read_json
 from .summary import write_summary
@@ -70,9 +70,6 @@ def _spawn(sweep_dir, name, seed):
     return proc
 
 
-def _f(v):
-    return "n/a" if v is None else f"{v:.4f}"
-
 
 class _Progress:
     """Counts the finished cells and prints one line per cell with the sweep's ETA."""
@@ -88,8 +85,8 @@ class _Progress:
         self.walls.append(time.time() - t0)
         if status == 0:
             r = cell_result(self.sweep_dir, name, seed)
-            what = (f"ACC {_f(r['full_acc'])} NMI {_f(r['full_nmi'])} (classifier ACC "
-                    f"{_f(r['classifier_acc'])})")
+            what = (f"ACC {number(r['full_acc'])} NMI {number(r['full_nmi'])} (classifier ACC "
+                    f"{number(r['classifier_acc'])})")
         else:
             what = f"FAILED (exit {status}; see logs/{name}-seed-{seed}.log)"
         eta = sum(self.walls) / len(self.walls) * left / max(self.jobs, 1)

@@ -10,18 +10,13 @@ import textwrap
 
 import numpy as np
 
+from ..console import number, signed
 from ..files import write_json_atomic, write_text_atomic
 from ..report.runfiles import save_figure
 from .curves import SLOPE_EPOCHS, plot_curves
 from .results import METRICS, baselines, collect, describe, effects, protocol_line
 
 
-def _pm(v, digits=4):
-    return "n/a" if v is None else f"{v:+.{digits}f}"
-
-
-def _num(v, digits=4):
-    return "n/a" if v is None else f"{v:.{digits}f}"
 
 
 def render_sweep(sweep, ranked):
@@ -34,26 +29,26 @@ def render_sweep(sweep, ranked):
     for rank, (name, e) in enumerate(ranked.items(), 1):
         acc, nmi = e["full_acc"], e["full_nmi"]
         verdict = "moves ACC" if e["moves"] else "no clear effect on ACC"
-        lines.append(f"{rank}. {name} (vs {e['baseline']}): ACC {_pm(acc['difference'])} "
-                     f"[{_pm(acc['low'])}, {_pm(acc['high'])}], NMI {_pm(nmi['difference'])} "
-                     f"[{_pm(nmi['low'])}, {_pm(nmi['high'])}], n={acc['n']}: {verdict}")
+        lines.append(f"{rank}. {name} (vs {e['baseline']}): ACC {signed(acc['difference'])} "
+                     f"[{signed(acc['low'])}, {signed(acc['high'])}], NMI {signed(nmi['difference'])} "
+                     f"[{signed(nmi['low'])}, {signed(nmi['high'])}], n={acc['n']}: {verdict}")
     lines += ["", "## Per configuration", "",
               "| configuration | seeds | ACC mean ± sd | ACC min | ACC max | NMI mean ± sd | "
               "NMI min | NMI max | classifier ACC mean ± sd |", "|---|---|---|---|---|---|---|---|---|"]
     for name, entry in sweep["configs"].items():
         a, n, c = (describe(entry[k]) for k in ("full_acc", "full_nmi", "classifier_acc"))
-        lines.append(f"| {name} | {a['n']}/{len(entry['seeds'])} | {_num(a['mean'])} ± "
-                     f"{_num(a['sd'])} | {_num(a['min'])} | {_num(a['max'])} | {_num(n['mean'])} ± "
-                     f"{_num(n['sd'])} | {_num(n['min'])} | {_num(n['max'])} | {_num(c['mean'])} ± "
-                     f"{_num(c['sd'])} |")
+        lines.append(f"| {name} | {a['n']}/{len(entry['seeds'])} | {number(a['mean'])} ± "
+                     f"{number(a['sd'])} | {number(a['min'])} | {number(a['max'])} | {number(n['mean'])} ± "
+                     f"{number(n['sd'])} | {number(n['min'])} | {number(n['max'])} | {number(c['mean'])} ± "
+                     f"{number(c['sd'])} |")
     lines += ["", "## Difference to the baseline", "",
               "| configuration | baseline | ACC diff [95% CI] | NMI diff [95% CI] | seeds |",
               "|---|---|---|---|---|"]
     for name, e in ranked.items():
         acc, nmi = e["full_acc"], e["full_nmi"]
-        lines.append(f"| {name} | {e['baseline']} | {_pm(acc['difference'])} [{_pm(acc['low'])}, "
-                     f"{_pm(acc['high'])}] | {_pm(nmi['difference'])} [{_pm(nmi['low'])}, "
-                     f"{_pm(nmi['high'])}] | {acc['n']} |")
+        lines.append(f"| {name} | {e['baseline']} | {signed(acc['difference'])} [{signed(acc['low'])}, "
+                     f"{signed(acc['high'])}] | {signed(nmi['difference'])} [{signed(nmi['low'])}, "
+                     f"{signed(nmi['high'])}] | {acc['n']} |")
     return "\n".join(lines + _convergence_lines(sweep)) + "\n"
 
 
@@ -69,8 +64,8 @@ def _convergence_lines(sweep):
     for name, entry in sweep["configs"].items():
         gmm = describe(entry.get("gmm_acc") or [])
         runs = ", ".join(str(len(c)) for c in (entry.get("curves") or {}).values())
-        lines.append(f"| {name} | {_num(gmm['mean'])} | {runs or 'n/a'} | "
-                     f"{_pm(entry.get(f'slope_last_{SLOPE_EPOCHS}'))} |")
+        lines.append(f"| {name} | {number(gmm['mean'])} | {runs or 'n/a'} | "
+                     f"{signed(entry.get(f'slope_last_{SLOPE_EPOCHS}'))} |")
     return lines
 
 

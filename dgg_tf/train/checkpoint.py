@@ -27,6 +27,7 @@ import os
 
 import numpy as np
 
+from ..console import say
 from ..files import clean, write_bytes_atomic
 
 FORMAT = "dgg_tf-checkpoint-v3"
@@ -197,12 +198,10 @@ def resume_checkpoint(path, kind, expected, verbose=1):
     if not os.path.exists(path) and old and os.path.exists(old):
         _read(old, kind, arrays=False)
     if not os.path.exists(path):
-        if verbose:
-            print(f"--resume: no checkpoint {path} yet; starting from the beginning", flush=True)
+        say(verbose, f"--resume: no checkpoint {path} yet; starting from the beginning")
         return None
     state, provenance = load_checkpoint(path, kind)
     check_same_run(provenance, expected, path)
-    if verbose:
-        where = (f"stage {state['stage'] + 1}, " if "stage" in state else "")
-        print(f"resuming from {path}: {where}{state['epoch']} epoch(s) done", flush=True)
+    where = f"stage {state['stage'] + 1}, " if "stage" in state else ""
+    say(verbose, f"resuming from {path}: {where}{state['epoch']} epoch(s) done")
     return state, provenance
