@@ -38,7 +38,7 @@ from .train.callbacks import EpochEnd
 from .train.checkpoint import (RUN_CHECKPOINT, optimizer_arrays, restore_network,
                                resume_checkpoint, save_checkpoint)
 from .train.fit import steps_per_epoch
-from .training import (check_data, check_steps_per_execution, check_table_and_labels,
+from .training import (check_data, check_labels_and_batches, check_steps_per_execution,
                        compile_dgg, encode, fit_dgg, format_record)
 from .weights import (get_params, library_versions, load_autoencoder, save_weights_h5,
                       set_params)
@@ -54,7 +54,7 @@ def prepare_inputs(config: DGGConfig, x, y, neighbors, weights, neighbor_info=No
     tables, stored_purity, table_info = as_tables(neighbors, len(x), config)
     table_info.update(neighbor_info or {})
     table = tables[config.neighbor_selection]
-    check_table_and_labels(x, table, y, config)
+    check_labels_and_batches(x, y, config)      # as_tables has checked the tables
     if isinstance(weights, dict):
         params, provenance = weights, {"source": "arrays passed to run_dgg"}
     else:

@@ -119,17 +119,23 @@ def check_data(x, config: DGGConfig):
 def check_training_inputs(x, table, labels, config: DGGConfig):
     """Everything about the data that would stop training later, checked up front."""
     check_data(x, config)
-    check_table_and_labels(x, table, labels, config)
+    _check_training_table(x, table, config)
+    check_labels_and_batches(x, labels, config)
 
 
-def check_table_and_labels(x, table, labels, config: DGGConfig):
-    """The neighbour table and labels against checked data x, and the Q7 last batch."""
+def _check_training_table(x, table, config: DGGConfig):
+    """The neighbour table against checked data x (``run_dgg`` has checked its tables
+    already, with ``tables.check_table``)."""
     if table.ndim != 2 or table.shape[0] != len(x):
         raise ValueError(f"neighbour table must be [N={len(x)}, >= "
                          f"{columns_needed(config.num_neighbors)}], got {table.shape}")
     check_width(table, "for training", config.num_neighbors)
     if not np.issubdtype(table.dtype, np.integer) or table.min() < 0 or table.max() >= len(x):
         raise ValueError(f"neighbour table indices must be integers in [0, {len(x)})")
+
+
+def check_labels_and_batches(x, labels, config: DGGConfig):
+    """The labels against checked data x, and the Q7 last batch."""
     if labels is not None and len(labels) != len(x):
         raise ValueError(f"labels has {len(labels)} entries for {len(x)} samples")
     last = q7_failing_last_batch(len(x), config.batch_size, config.sigma_mode)
