@@ -5,15 +5,13 @@ configuration is at the end (the ACC slope over its last epochs), which says whe
 protocol ran long enough."""
 from __future__ import annotations
 
-import csv
-import json
 import os
 
 import numpy as np
 
 from ..train.checkpoint import RUN_CHECKPOINT, CheckpointFormatError, read_record
-from ..report.runfiles import save_figure
-from .cells import cell_dir
+from ..report.runfiles import read_history_csv, save_figure
+from .cells import cell_dir, read_json
 
 #: Epochs over which the end-of-run slope is fitted.
 SLOPE_EPOCHS = 20
@@ -24,8 +22,8 @@ def cell_curve(run_dir):
     path = os.path.join(run_dir, "history.csv")
     if not os.path.exists(path):
         return []
-    with open(path, newline="") as f:
-        return [float(r["full_acc"]) for r in csv.DictReader(f) if r.get("full_acc")]
+    return [float(r["full_acc"]) for r in read_history_csv(path)
+            if r.get("full_acc") is not None]
 
 
 def gmm_init_acc(run_dir):
@@ -33,8 +31,7 @@ def gmm_init_acc(run_dir):
     the checkpoint's record of the stages (runs made before config.json held it)."""
     info_path = os.path.join(run_dir, "config.json")
     if os.path.exists(info_path):
-        with open(info_path) as f:
-            init = json.load(f).get("gmm_init") or {}
+        init = read_json(info_path).get("gmm_init") or {}
         if "gmm_no_pi_acc" in init:
             return init["gmm_no_pi_acc"]
     ckpt = os.path.join(run_dir, RUN_CHECKPOINT)
