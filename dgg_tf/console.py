@@ -68,6 +68,9 @@ def quiet_tensorflow(show=False):
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with _stderr_to_devnull():
+        import keras  # lazy: keras starts its backend on import: here, quietly
+        if keras.backend.backend() != "tensorflow":
+            return
         import tensorflow as tf  # lazy: the point is to start it here, quietly
         tf.config.list_physical_devices()
 
@@ -76,7 +79,7 @@ def start_tensorflow_quietly():
     """For the estimator: start TensorFlow, if nobody has, without its C++ start-up lines
     (CUDA probing, oneDNN notices) unless the user set ``TF_CPP_MIN_LOG_LEVEL``; the
     environment is left as it was (TensorFlow reads the level once, at start-up)."""
-    if "tensorflow" in sys.modules or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+    if "keras" in sys.modules or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
     try:

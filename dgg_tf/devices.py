@@ -1,32 +1,23 @@
 """Devices and distribution: split the CPU into logical devices (to test distribution
-on a machine without accelerators) and pick a ``tf.distribute`` strategy."""
+on a machine without accelerators) and pick a strategy: ``tf.distribute``'s
+MirroredStrategy on TensorFlow, ``keras.distribution.DataParallel`` on JAX (both in
+``dgg_tf.backend``)."""
 from __future__ import annotations
 
-import tensorflow as tf
+from . import backend
 
 STRATEGIES = ("default", "mirrored")
 
 
 def split_cpu(n):
-    """Make ``n`` logical CPU devices; must run before TensorFlow first uses a device."""
-    if n is None or n <= 1:
-        return
-    cpus = tf.config.list_physical_devices("CPU")
-    try:
-        tf.config.set_logical_device_configuration(
-            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(int(n))])
-    except RuntimeError as e:
-        raise ValueError(f"cannot split the CPU into {n} devices: TensorFlow has already "
-                           f"initialised its devices ({e})") from None
+    """Make ``n`` logical CPU devices; must run before the backend first uses a device."""
+    backend.split_cpu(n)
 
 
 def make_strategy(name="default"):
-    """``default``: TensorFlow's default (one device). ``mirrored``: MirroredStrategy over
-    every GPU, or every logical CPU when there is no GPU (see ``split_cpu``)."""
+    """``default``: one device. ``mirrored``: every GPU, or every logical CPU when there
+    is no GPU (see ``split_cpu``), each with a copy of the variables and a share of each
+    batch."""
     if name not in STRATEGIES:
         raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
-    if name == "default":
-        return tf.distribute.get_strategy()
-    gpus = tf.config.list_logical_devices("GPU")
-    devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-    return tf.distribute.MirroredStrategy(devices)
+    return backend.make_strategy(name)

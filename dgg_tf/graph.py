@@ -1,5 +1,5 @@
 """The graph: similarity weights w_ij between a sample and its neighbours (section 6),
-in NumPy (the audit, the reference) and in TensorFlow (the training step)."""
+in NumPy (the audit, the reference) and in ``keras.ops`` (the training step)."""
 from __future__ import annotations
 
 import numpy as np
@@ -84,30 +84,30 @@ def needs_distances(kind):
     return kind not in CONSTANT_SELF
 
 
-def similarity_weights_tf(x_nbrs, sigma=10.0, kind="no_inform", sigma_mode="code",
+def similarity_weights_ops(x_nbrs, sigma=10.0, kind="no_inform", sigma_mode="code",
                           sigma_row=None):
-    """``similarity_weights`` inside the TensorFlow step (on the device, no host trip).
+    """``similarity_weights`` inside the training step (on the device, no host trip).
 
     ``sigma_row`` [Nn, D] is batch row ``SIGMA_ROW``'s columns, needed by
     ``sigma_mode="code"`` (Q7) for a distance kind: passed separately so that a replica
     holding part of the batch still divides by the whole batch's row. Same float32
     formulas as the NumPy version; a sum over D may round differently.
     """
-    import tensorflow as tf  # lazy: the NumPy half of this module stays TensorFlow-free
+    from keras import ops  # lazy: the NumPy half of this module stays free of Keras' backend
     _check_kind(kind, sigma_mode)
     nn = x_nbrs.shape[1]
     if not needs_distances(kind):
         w = similarity_weights(np.zeros((SIGMA_ROW + 1, nn, 1), np.float32), sigma, kind,
                                sigma_mode)[0]
-        return tf.tile(tf.constant(w)[None], [tf.shape(x_nbrs)[0], 1])
-    dist = tf.reduce_sum(tf.square(x_nbrs - x_nbrs[:, :1, :]), axis=-1)      # [B, Nn]
+        return ops.tile(ops.convert_to_tensor(w)[None], (ops.shape(x_nbrs)[0], 1))
+    dist = ops.sum(ops.square(x_nbrs - x_nbrs[:, :1, :]), axis=-1)           # [B, Nn]
     if sigma_mode == "code":
-        row = tf.reduce_sum(tf.square(sigma_row - sigma_row[:1]), axis=-1)   # [Nn]
-        dist = dist / tf.sort(row)[None, :]
+        row = ops.sum(ops.square(sigma_row - sigma_row[:1]), axis=-1)        # [Nn]
+        dist = dist / ops.sort(row)[None, :]
     else:
-        dist = dist / tf.constant(sigma, tf.float32)
-    s = KERNELS[kind](dist, tf.math)
-    s = tf.concat([tf.reduce_sum(s[:, 1:], axis=1, keepdims=True), s[:, 1:]], axis=1)
+        dist = dist / ops.convert_to_tensor(sigma, "float32")
+    s = KERNELS[kind](dist, ops)
+    s = ops.concatenate([ops.sum(s[:, 1:], axis=1, keepdims=True), s[:, 1:]], axis=1)
     if kind != "gauss":
-        s = s / tf.reduce_sum(s, axis=1, keepdims=True)
+        s = s / ops.sum(s, axis=1, keepdims=True)
     return s

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 from sklearn.cluster import KMeans
 
+from . import backend
 from .config import DGGConfig
 from .metrics import cluster_acc, nmi
 from .models import encode_mean
@@ -78,11 +79,13 @@ def classifier_loss(logits, targets, kind):
     """'double_softmax' (Q5, the code): CrossEntropyLoss applied to the softmax OUTPUTS,
     i.e. a second log-softmax over probabilities. 'cross_entropy': -log softmax(logits)
     of the target, computed from the logits (stable where the softmax saturates)."""
-    scores = tf.nn.softmax(logits) if kind == "double_softmax" else logits
-    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, scores))
+    # the double softmax is the point of Q5: "* 1.0" (exact) keeps Keras from warning
+    # that the softmax output it gets "does not represent logits"
+    scores = ops.softmax(logits) * 1.0 if kind == "double_softmax" else logits
+    return ops.mean(ops.sparse_categorical_crossentropy(targets, scores, from_logits=True))
 
 
-class ClassifierPretrainer(keras.Model):
+class ClassifierPretrainer(backend.Trainer, keras.Model):
     """Trains f2 (the DGG network's classifier layer, shared) alone on encoder means
     against the K-means labels, with the original's SGD; logs the post-step agreement
     with K-means and, with labels, the running ACC/NMI."""
@@ -96,20 +99,17 @@ class ClassifierPretrainer(keras.Model):
                         if n_classes else None)
         self.built = True          # the classifier layer is built; nothing to infer
 
-    def train_step(self, batch):
+    def train_on(self, batch):
         h, target = batch["h"], batch["target"]
-        replica = tf.distribute.get_replica_context()
-        local = tf.cast(tf.shape(h)[0], tf.float32)
-        share = local / replica.all_reduce("sum", local) if replica else 1.0   # 1: one device
-        with tf.GradientTape() as tape:
-            # the batch's mean loss; a replica's part of it, whose gradients the
-            # optimiser sums over the replicas
-            loss = classifier_loss(self.classifier(h), target, self.kind) * share
-        variables = self.classifier.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        pred = tf.argmax(self.classifier(h), axis=1, output_type=tf.int32)
-        self.loss_mean.update_state(replica.all_reduce("sum", loss) if replica else loss)
-        self.agreement.update_state(tf.cast(tf.equal(pred, target), tf.float32))
+        local = ops.cast(ops.shape(h)[0], "float32")
+        share = local / backend.batch_total(local)      # 1 on one device
+        # the batch's mean loss; a replica's part of it, whose gradients the optimiser
+        # sums over the replicas
+        loss, _ = self.apply_loss(
+            lambda: (classifier_loss(self.classifier(h), target, self.kind) * share, None))
+        pred = ops.cast(ops.argmax(self.classifier(h), axis=1), "int32")
+        self.loss_mean.update_state(backend.sum_over_replicas(loss))
+        self.agreement.update_state(ops.cast(ops.equal(pred, target), "float32"))
         if self.running is not None:
             self.running.update_state(pred, batch["labels"])
         return {"loss": self.loss_mean.result(),
@@ -146,17 +146,18 @@ def pretrain_classifier(net, x_mean, targets, config: DGGConfig, labels_true=Non
     x_mean = np.asarray(x_mean, np.float32)
     targets = np.asarray(targets, np.int32)
     n_classes = None if labels_true is None else int(np.max(labels_true)) + 1
-    with net.distribute_strategy.scope():     # f2's variables may be mirrored
+    with backend.model_scope(net):     # f2's variables may be mirrored
         model = ClassifierPretrainer(net.classifier, config.classifier_pretrain_loss, n_classes)
         model.compile(optimizer=TorchSGD(config.classifier_lr,
                                          momentum=config.classifier_momentum,
-                                         l2=config.classifier_weight_decay), jit_compile=False)
-    columns = {"h": tf.constant(x_mean), "target": tf.constant(targets)}
+                                         l2=config.classifier_weight_decay),
+                      jit_compile=backend.JIT_COMPILE)
+    columns = {"h": x_mean, "target": targets}
     if labels_true is not None:
-        columns["labels"] = tf.constant(np.asarray(labels_true, np.int32))
+        columns["labels"] = np.asarray(labels_true, np.int32)
     data = index_batches(len(x_mean), config.classifier_batch_size, seed, 0,
                          config.classifier_epochs, stream=1, make_batch=lambda index, e, s: {
-                             k: tf.gather(v, index) for k, v in columns.items()})
+                             k: v[index] for k, v in columns.items()})
     history = []
     model.fit(data, epochs=config.classifier_epochs, verbose=0, shuffle=False,
               steps_per_epoch=steps_per_epoch(len(x_mean), config.classifier_batch_size),

@@ -55,7 +55,7 @@ class _Searcher:
     def rows(self, rows, k, n_cand, sub):
         """Neighbours of ``rows`` (sorted array) with ``n_cand`` candidates each:
         returns ``(result [len(rows), k + 1], proved mask)``."""
-        import tensorflow as tf  # lazy: only top_k, a few times np.argpartition's speed
+        from keras import ops  # lazy: top_k only (keras starts its backend on import)
         x, n = self.x, len(self.x)
         m = len(rows)
         if n_cand >= n:
@@ -66,12 +66,12 @@ class _Searcher:
             neg *= 2.0
             neg -= self.key_norm                        # 2 a.b - ||b||^2  (= ||a||^2 - d)
             neg[np.arange(m), rows] = np.inf            # the row itself is always a candidate
-            vals, cand = tf.math.top_k(neg, n_cand, sorted=False)
+            vals, cand = ops.top_k(neg, n_cand, sorted=False)
             del neg
-            cand = cand.numpy().astype(np.int64)
+            vals, cand = ops.convert_to_numpy(vals), ops.convert_to_numpy(cand).astype(np.int64)
             # every row outside the candidates has key = d - ||a||^2 >= thresh
             # (ties at the boundary are harmless: they are outside and >= thresh too)
-            thresh = -np.min(vals.numpy(), axis=1).astype(np.float64)
+            thresh = -np.min(vals, axis=1).astype(np.float64)
         # each row holds itself exactly once: forced in above, or all rows are candidates
         others = cand[cand != rows[:, None]].reshape(m, -1)
         out = np.empty((m, k + 1), np.int64)

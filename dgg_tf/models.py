@@ -14,9 +14,9 @@ import math
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import layers, ops
 
+from . import backend
 from .config import DGGConfig
 from .step_metrics import FirstNonFinite, StepMean, StepSum
 from .objective import TERMS, forward_terms
@@ -73,7 +73,7 @@ class Encoder(layers.Layer):
         heads = (self.mean_head, self.logvar_head)
         kernel = ops.concatenate([ops.cast(head.kernel, h.dtype) for head in heads], axis=1)
         bias = ops.concatenate([ops.cast(head.bias, h.dtype) for head in heads], axis=0)
-        out = ops.cast(tf.nn.bias_add(ops.matmul(h, kernel), bias), "float32")
+        out = ops.cast(ops.add(ops.matmul(h, kernel), bias), "float32")
         return out[:, :self.mean_head.units], out[:, self.mean_head.units:]
 
 
@@ -125,24 +125,26 @@ STEP_SUMS = ("gamma_sq_sum",)
 
 def torch_bce_mean(recon, target):
     """F.binary_cross_entropy: mean over elements, log clamped at -100."""
-    return -tf.reduce_mean(target * tf.maximum(tf.math.log(recon), -100.0)
-                           + (1.0 - target) * tf.maximum(tf.math.log(1.0 - recon), -100.0))
+    return -ops.mean(target * ops.maximum(ops.log(recon), -100.0)
+                     + (1.0 - target) * ops.maximum(ops.log(1.0 - recon), -100.0))
 
 
 def post_step_reconstruction(recon, target, likelihood):
     """The logged ``recon_bce``: torch's BCE (bernoulli), or the mean squared error
     (gaussian, where BCE of a linear output is undefined)."""
     if likelihood == "gaussian":
-        return tf.reduce_mean(tf.square(target - recon))
+        return ops.mean(ops.square(target - recon))
     return torch_bce_mean(recon, target)
 
 
 @keras.saving.register_keras_serializable(package="dgg_tf")
-class DGGNetwork(keras.Model):
+class DGGNetwork(backend.Trainer, keras.Model):
     """The trainable parts of DGG: encoder (mean, logvar), decoder, classifier f2, GMM.
 
     Trained the Keras way: ``training.compile_dgg`` compiles it with the original's
-    optimiser, and ``fit`` runs ``train_step`` on batches from ``training.dgg_dataset``.
+    optimiser, and ``fit`` runs ``train_step`` on batches from ``training.dgg_batches``;
+    ``step`` runs one given step (the audit surface). The step is backend-neutral
+    (``train_on``); only "gradients, then apply" is the backend's (``backend.Trainer``).
     """
 
     def __init__(self, config: DGGConfig, **kwargs):
@@ -158,7 +160,7 @@ class DGGNetwork(keras.Model):
         self.gmm = GMMParams(config)
         self.step_metrics = [StepMean(name) for name in STEP_MEANS] + \
             [StepSum(name) for name in STEP_SUMS] + [FirstNonFinite()]
-        self.feed = None   # a training.BatchFeed while fit runs (not saved with the model)
+        self.feed = None   # a training.BatchFeed layer while fit runs (not saved)
         self.build_all()
 
     def build_all(self):
@@ -179,53 +181,66 @@ class DGGNetwork(keras.Model):
         return {"name": self.name, "trainable": self.trainable, "config": self.config.to_dict()}
 
     # ------------------------------------------------------------------ training
-    def train_step(self, data):
-        """One step of the original. ``data`` is ``(x_nbrs, w, eps)`` (optionally with the
-        batch's labels as a fourth item): x_nbrs [B, Nn, D] (column 0 = the sample), graph
-        weights w [B, Nn], noise eps [B, Nn, M]. Returns that step's logs: each ELBO term
-        divided by B, the loss, and the original's post-step evaluation (recon_bce,
-        gmm_variance, gmm_std_mean, gamma_sq_sum, pred). Under ``fit`` the batches are
-        dicts of indices and noise (``training.dgg_dataset``), gathered here on the
-        device, and the logs are the epoch's running loss (``EpochRecorder`` reads the
-        other figures from ``step_metrics`` at the end of the epoch)."""
+    def step(self, batch):
+        """One step of the original from a given batch and noise, ``batch = (x_nbrs, w,
+        eps)`` (optionally with the batch's labels as a fourth item): x_nbrs [B, Nn, D]
+        (column 0 = the sample), graph weights w [B, Nn], noise eps [B, Nn, M]. Updates
+        the network's variables and returns that step's logs: each ELBO term divided by
+        B, the loss, and the original's post-step evaluation (recon_bce, gmm_variance,
+        gmm_std_mean, gamma_sq_sum, pred). The audit surface: the same on every backend,
+        after ``training.compile_dgg``."""
+        batch = tuple(ops.convert_to_tensor(a, "float32") for a in batch[:3]) + tuple(batch[3:])
+        return self.run_step(batch)
+
+    def train_on(self, data):
+        """The step of ``train_step`` (``backend.Trainer``). Under ``fit`` the batches are
+        dicts of indices (``training.dgg_batches``), gathered here on the device from
+        ``self.feed``, with the noise drawn here; the logs are then the epoch's running
+        loss (``EpochRecorder`` reads the other figures from ``step_metrics`` at the end
+        of the epoch). A tuple ``(x_nbrs, w, eps[, labels])`` is one given step, as in
+        ``step``; on TensorFlow, ``train_step`` takes it too."""
         if isinstance(data, dict):
-            x_nbrs, w, eps, labels = self.feed.assemble(data)
-            self._step(x_nbrs, w, eps, labels)
+            x_nbrs, w, eps = self.feed.assemble(data)
+            self._step(x_nbrs, w, eps, data.get("labels"))
             return {"loss": self.step_metrics[STEP_MEANS.index("loss")].result()}
         x_nbrs, w, eps = (ops.convert_to_tensor(a, "float32") for a in data[:3])
         return self._step(x_nbrs, w, eps, data[3] if len(data) > 3 else None)
 
     def _step(self, x_nbrs, w, eps, labels=None):
         """Gradient step, post-step evaluation, logs summed over replicas, metrics."""
-        replica = tf.distribute.get_replica_context()
-        local = tf.cast(tf.shape(x_nbrs)[0], tf.float32)
-        total = replica.all_reduce("sum", local) if replica else local
-        with tf.GradientTape() as tape:
-            terms, loss, gamma = forward_terms(self, x_nbrs, w, eps, self.config, total)
-        variables = self.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        local = ops.cast(ops.shape(x_nbrs)[0], "float32")
+        total = backend.batch_total(local)
+        loss, (terms, gamma) = self.apply_loss(lambda: self._loss(x_nbrs, w, eps, total))
         # the original's evaluation after the step (Q12): the B samples themselves
         x_self = x_nbrs[:, 0, :]
         mean, _ = self.encoder(x_self)
-        pred = tf.argmax(self.classify(mean), axis=1)
-        share = tf.cast(local / total, tf.float64)   # 1 on a single device
-        f64 = lambda t: tf.cast(t, tf.float64)       # noqa: E731
-        values = [f64(terms[k]) / f64(total) for k in TERMS] + [f64(loss)] + [
-            f64(v) * share for v in (post_step_reconstruction(self.decoder(mean), x_self,
-                                                              self.config.likelihood),
-                                     tf.reduce_mean(tf.square(self.gmm.std)),
-                                     tf.reduce_mean(self.gmm.std))] + [
-            f64(tf.reduce_sum(tf.square(gamma)))]    # pre-step gamma, as printed
-        values = tf.stack(values)
-        if replica:
-            values = replica.all_reduce("sum", values)
-        logs = dict(zip(STEP_MEANS + STEP_SUMS, tf.unstack(values)))
+        pred = ops.argmax(self.classify(mean), axis=1)
+        logs = self._post_step_logs(terms, loss, gamma, x_self, mean, local, total)
         for metric in self.step_metrics[:-1]:
             metric.update_state(logs[metric.name])
         self.step_metrics[-1].update_state(logs["loss"])
         if labels is not None and self.feed is not None and self.feed.running is not None:
             self.feed.running.update_state(pred, labels)
         return {**logs, "pred": pred}
+
+    def _loss(self, x_nbrs, w, eps, total):
+        terms, loss, gamma = forward_terms(self, x_nbrs, w, eps, self.config, total)
+        return loss, (terms, gamma)
+
+    def _post_step_logs(self, terms, loss, gamma, x_self, mean, local, total):
+        """The step's logs, in the widest float (float64 on TensorFlow), summed over the
+        replicas: the terms / B, the loss, the post-step evaluation, sum of gamma^2."""
+        wide = backend.WIDE_FLOAT
+        share = ops.cast(local / total, wide)        # 1 on a single device
+        f64 = lambda t: ops.cast(t, wide)            # noqa: E731
+        values = [f64(terms[k]) / f64(total) for k in TERMS] + [f64(loss)] + [
+            f64(v) * share for v in (post_step_reconstruction(self.decoder(mean), x_self,
+                                                              self.config.likelihood),
+                                     ops.mean(ops.square(self.gmm.std)),
+                                     ops.mean(self.gmm.std))] + [
+            f64(ops.sum(ops.square(gamma)))]         # pre-step gamma, as printed
+        values = backend.sum_over_replicas(ops.stack(values))
+        return dict(zip(STEP_MEANS + STEP_SUMS, ops.unstack(values)))
 
 
 class Autoencoder(keras.Model):

@@ -15,34 +15,30 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from . import backend
 from .config import CHOICES
 
 TERMS = ("reconstruction", "gmm", "cluster_entropy", "latent_entropy", "prior")
 LOG_EPS = 1e-10  # the original's epsilon inside log(xhat), log(1 - xhat) and log(gamma)
-# Held in a variable so that TensorFlow's graph optimiser cannot fold it into a
-# constant: it rewrites (1 - xhat) + 1e-10 as (1 + 1e-10) - xhat, which in float32
-# is 1 - xhat, so a saturated decoder output (xhat == 1.0) gives log(0) = -inf in
-# the compiled step where the original gets log(1e-10).
-_LOG_EPS = tf.Variable(LOG_EPS, trainable=False, dtype=tf.float32, name="log_eps")
 
 
-def prior_tf(gamma_nbrs, w, mode):
+def prior_ops(gamma_nbrs, w, mode):
     """Per-sample cluster prior [B, K] from gamma_nbrs [B, Nn, K] and weights w [B, Nn].
 
     "code": pc_i = sum_j w_ij gamma_ij over all columns, self included, NOT normalised.
     "paper" (Q9): pi_ik proportional to sum_{j >= 1} w_ij (gamma_ik + gamma_jk),
     normalised over k; column 0 is gamma_i itself.
     """
-    w = tf.cast(w, gamma_nbrs.dtype)
+    w = ops.cast(w, gamma_nbrs.dtype)
     if mode == "code":
-        return tf.einsum("bj,bjk->bk", w, gamma_nbrs)
+        return ops.einsum("bj,bjk->bk", w, gamma_nbrs)
     if mode != "paper":
         raise ValueError(f"prior mode must be one of {', '.join(CHOICES['prior'])}, got {mode!r}")
     pairs = gamma_nbrs[:, :1, :] + gamma_nbrs[:, 1:, :]
-    numerator = tf.einsum("bj,bjk->bk", w[:, 1:], pairs)
-    return numerator / tf.reduce_sum(numerator, axis=1, keepdims=True)
+    numerator = ops.einsum("bj,bjk->bk", w[:, 1:], pairs)
+    return numerator / ops.sum(numerator, axis=1, keepdims=True)
 
 
 def reconstruction_rows(target, recon, likelihood="bernoulli", scale=1.0):
@@ -50,12 +46,12 @@ def reconstruction_rows(target, recon, likelihood="bernoulli", scale=1.0):
     sigmoid output) sum x log(xhat + 1e-10) + (1 - x) log(1 - xhat + 1e-10); "gaussian"
     (the Reuters/HAR scripts, xhat linear) -0.5 * scale * sum (x - xhat)^2."""
     if likelihood == "gaussian":
-        return -0.5 * scale * tf.reduce_sum(tf.square(target - recon), axis=-1)
+        return -0.5 * scale * ops.sum(ops.square(target - recon), axis=-1)
     if likelihood != "bernoulli":
         raise ValueError(f"likelihood must be one of {', '.join(CHOICES['likelihood'])}, "
                          f"got {likelihood!r}")
-    return tf.reduce_sum(target * tf.math.log(recon + _LOG_EPS)
-                         + (1.0 - target) * tf.math.log((1.0 - recon) + _LOG_EPS), axis=-1)
+    return ops.sum(target * ops.log(recon + backend.log_eps())
+                         + (1.0 - target) * ops.log((1.0 - recon) + backend.log_eps()), axis=-1)
 
 
 def check_data_range(x, likelihood, source="data"):
@@ -81,31 +77,39 @@ def elbo_terms(target, recon, mean, logvar, gamma, log_pc, w_rows, gmm_mean, gmm
     in E[log p(z|c)]: 1/2 the code's and the supplement's, 1 the main text's (Q10).
     ``likelihood`` and ``scale``: the reconstruction term (``reconstruction_rows``).
     """
-    recon_r = tf.reshape(reconstruction_rows(target, recon, likelihood, scale), [-1])
-    var = tf.square(gmm_std)                                             # [M, K]
+    recon_r = ops.reshape(reconstruction_rows(target, recon, likelihood, scale), (-1,))
+    var = ops.square(gmm_std)                                             # [M, K]
     c = gmm_coefficient                                                  # 0.5: the code (Q10)
-    log_norm = -c * tf.reduce_sum(tf.math.log(var * (2.0 * math.pi)), axis=0)      # [K]
-    sq = tf.square(mean[:, :, None] - gmm_mean[None]) + tf.exp(logvar)[:, :, None]
-    log_pz = log_norm - c * tf.reduce_sum(sq / var[None], axis=1)       # [R, K]
+    log_norm = -c * ops.sum(ops.log(var * (2.0 * math.pi)), axis=0)      # [K]
+    sq = ops.square(mean[:, :, None] - gmm_mean[None]) + ops.exp(logvar)[:, :, None]
+    log_pz = log_norm - c * ops.sum(sq / var[None], axis=1)       # [R, K]
     per_row = {
         "reconstruction": recon_r,
-        "gmm": tf.reduce_sum(gamma * log_pz, axis=1),
-        "cluster_entropy": tf.reduce_sum(-gamma * tf.math.log(gamma + _LOG_EPS), axis=1),
-        "latent_entropy": 0.5 * tf.reduce_sum(logvar, axis=1),
-        "prior": tf.reduce_sum(gamma * log_pc, axis=1),
+        "gmm": ops.sum(gamma * log_pz, axis=1),
+        "cluster_entropy": ops.sum(-gamma * ops.log(gamma + backend.log_eps()), axis=1),
+        "latent_entropy": 0.5 * ops.sum(logvar, axis=1),
+        "prior": ops.sum(gamma * log_pc, axis=1),
     }
-    return {name: tf.reduce_sum(w_rows * per_row[name]) for name in TERMS}
+    return {name: ops.sum(w_rows * per_row[name]) for name in TERMS}
 
 
 def to_rows(a):
     """[B, Nn, ...] -> [B * Nn, ...], row r = i * Nn + j."""
-    a = tf.convert_to_tensor(a)
-    return tf.reshape(a, [-1] + list(a.shape[2:]))
+    a = ops.convert_to_tensor(a)
+    return ops.reshape(a, (-1, *a.shape[2:]))
 
 
 def from_rows(a, neighbours):
     """[B * Nn, ...] -> [B, Nn, ...]."""
-    return tf.reshape(a, [-1, neighbours] + list(a.shape[1:]))
+    return ops.reshape(a, (-1, neighbours, *a.shape[1:]))
+
+
+def sum_terms(terms):
+    """The five terms' sum, in the order of ``TERMS``."""
+    total = terms[TERMS[0]]
+    for k in TERMS[1:]:
+        total = total + terms[k]
+    return total
 
 
 def forward_terms(net, x_nbrs, w, eps, config, batch_size=None):
@@ -119,30 +123,30 @@ def forward_terms(net, x_nbrs, w, eps, config, batch_size=None):
     gradient, as the original's separate eval pass does; the paper prior uses the
     configured classifier input, also without gradient.
     """
-    batch = tf.shape(x_nbrs)[0]
+    batch = ops.shape(x_nbrs)[0]
     nn = x_nbrs.shape[1]
     target = x_nbrs[:, :1, :]                 # [B, 1, D], broadcast over the Nn columns
     w_rows = to_rows(w)
     mean, logvar = net.encoder(to_rows(x_nbrs))
-    z = mean + tf.exp(0.5 * logvar) * to_rows(eps)
+    z = mean + ops.exp(0.5 * logvar) * to_rows(eps)
     recon = from_rows(net.decoder(z), nn)     # [B, Nn, D]
     gamma_mean = net.classify(mean)
     gamma = gamma_mean if config.classifier_input == "mean" else net.classify(z)
     prior_source = gamma_mean if config.prior == "code" else gamma
-    pc = prior_tf(from_rows(tf.stop_gradient(prior_source), nn), w, config.prior)
-    log_pc = tf.math.log(pc)                  # no epsilon, as the original
+    pc = prior_ops(from_rows(ops.stop_gradient(prior_source), nn), w, config.prior)
+    log_pc = ops.log(pc)                  # no epsilon, as the original
     if config.prior == "paper":
         # The code's pc has no epsilon inside the log: if every gamma of a cluster in a
         # sample's neighbourhood is exactly 0 (a saturated softmax), pc = 0 and
         # 0 * log(0) = NaN, which stops training, as it would stop the original. The
         # paper's pi is 0 only where all the gammas multiplying its log are 0, and its
         # formula takes the limit 0 log 0 = 0 there.
-        log_pc = tf.where(pc > 0, log_pc, 0.0)
-    log_pc = tf.repeat(log_pc, nn, axis=0)    # row i * Nn + j gets sample i's prior
+        log_pc = ops.where(pc > 0, log_pc, 0.0)
+    log_pc = ops.repeat(log_pc, nn, axis=0)    # row i * Nn + j gets sample i's prior
     terms = elbo_terms(target, recon, mean, logvar, gamma, log_pc, w_rows,
                        net.gmm.mean, net.gmm.std, float(config.gmm_coefficient),
                        config.likelihood, config.reconstruction_scale)
     if batch_size is None:
-        batch_size = tf.cast(batch, tf.float32)
-    loss = -tf.add_n([terms[k] for k in TERMS]) / batch_size
+        batch_size = ops.cast(batch, "float32")
+    loss = -sum_terms(terms) / batch_size
     return terms, loss, gamma

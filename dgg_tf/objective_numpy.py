@@ -7,10 +7,11 @@ differentiates, so the audit measures the trained computation, not a copy of it.
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from . import backend
 from .models import DGGNetwork
-from .objective import forward_terms, prior_tf
+from .objective import forward_terms, prior_ops
 from .weights import set_params
 
 
@@ -33,13 +34,14 @@ def check_batch(x_nbrs, w, eps, config):
 
 
 def prior(gamma_nbrs, w, mode):
-    """NumPy front of ``prior_tf``: gamma_nbrs [B, Nn, K], w [B, Nn] -> [B, K]."""
+    """NumPy front of ``prior_ops``: gamma_nbrs [B, Nn, K], w [B, Nn] -> [B, K]."""
     gamma_nbrs = np.asarray(gamma_nbrs, np.float32)
     w = np.asarray(w, np.float32)
     if gamma_nbrs.ndim != 3 or w.shape != gamma_nbrs.shape[:2]:
         raise ValueError(f"prior expects gamma_nbrs [B, Nn, K] and w [B, Nn]; got "
                          f"{gamma_nbrs.shape} and {w.shape}")
-    return prior_tf(tf.constant(gamma_nbrs), tf.constant(w), mode).numpy().astype(np.float64)
+    return ops.convert_to_numpy(prior_ops(ops.convert_to_tensor(gamma_nbrs),
+                                          ops.convert_to_tensor(w), mode)).astype(np.float64)
 
 
 def build_network(params, config):
@@ -56,7 +58,7 @@ def loss_terms(params, x_nbrs, w, eps, config):
     """
     x_nbrs, w, eps = check_batch(x_nbrs, w, eps, config)
     net = build_network(params, config)
-    terms, loss, _ = forward_terms(net, tf.constant(x_nbrs), tf.constant(w), tf.constant(eps), config)
+    terms, loss, _ = forward_terms(net, *_tensors(x_nbrs, w, eps), config)
     out = {k: float(v) for k, v in terms.items()}
     out["loss"] = float(loss)
     return out
@@ -64,8 +66,14 @@ def loss_terms(params, x_nbrs, w, eps, config):
 
 def loss_and_gradients(net, x_nbrs, w, eps, config):
     """Terms, loss and the gradient of the loss for every trainable variable (for the audit)."""
-    with tf.GradientTape() as tape:
-        terms, loss, _ = forward_terms(net, tf.constant(x_nbrs), tf.constant(w), tf.constant(eps), config)
-    grads = tape.gradient(loss, net.trainable_variables)
+    def fn(*batch):
+        terms, loss, _ = forward_terms(net, *batch, config)
+        return loss, terms
+    loss, terms, grads = backend.gradient_function(net.trainable_variables, fn, compile=False)(
+        *_tensors(x_nbrs, w, eps))
     return ({k: float(v) for k, v in terms.items()}, float(loss),
-            [np.asarray(g, np.float64) for g in grads])
+            [np.asarray(ops.convert_to_numpy(g), np.float64) for g in grads])
+
+
+def _tensors(*arrays):
+    return tuple(ops.convert_to_tensor(np.asarray(a, np.float32)) for a in arrays)

@@ -5,48 +5,23 @@ term ``weight_decay * param`` added to the gradient before the update. Keras'
 own ``weight_decay`` is decoupled (AdamW-style) and Keras' Adam places epsilon
 differently, so neither is the same computation; these classes are.
 
-Both run their whole update in one XLA-compiled function (``OnePassUpdate``).
+Their update steps are ``keras.ops`` only. On TensorFlow each update runs as one
+XLA-compiled function (``backend.OptimizerBase``); on JAX the whole step is one
+program already.
 """
 from __future__ import annotations
 
+import math
+
 import keras
-import tensorflow as tf
 from keras import ops
 
+from . import backend
 from .config import CHOICES
 
 
-class OnePassUpdate(keras.optimizers.Optimizer):
-    """Runs ``update_step`` for every variable inside one XLA-compiled function.
-
-    Without it each elementwise operation of an update is its own TensorFlow kernel
-    and its own pass over the 3.4 M DGG parameters: about 15 passes for Adam, some
-    9 ms of a 0.22 s float32 training step. XLA fuses them into one pass per tensor
-    (about 4 ms). The operations are the same float32 ones; XLA may contract
-    ``a * b + c`` into a fused multiply-add, so a result can differ from the unfused
-    kernels in the last bit (as PyTorch's own CPU kernels may). It overrides the hook
-    that Keras' TensorFlow backend calls from ``apply`` (a private name: a test checks
-    that it is still called; if not, updates stay right, only slower).
-    """
-
-    def _backend_update_step(self, grads, trainable_variables, learning_rate):
-        if tf.distribute.has_strategy():
-            # Under tf.distribute, Keras' own path sums the replicas' gradients and updates
-            # each variable on every device; the update is the same formula, unfused.
-            return super()._backend_update_step(grads, trainable_variables, learning_rate)
-        variables = list(trainable_variables)
-        key = tuple(id(v) for v in variables)
-        cache = self.__dict__.setdefault("_one_pass", {})  # outside Keras tracking
-        if key not in cache:
-            def update_all(grads, learning_rate):
-                for gradient, variable in zip(grads, variables):
-                    self.update_step(gradient, variable, learning_rate)
-            cache[key] = tf.function(update_all, jit_compile=True)
-        cache[key](list(grads), tf.convert_to_tensor(learning_rate))
-
-
 @keras.saving.register_keras_serializable(package="dgg_tf")
-class TorchAdam(OnePassUpdate):
+class TorchAdam(backend.OptimizerBase):
     """``torch.optim.Adam(lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=l2)``."""
 
     def __init__(self, learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
@@ -77,17 +52,14 @@ class TorchAdam(OnePassUpdate):
             g = g + self.l2 * variable
         self.assign(m, self.beta_1 * m + (1.0 - self.beta_1) * g)
         self.assign(v, self.beta_2 * v + (1.0 - self.beta_2) * ops.square(g))
-        # bias corrections in float64, as PyTorch computes them (Python floats):
-        # with float32(0.999), 1 - beta_2 ** t is off by ~1e-5 relative
-        t = ops.cast(self.iterations + 1, "float64")
-        bias1, bias2 = (ops.cast(1.0 - ops.power(ops.convert_to_tensor(b, "float64"), t), variable.dtype)
+        bias1, bias2 = (ops.cast(bias_correction(b, self.iterations + 1), variable.dtype)
                         for b in (self.beta_1, self.beta_2))
         denom = ops.sqrt(v) / ops.sqrt(bias2) + self.epsilon
         self.assign_sub(variable, (lr / bias1) * m / denom)
 
 
 @keras.saving.register_keras_serializable(package="dgg_tf")
-class TorchSGD(OnePassUpdate):
+class TorchSGD(backend.OptimizerBase):
     """``torch.optim.SGD(lr, momentum, weight_decay=l2)`` (no dampening, no Nesterov):
     buf = momentum * buf + (g + l2 * p); p -= lr * buf."""
 
@@ -112,6 +84,16 @@ class TorchSGD(OnePassUpdate):
             g = g + self.l2 * variable
         self.assign(buf, self.momentum * buf + g)
         self.assign_sub(variable, lr * buf)
+
+
+def bias_correction(beta, t):
+    """1 - beta ** t for step t (1-based), exact to float32 rounding, as PyTorch computes
+    it from Python floats: in float64 where the backend has it, else (JAX without x64)
+    as -expm1(t log beta), which keeps the float32 result's relative error near 1e-7.
+    With float32(0.999), 1 - beta_2 ** t would be off by ~1e-5 relative."""
+    if backend.WIDE_FLOAT == "float64":
+        return 1.0 - ops.power(ops.convert_to_tensor(beta, "float64"), ops.cast(t, "float64"))
+    return -ops.expm1(ops.cast(t, "float32") * math.log(beta))
 
 
 def warmup_factor(iterations, warmup_steps):

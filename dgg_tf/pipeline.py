@@ -18,8 +18,8 @@ import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from . import backend
 from . import report as rep
 from .collapse import classifier_acc, collapse_callback, first_steps_callback
 from .config import DGGConfig
@@ -82,7 +82,7 @@ def _run_info(config, inputs, workdir, info):
 def build_dgg(config, params, strategy=None, steps_per_execution=1, verbose=1):
     """A compiled DGGNetwork holding the autoencoder weights (the rest keeps its init)."""
     keras.utils.set_random_seed(config.seed)
-    with (strategy or tf.distribute.get_strategy()).scope():
+    with backend.strategy_scope(strategy):
         net = DGGNetwork(config)
         assigned = set_params(net, params, partial=True, source="weights")
         compile_dgg(net, config, steps_per_execution)

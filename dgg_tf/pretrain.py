@@ -29,14 +29,13 @@ from typing import Callable
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
+from . import backend
 from .config import DGGConfig
 from .files import check_output_path, fingerprint
 from .metrics import kmeans_scores
 from .models import Autoencoder, encode_mean, encoder_sizes, torch_default_dense
-from .objective import _LOG_EPS
 from .optimizers import TorchAdam, TorchSGD, step_lr
 from .train.callbacks import EpochEnd
 from .train.checkpoint import (checkpoint_path, optimizer_arrays, restore_optimizer,
@@ -55,7 +54,8 @@ def squared_error_sum(x, recon):
 
 def bernoulli_nll_sum(x, recon):
     """-sum(x log(r + 1e-10) + (1 - x) log(1 - r + 1e-10)) over batch and pixels."""
-    return -ops.sum(x * ops.log(recon + _LOG_EPS) + (1.0 - x) * ops.log((1.0 - recon) + _LOG_EPS))
+    eps = backend.log_eps()
+    return -ops.sum(x * ops.log(recon + eps) + (1.0 - x) * ops.log((1.0 - recon) + eps))
 
 
 def gaussian_nll_sum(x, recon):
@@ -180,9 +180,9 @@ def _train_stage(label, index, ae, x, config, seed, state, on_epoch, callbacks, 
 
     if verbose:
         print(f"pretraining stage {label}: epochs {done + 1}..{stage.epochs}", flush=True)
-    inputs = tf.constant(stage.inputs)
+    inputs = stage.inputs
     fit_epochs(LossTrainer(stage.network, lambda net, batch: stage.loss(batch, net(batch))),
-               stage.optimizer, lambda index_: tf.gather(inputs, index_), len(stage.inputs),
+               stage.optimizer, lambda index_: inputs[index_], len(stage.inputs),
                stage.batch_size, _stage_seed(seed, index), done, stage.epochs,
                [step_lr_callback(base, gamma, step, config.lr_schedule), EpochEnd(end_of_epoch),
                 *callbacks], verbose, f"pretraining {label}")
@@ -237,7 +237,7 @@ def _encode_prefix(ae, x, n_layers, batch=5000):
     layers_ = ae.encoder.hidden[:n_layers]
     out = []
     for s in range(0, len(x), batch):
-        h = tf.constant(x[s:s + batch])
+        h = ops.convert_to_tensor(x[s:s + batch])
         for layer in layers_:
             h = layer(h)
         out.append(np.asarray(ops.cast(h, "float32")))

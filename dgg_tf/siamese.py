@@ -24,7 +24,6 @@ import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from .config import DGGConfig
@@ -128,19 +127,17 @@ def _checked_pairs(pairs, n):
         raise ValueError("train_siamese: pairs must be three arrays of the same, non-zero length")
     if first.min() < 0 or second.min() < 0 or max(first.max(), second.max()) >= n:
         raise ValueError(f"train_siamese: pair indices out of range for {n} samples")
-    return (tf.constant(first.astype(np.int32)), tf.constant(second.astype(np.int32)),
-            tf.constant(label.astype(np.float32)))
+    return first.astype(np.int32), second.astype(np.int32), label.astype(np.float32)
 
 
 def _pair_batches(x, pairs):
     """``make_batch`` for ``train.fit.fit_epochs``: the rows of both operands and the
-    labels of a batch of pair indices (rows gathered per batch, never 4N x 784)."""
-    data = tf.constant(x)
+    labels of a batch of pair indices (rows gathered per batch on the host, never
+    4N x 784)."""
     first, second, label = pairs
 
     def make_batch(index):
-        return (tf.gather(data, tf.gather(first, index)), tf.gather(data, tf.gather(second, index)),
-                tf.gather(label, index))
+        return x[first[index]], x[second[index]], label[index]
     return make_batch
 
 
@@ -148,8 +145,8 @@ def _pair_loss(margin):
     def loss(net, batch):
         xa, xb, lab = batch
         # both operands in one pass (same computation per row, no batch statistics)
-        e = net(tf.concat([xa, xb], axis=0))
-        n = tf.shape(xa)[0]
+        e = net(ops.concatenate([xa, xb], axis=0))
+        n = ops.shape(xa)[0]
         return hinge_loss(e[:n], e[n:], lab, margin)
     return loss
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from . import backend
 from .config import DGGConfig
 from .graph import similarity_weights
 from .objective import forward_terms
@@ -28,7 +29,7 @@ def _one_batch(x, table, config: DGGConfig):
     w = similarity_weights(x_nbrs, config.sigma, config.similarity, config.sigma_mode)
     eps = np.random.default_rng(0).standard_normal(
         (*rows.shape, config.latent_dim)).astype(np.float32)
-    return tf.constant(x_nbrs), tf.constant(np.asarray(w, np.float32)), tf.constant(eps)
+    return tuple(ops.convert_to_tensor(a, "float32") for a in (x_nbrs, w, eps))
 
 
 def warmup_seconds(net, x, table, config: DGGConfig, repeats=3):
@@ -36,16 +37,14 @@ def warmup_seconds(net, x, table, config: DGGConfig, repeats=3):
     call that traces it); nothing is applied to the weights."""
     batch = _one_batch(x, table, config)
 
-    @tf.function
-    def pass_(x_nbrs, w, eps):
-        with tf.GradientTape() as tape:
-            _, loss, _ = forward_terms(net, x_nbrs, w, eps, config)
-        return tape.gradient(loss, net.trainable_variables)
+    pass_ = backend.gradient_function(
+        net.trainable_variables,
+        lambda x_nbrs, w, eps: (forward_terms(net, x_nbrs, w, eps, config)[1], None))
 
     times = []
     for _ in range(repeats + 1):
         t0 = time.perf_counter()
-        tf.nest.map_structure(lambda g: g.numpy() if g is not None else None, pass_(*batch))
+        [ops.convert_to_numpy(g) for g in pass_(*batch)[2] if g is not None]
         times.append(time.perf_counter() - t0)
     return float(np.median(times[1:]))
 
@@ -54,4 +53,4 @@ def should_warm_up(net, total_steps, verbose):
     """Only where it is printed, worth it, and on one device (a strategy's replicas
     would need the batch split)."""
     return bool(verbose) and total_steps >= WARMUP_MIN_STEPS and \
-        net.distribute_strategy.num_replicas_in_sync == 1
+        backend.replicas(net) == 1

@@ -12,12 +12,12 @@ import time
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from . import backend
 from .config import SIGMA_ROW, DGGConfig, q7_failing_last_batch
 from .evaluation import full_pass_scores
-from .files import aligned_float32
-from .graph import needs_distances, similarity_weights_tf
+from .graph import needs_distances, similarity_weights_ops
 from .models import DGGNetwork, encode_mean
 from .objective import TERMS, check_data_range
 from .optimizers import TorchAdam, step_lr
@@ -36,71 +36,70 @@ encode = encode_mean  # encoder means of all rows, in batches (models.encode_mea
 # ---------------------------------------------------------------- DGG training (section 7)
 def compile_dgg(net: DGGNetwork, config: DGGConfig = None, steps_per_execution=1):
     """Compile ``net`` with the original's optimiser: PyTorch's Adam with L2 added to the
-    gradient. Not XLA-compiled as a whole (jit_compile=False): the step keeps the
-    kernels, and so the float32 rounding, of the step the replay check compares."""
+    gradient. On TensorFlow not XLA-compiled as a whole (``backend.JIT_COMPILE``): the
+    step keeps the kernels, and so the float32 rounding, of the step the replay check
+    compares; on JAX the step is one jit-compiled program."""
     config = config or net.config
     net.compile(optimizer=TorchAdam(config.learning_rate, l2=config.weight_decay,
                                     warmup_steps=config.lr_warmup_steps),
-                jit_compile=False, steps_per_execution=steps_per_execution)
+                jit_compile=backend.JIT_COMPILE, steps_per_execution=steps_per_execution)
     net.optimizer.build(net.trainable_variables)   # its state can be restored before fit
     return net
 
 
-class BatchFeed:
-    """What ``fit``'s steps read on the device: the data x, from which each batch's
-    rows are gathered (one copy per device under tf.distribute), the graph weights'
-    settings, and the running (cluster, label) counts of the epoch."""
+class BatchFeed(keras.layers.Layer):
+    """What ``fit``'s steps read on the device: the data x and the neighbour table, from
+    which each batch's rows are gathered (``backend.device_array``: no copy per step;
+    on JAX, variables of the training state), the graph weights' settings, the noise,
+    and the running (cluster, label) counts of the epoch. A layer of the network while
+    ``fit_dgg`` runs, and removed after it (it is never saved)."""
 
-    def __init__(self, x, config: DGGConfig, n_classes=None):
+    def __init__(self, x, table, config: DGGConfig, n_classes=None):
+        super().__init__(name="feed", trainable=False)
         self.config = config
-        self.x = self._on_device(x)
+        columns = np.ascontiguousarray(np.asarray(table)[:, :columns_needed(config.num_neighbors)],
+                                       dtype=np.int32)
+        self.x = backend.device_array(self, "x", np.asarray(x, np.float32))
+        self.table = backend.device_array(self, "table", columns)
         self.running = (Contingency(config.n_clusters, n_classes, "running")
                         if n_classes else None)
-
-    def _on_device(self, x):
-        """x where the steps run. Under tf.distribute, a variable mirrored on every
-        device. Otherwise TensorFlow reads the (64-byte aligned) array's own memory
-        through DLPack: tf.convert_to_tensor would add a copy of x and a transient
-        second one (440 MB for MNIST); on a GPU the one copy made is the device's."""
-        if tf.distribute.has_strategy():
-            return tf.Variable(x, trainable=False, name="feed_x")
-        self.host = aligned_float32(x)          # kept alive as long as the tensor
-        x_t = tf.experimental.dlpack.from_dlpack(self.host.__dlpack__())
-        gpus = tf.config.list_logical_devices("GPU")
-        if gpus:
-            with tf.device(gpus[0].name):
-                x_t = tf.identity(x_t)
-        return x_t
+        self.built = True
 
     def assemble(self, batch):
-        """x_nbrs, w, eps, labels of one batch from its indices and noise."""
+        """x_nbrs, w, eps of one batch from its indices (``dgg_dataset``). The noise is
+        the whole batch's, drawn from (seed, epoch, step), and a replica takes its rows
+        of it, so that a batch split over replicas has the noise of one device."""
         cfg = self.config
-        x_nbrs = tf.gather(self.x, batch["neighbors"])
-        sigma_row = (tf.gather(self.x, batch["sigma_neighbors"][0])
-                     if "sigma_neighbors" in batch else None)
-        w = similarity_weights_tf(x_nbrs, cfg.sigma, cfg.similarity, cfg.sigma_mode, sigma_row)
-        return x_nbrs, w, batch["eps"], batch.get("labels")
+        neighbors = ops.take(self.table, batch["index"], axis=0)
+        x_nbrs = ops.take(self.x, neighbors, axis=0)
+        sigma_row = None
+        if "sigma_index" in batch:
+            sigma_row = ops.take(self.x, ops.take(self.table, batch["sigma_index"][0], axis=0),
+                                 axis=0)
+        w = similarity_weights_ops(x_nbrs, cfg.sigma, cfg.similarity, cfg.sigma_mode, sigma_row)
+        rows = backend.batch_total(ops.shape(batch["index"])[0])
+        eps = batch_noise((rows, neighbors.shape[1], cfg.latent_dim), cfg.seed,
+                          batch["epoch"][0], batch["step"][0])
+        return x_nbrs, w, ops.take(eps, batch["row"], axis=0)
 
 
 def dgg_dataset(table, labels, config: DGGConfig, first_epoch=0, last_epoch=None):
-    """tf.data batches for ``fit``: each is a dict of the neighbour indices [b, Nn], the
-    noise [b, Nn, M], the labels [b] if known, and for the Q7 sigma quirk the indices
-    of batch row 11 (repeated per row, so that every replica gets them)."""
-    nn = columns_needed(config.num_neighbors)
-    table_t = tf.constant(np.asarray(table)[:, :nn].astype(np.int32))
-    labels_t = None if labels is None else tf.constant(np.asarray(labels, np.int32))
+    """The index batches of ``fit`` (``train.fit.IndexBatches``): each is a dict of the
+    batch's row indices [b], its epoch, step and position in the batch per row (for the
+    noise), the labels [b] if known, and for the Q7 sigma quirk the index of batch row
+    11 (repeated per row, so that every replica gets it). All NumPy: the step gathers
+    the neighbours and draws the noise on the device."""
+    labels = None if labels is None else np.asarray(labels, np.int32)
     sigma_row = needs_distances(config.similarity) and config.sigma_mode == "code"
 
     def make(index, epoch, step):
-        nbrs = tf.gather(table_t, index)
-        b = tf.shape(index)[0]
-        batch = {"neighbors": nbrs,
-                 "eps": batch_noise(tf.stack([b, nn, config.latent_dim]), config.seed,
-                                    epoch, step)}
+        b = len(index)
+        batch = {"index": index, "epoch": np.full(b, epoch, np.int32),
+                 "step": np.full(b, step, np.int32), "row": np.arange(b, dtype=np.int32)}
         if sigma_row:
-            batch["sigma_neighbors"] = tf.tile(nbrs[SIGMA_ROW:SIGMA_ROW + 1], [b, 1])
-        if labels_t is not None:
-            batch["labels"] = tf.gather(labels_t, index)
+            batch["sigma_index"] = np.full(b, index[min(SIGMA_ROW, b - 1)], np.int32)
+        if labels is not None:
+            batch["labels"] = labels[index]
         return batch
     last = config.epochs if last_epoch is None else last_epoch
     return index_batches(len(table), config.batch_size, config.seed, first_epoch, last,
@@ -223,7 +222,7 @@ def fit_dgg(net: DGGNetwork, x, table, labels=None, *, history=None, initial_epo
     cfg = net.config
     history = [] if history is None else history
     n_classes = None if labels is None else int(labels.max()) + 1
-    feed = net.feed = BatchFeed(x, cfg, n_classes)
+    feed = net.feed = BatchFeed(x, table, cfg, n_classes)
     net.train_function = None      # a traced step holds the previous call's data: retrace
     steps = steps_per_epoch(len(x), cfg.batch_size)
     own = [step_lr_callback(cfg.learning_rate, cfg.lr_gamma, cfg.lr_step, cfg.lr_schedule),
@@ -236,7 +235,9 @@ def fit_dgg(net: DGGNetwork, x, table, labels=None, *, history=None, initial_epo
                     epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
                     callbacks=own + list(callbacks), verbose=verbose, shuffle=False)
     finally:
+        del net.feed           # untracked: the feed's arrays are no part of the model
         net.feed = None
+        net.train_function = None
     return history
 
 

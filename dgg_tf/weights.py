@@ -23,8 +23,8 @@ import h5py
 import keras
 import numpy as np
 import sklearn
-import tensorflow as tf
 
+from . import backend
 from .config import DGGConfig
 from .files import atomic_path, clean
 from .models import dense_layers, encoder_sizes
@@ -112,7 +112,7 @@ def source_commit() -> str:
 
 def library_versions() -> dict:
     return {"python": platform.python_version(), "numpy": np.__version__,
-            "tensorflow": tf.__version__, "keras": keras.__version__,
+            **backend.versions(), "keras": keras.__version__,
             "scikit-learn": sklearn.__version__, "h5py": h5py.__version__,
             "dgg_tf_commit": source_commit()}
 

@@ -12,11 +12,11 @@ import tensorflow as tf
 
 import reference as ref
 from dgg_tf.config import DGGConfig
-from dgg_tf.graph import similarity_weights, similarity_weights_tf
+from dgg_tf.graph import similarity_weights, similarity_weights_ops
 from dgg_tf.models import DGGNetwork
 from dgg_tf.objective import TERMS, forward_terms
 from dgg_tf.optimizers import TorchAdam
-from dgg_tf.training import compile_dgg, dgg_dataset, train_dgg
+from dgg_tf.training import BatchFeed, compile_dgg, dgg_dataset, train_dgg
 from dgg_tf.weights import get_params, set_params
 
 TINY = DGGConfig(input_dim=12, encoder_dims=(9, 8, 16), latent_dim=3, n_clusters=4,
@@ -73,25 +73,42 @@ def test_device_weights_match_numpy(kind, mode):
     rng = np.random.default_rng(4)
     x = rng.random((15, 5, 7)).astype(np.float32)
     want = similarity_weights(x, 3.0, kind, mode)
-    got = similarity_weights_tf(tf.constant(x), 3.0, kind, mode, tf.constant(x[11]))
+    got = similarity_weights_ops(tf.constant(x), 3.0, kind, mode, tf.constant(x[11]))
     np.testing.assert_allclose(got.numpy(), want, rtol=2e-6, atol=1e-7)
 
 
+def _assembled(feed, batch):
+    return [keras.ops.convert_to_numpy(a) for a in
+            feed.assemble({k: keras.ops.convert_to_tensor(v) for k, v in batch.items()})]
+
+
 def test_dataset_batches_are_seeded_and_cover_the_epoch():
+    """The host sends indices; the feed gathers the neighbours, weighs them and draws
+    the noise: a function of (seed, epoch, step), so a resumed epoch gets the same."""
     x, table, y = tiny_data()
     cfg = TINY.replace(similarity="gauss")
-    batches = list(dgg_dataset(table, y, cfg, 0, 2))
-    assert len(batches) == 10 and set(batches[0]) == {"neighbors", "eps", "labels",
-                                                     "sigma_neighbors"}
-    first = np.concatenate([b["neighbors"][:, 0] for b in batches[:5]])
+    data = dgg_dataset(table, y, cfg, 0, 2)
+    batches = [data[i] for i in range(len(data))]
+    assert len(batches) == 10 and set(batches[0]) == {"index", "epoch", "step", "row",
+                                                     "labels", "sigma_index"}
+    first = np.concatenate([b["index"] for b in batches[:5]])
     assert sorted(first.tolist()) == list(range(100))          # every sample once per epoch
-    np.testing.assert_array_equal(batches[0]["sigma_neighbors"][0], batches[0]["neighbors"][11])
-    np.testing.assert_array_equal(batches[0]["labels"], y[batches[0]["neighbors"][:, 0]])
-    again = list(dgg_dataset(table, y, cfg, 1, 2))             # a resumed epoch 2
-    for a, b in zip(batches[5:], again):
-        np.testing.assert_array_equal(a["neighbors"], b["neighbors"])
-        np.testing.assert_array_equal(a["eps"], b["eps"])
-    assert not np.array_equal(batches[0]["eps"], batches[5]["eps"])
+    assert (batches[0]["sigma_index"] == batches[0]["index"][11]).all()
+    np.testing.assert_array_equal(batches[0]["labels"], y[batches[0]["index"]])
+    assert batches[7]["epoch"].tolist() == [1] * 20 and batches[7]["step"].tolist() == [2] * 20
+    feed = BatchFeed(x, table, cfg)
+    x_nbrs, w, eps = _assembled(feed, batches[0])
+    want = x[table[batches[0]["index"]]]
+    np.testing.assert_array_equal(x_nbrs, want)
+    np.testing.assert_allclose(w, similarity_weights(want, cfg.sigma, "gauss", "code"),
+                               rtol=2e-6, atol=1e-7)
+    assert eps.shape == (20, 4, 3) and abs(eps.mean()) < 0.3 and 0.7 < eps.std() < 1.3
+    again = dgg_dataset(table, y, cfg, 1, 2)                   # a resumed epoch 2
+    for a, i in zip(batches[5:], range(len(again))):
+        b = again[i]
+        np.testing.assert_array_equal(a["index"], b["index"])
+        np.testing.assert_array_equal(_assembled(feed, a)[2], _assembled(feed, b)[2])
+    assert not np.array_equal(eps, _assembled(feed, batches[5])[2])
 
 
 class Recorder(keras.callbacks.Callback):

@@ -52,14 +52,14 @@ def loss_and_flat_gradient(net, x_nbrs, w, eps, config):
 
 def _gammas(net, x_nbrs, eps):
     """gamma of x_mean and of the sampled z, both [B, Nn, K] (one forward pass)."""
-    import tensorflow as tf  # lazy: the report loads without TF
+    from keras import ops  # lazy: the report loads without a Keras backend
 
     from ..objective import from_rows, to_rows  # lazy: the report loads without TF
     nn = x_nbrs.shape[1]
-    mean, logvar = net.encoder(to_rows(tf.constant(x_nbrs)))
-    z = mean + tf.exp(0.5 * logvar) * to_rows(tf.constant(eps))
-    g_mean = from_rows(net.classify(mean), nn).numpy().astype(np.float64)
-    g_sample = from_rows(net.classify(z), nn).numpy().astype(np.float64)
+    mean, logvar = net.encoder(to_rows(ops.convert_to_tensor(x_nbrs)))
+    z = mean + ops.exp(0.5 * logvar) * to_rows(ops.convert_to_tensor(eps))
+    g_mean = ops.convert_to_numpy(from_rows(net.classify(mean), nn)).astype(np.float64)
+    g_sample = ops.convert_to_numpy(from_rows(net.classify(z), nn)).astype(np.float64)
     return g_mean, g_sample
 
 
@@ -69,24 +69,31 @@ def _other_coefficient(c):
 
 
 def configured_pass(net, x_nbrs, eps, config):
-    """The ``BatchPass`` of one batch: one forward pass gives the loss and gradient of the
+    """The ``BatchPass`` of one batch: the loss and gradient of the
     configured gmm coefficient and of the other one (Q10: 1/2 the code, 1 the main text);
     ``loss_one`` and ``grad_one`` hold the other's."""
-    import tensorflow as tf  # lazy: the report loads without TF
+    from keras import ops  # lazy: the report loads without a Keras backend
 
+    from ..backend import gradient_function  # lazy: the report loads without TF
     from ..objective import forward_terms  # lazy: the report loads without TF
     bsz = x_nbrs.shape[0]
     w = similarity_weights(x_nbrs, config.sigma, config.similarity, config.sigma_mode)
-    with tf.GradientTape(persistent=True) as tape:
-        terms, loss, _ = forward_terms(net, tf.constant(x_nbrs), tf.constant(w),
-                                       tf.constant(eps), config)
-        # the other gmm coefficient (Q10): the gmm term scaled by other / configured
-        scale = _other_coefficient(config.gmm_coefficient) / config.gmm_coefficient - 1.0
-        loss_one = loss - terms["gmm"] * scale / float(bsz)
+    # the other gmm coefficient (Q10): the gmm term scaled by other / configured
+    scale = _other_coefficient(config.gmm_coefficient) / config.gmm_coefficient - 1.0
+
+    def both(*batch):
+        terms, loss, _ = forward_terms(net, *batch, config)
+        return loss, (terms, loss - terms["gmm"] * scale / float(bsz))
+
+    def other(*batch):
+        loss, (terms, loss_one) = both(*batch)
+        return loss_one, None
+    batch = tuple(ops.convert_to_tensor(np.asarray(a, np.float32)) for a in (x_nbrs, w, eps))
     variables = net.trainable_variables
-    grad = flat(tape.gradient(loss, variables))
-    grad_one = flat(tape.gradient(loss_one, variables))
-    del tape
+    loss, (terms, loss_one), grads = gradient_function(variables, both, compile=False)(*batch)
+    grad = flat([ops.convert_to_numpy(g) for g in grads])
+    grad_one = flat([ops.convert_to_numpy(g) for g in
+                     gradient_function(variables, other, compile=False)(*batch)[2]])
     g_mean, g_sample = _gammas(net, x_nbrs, eps)
     return BatchPass(x_nbrs, eps, w, per_sample({k: float(v) for k, v in terms.items()},
                                                 float(loss), bsz),

@@ -52,6 +52,7 @@ class NonFiniteStop(keras.callbacks.Callback):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
+        _ = self.model   # Keras' Callback.model: on JAX, puts the training state back
         step = int(keras.ops.convert_to_numpy(self.metric.result()))
         if step > 0:
             self.model.stop_training = True

@@ -1,20 +1,24 @@
-"""One stage through Keras ``fit``: seeded per-epoch batches as a ``tf.data`` pipeline,
-their noise, the PyTorch StepLR schedule as a callback, and ``LossTrainer`` /
-``fit_epochs`` for the stages whose loss is one scalar of a batch (autoencoder,
-Siamese); the DGG network has its own ``train_step`` (``models.DGGNetwork``).
+"""One stage through Keras ``fit``: seeded per-epoch index batches as a
+``keras.utils.PyDataset`` (the one input pipeline of both backends), their noise, the
+PyTorch StepLR schedule as a callback, and ``LossTrainer`` / ``fit_epochs`` for the
+stages whose loss is one scalar of a batch (autoencoder, Siamese); the DGG network has
+its own step (``models.DGGNetwork``).
 
 Batches are drawn statelessly: epoch e's order is a fixed function of (seed, e), and
 a batch's noise a fixed function of (seed, e, step). A run resumed at an epoch
 boundary therefore sees exactly the batches and noise of an uninterrupted run, with
-no random-generator state to save, and a batch split over several replicas
-(``tf.distribute``) carries the same noise as on one device.
+no random-generator state to save, and a batch split over several replicas carries
+the same noise as on one device. The order comes from NumPy on the host, so both
+backends train on the same batches; the noise is drawn inside the step by the
+backend's own stateless generator (``backend.normal``), so its values differ by backend.
 """
 from __future__ import annotations
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from .. import backend
 from ..optimizers import step_lr
 from .callbacks import NonFiniteStop, TrainingError
 from ..step_metrics import FirstNonFinite
@@ -26,46 +30,58 @@ def steps_per_epoch(n, batch_size):
 
 
 def epoch_order(n, seed, epoch):
-    """The permutation of range(n) for one epoch: int32 [n], a function of (seed, epoch)."""
-    return tf.random.experimental.index_shuffle(
-        tf.range(n, dtype=tf.int64), seed=tf.stack([tf.cast(seed, tf.int64),
-                                                    tf.cast(epoch, tf.int64)]),
-        max_index=n - 1)
+    """The permutation of range(n) for one epoch: int32 [n], a function of (seed, epoch)
+    (NumPy's PCG64 seeded with the pair)."""
+    return np.random.default_rng([int(seed), int(epoch)]).permutation(int(n)).astype(np.int32)
 
 
 def batch_noise(shape, seed, epoch, step, salt=1):
-    """Standard normal noise of one batch, a function of (seed, epoch, step)."""
-    key = tf.cast(seed, tf.int64) * 1_000_003 + salt
-    return tf.random.stateless_normal(
-        shape, seed=tf.stack([key, tf.cast(epoch, tf.int64) * 1_000_003
-                              + tf.cast(step, tf.int64)]), alg="philox")
+    """Standard normal noise of one batch, a function of (seed, epoch, step): drawn in
+    the step, by the backend's stateless generator."""
+    counter = ops.cast(epoch, "int32") * 1_000_003 + ops.cast(step, "int32")
+    return backend.normal(shape, int(seed) * 1_000_003 + salt, counter)
 
 
-def index_batches(n, batch_size, seed, first_epoch, last_epoch, make_batch=None, stream=0):
-    """A ``tf.data.Dataset`` of the batches of epochs first_epoch..last_epoch-1.
+class IndexBatches(keras.utils.PyDataset):
+    """The batches of epochs first_epoch..last_epoch-1 as one sequence for ``fit``.
 
-    Each element is ``make_batch(index, epoch, step)`` (default: the int64 index vector
+    Item i is ``make_batch(index, epoch, step)`` (default: the int32 index vector
     itself) where ``index`` [b] holds the rows of that batch in the epoch's order.
     ``stream`` tells apart the stages that share a seed (classifier pretraining, DGG).
     Train on it with ``fit(..., steps_per_epoch=steps_per_epoch(n, batch_size),
-    epochs=last_epoch, initial_epoch=first_epoch)``: Keras then keeps one iterator
-    across epochs.
+    epochs=last_epoch, initial_epoch=first_epoch)``: Keras then reads it straight
+    through, one epoch after another. Only indices (and what ``make_batch`` gathers on
+    the host) cross to the device.
     """
-    n, batch_size = int(n), int(batch_size)
-    steps = steps_per_epoch(n, batch_size)
-    make_batch = make_batch or (lambda index, epoch, step: index)
 
-    def epoch_batches(epoch):
-        order = epoch_order(n, seed * 1000 + stream, epoch)
+    def __init__(self, n, batch_size, seed, first_epoch, last_epoch, make_batch=None,
+                 stream=0):
+        super().__init__()
+        self.n, self.batch_size = int(n), int(batch_size)
+        self.steps = steps_per_epoch(self.n, self.batch_size)
+        self.first, self.last = int(first_epoch), int(last_epoch)
+        self.key = int(seed) * 1000 + int(stream)
+        self.make_batch = make_batch or (lambda index, epoch, step: index)
+        self._order = (None, None)            # (epoch, its permutation)
 
-        def one(step):
-            start = step * batch_size
-            index = order[start:tf.minimum(start + batch_size, n)]
-            return make_batch(index, epoch, step)
-        return tf.data.Dataset.range(steps).map(one)
+    def __len__(self):
+        return self.steps * max(0, self.last - self.first)
 
-    ds = tf.data.Dataset.range(first_epoch, last_epoch).flat_map(epoch_batches)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    def order(self, epoch):
+        if self._order[0] != epoch:
+            self._order = (epoch, epoch_order(self.n, self.key, epoch))
+        return self._order[1]
+
+    def __getitem__(self, i):
+        epoch, step = self.first + i // self.steps, i % self.steps
+        start = step * self.batch_size
+        index = self.order(epoch)[start:min(start + self.batch_size, self.n)]
+        return self.make_batch(index, epoch, step)
+
+
+def index_batches(n, batch_size, seed, first_epoch, last_epoch, make_batch=None, stream=0):
+    """``IndexBatches`` of these arguments (the name the stages use)."""
+    return IndexBatches(n, batch_size, seed, first_epoch, last_epoch, make_batch, stream)
 
 
 def step_lr_callback(base, gamma, step, mode="code"):
@@ -75,7 +91,7 @@ def step_lr_callback(base, gamma, step, mode="code"):
         lambda epoch, lr=None: step_lr(base, gamma, step, epoch, mode))
 
 
-class LossTrainer(keras.Model):
+class LossTrainer(backend.Trainer, keras.Model):
     """Trains ``network`` through ``fit`` on ``batch_loss(network, batch)``.
 
     Why a ``train_step`` and not ``compile(loss=...)``: Keras' compiled loss is
@@ -101,12 +117,9 @@ class LossTrainer(keras.Model):
     def metrics(self):
         return [self.loss_mean, self.nonfinite]
 
-    def train_step(self, batch):
-        variables = self.network.trainable_variables
-        with tf.GradientTape() as tape:
-            loss = self.batch_loss(self.network, batch)
-        grads = tape.gradient(loss, variables)
-        self.optimizer.apply_gradients(zip(grads, variables))
+    def train_on(self, batch):
+        batch = batch["rows"]         # a dict: Keras passes it through as it is
+        loss, _ = self.apply_loss(lambda: (self.batch_loss(self.network, batch), None))
         self.loss_mean.update_state(loss)
         self.nonfinite.update_state(loss)
         return {"loss": self.loss_mean.result()}
@@ -116,19 +129,20 @@ def fit_epochs(trainer, optimizer, make_batch, n, batch_size, seed, first_epoch,
                callbacks=(), verbose=1, label="training"):
     """``trainer.fit`` over epochs first_epoch..epochs-1 of shuffled batches of n rows.
 
-    ``make_batch(index)`` gathers the rows of one batch (int64 indices, the epoch's
-    stateless order from ``index_batches``). ``callbacks`` run after the
-    non-finite stop. The step runs as a plain ``tf.function`` (``jit_compile=False``):
-    the optimizers compile their own update with XLA, and the loss and gradient stay
-    the same kernels as the hand-written step they replace (checked bit for bit).
-    ``shuffle=False``: the batches already come in the epoch's seeded order.
+    ``make_batch(index)`` gathers the rows of one batch on the host (NumPy, int32
+    indices in the epoch's stateless order from ``index_batches``). ``callbacks`` run
+    after the non-finite stop. On TensorFlow the step runs as a plain ``tf.function``
+    (``jit_compile=False``): the optimizers compile their own update with XLA, and the
+    loss and gradient stay the same kernels as the hand-written step they replace; on
+    JAX the whole step is one jit-compiled program. ``shuffle=False``: the batches
+    already come in the epoch's seeded order.
     """
     if first_epoch >= epochs:
         return
     steps = steps_per_epoch(n, batch_size)
     data = index_batches(n, batch_size, seed, first_epoch, epochs,
-                         lambda index, epoch, step: make_batch(index))
-    trainer.compile(optimizer=optimizer, jit_compile=False)
+                         lambda index, epoch, step: {"rows": make_batch(index)})
+    trainer.compile(optimizer=optimizer, jit_compile=backend.JIT_COMPILE)
     try:
         trainer.fit(data, steps_per_epoch=steps, epochs=epochs, initial_epoch=first_epoch,
                     callbacks=[NonFiniteStop(steps, trainer.nonfinite), *callbacks],
