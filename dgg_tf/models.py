@@ -142,7 +142,7 @@ class DGGNetwork(backend.Trainer, keras.Model):
     """The trainable parts of DGG: encoder (mean, logvar), decoder, classifier f2, GMM.
 
     Trained the Keras way: ``training.compile_dgg`` compiles it with the original's
-    optimiser, and ``fit`` runs ``train_step`` on batches from ``training.dgg_batches``;
+    optimiser, and ``fit`` runs ``train_step`` on batches from ``training.dgg_dataset``;
     ``step`` runs one given step (the audit surface). The step is backend-neutral
     (``train_on``); only "gradients, then apply" is the backend's (``backend.Trainer``).
     """
@@ -189,12 +189,11 @@ class DGGNetwork(backend.Trainer, keras.Model):
         B, the loss, and the original's post-step evaluation (recon_bce, gmm_variance,
         gmm_std_mean, gamma_sq_sum, pred). The audit surface: the same on every backend,
         after ``training.compile_dgg``."""
-        batch = tuple(ops.convert_to_tensor(a, "float32") for a in batch[:3]) + tuple(batch[3:])
-        return self.run_step(batch)
+        return self.run_step(tuple(batch))     # train_on converts x_nbrs, w and eps
 
     def train_on(self, data):
         """The step of ``train_step`` (``backend.Trainer``). Under ``fit`` the batches are
-        dicts of indices (``training.dgg_batches``), gathered here on the device from
+        dicts of indices (``training.dgg_dataset``), gathered here on the device from
         ``self.feed``, with the noise drawn here; the logs are then the epoch's running
         loss (``EpochRecorder`` reads the other figures from ``step_metrics`` at the end
         of the epoch). A tuple ``(x_nbrs, w, eps[, labels])`` is one given step, as in

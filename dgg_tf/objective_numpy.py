@@ -58,7 +58,7 @@ def loss_terms(params, x_nbrs, w, eps, config):
     """
     x_nbrs, w, eps = check_batch(x_nbrs, w, eps, config)
     net = build_network(params, config)
-    terms, loss, _ = forward_terms(net, *_tensors(x_nbrs, w, eps), config)
+    terms, loss, _ = forward_terms(net, *as_tensors(x_nbrs, w, eps), config)
     out = {k: float(v) for k, v in terms.items()}
     out["loss"] = float(loss)
     return out
@@ -70,10 +70,11 @@ def loss_and_gradients(net, x_nbrs, w, eps, config):
         terms, loss, _ = forward_terms(net, *batch, config)
         return loss, terms
     loss, terms, grads = backend.gradient_function(net.trainable_variables, fn, compile=False)(
-        *_tensors(x_nbrs, w, eps))
+        *as_tensors(x_nbrs, w, eps))
     return ({k: float(v) for k, v in terms.items()}, float(loss),
             [np.asarray(ops.convert_to_numpy(g), np.float64) for g in grads])
 
 
-def _tensors(*arrays):
+def as_tensors(*arrays):
+    """NumPy inputs of the step (x_nbrs, w, eps, ...) as float32 backend tensors."""
     return tuple(ops.convert_to_tensor(np.asarray(a, np.float32)) for a in arrays)

@@ -2,7 +2,8 @@
 non-finite step of an epoch, and the (cluster, class) contingency of an epoch.
 
 Keras' own Mean accumulates in float32 and weights by batch; these accumulate in
-the backend's widest float (float64; float32 on JAX without x64), one unit per step, so an epoch's figure is the original's
+the backend's widest float (float64; float32 on JAX without x64), one unit per step,
+so an epoch's figure is the original's
 (1/steps) sum_s value_s. The values they receive are already summed over replicas
 (``training`` all-reduces them), so every replica holds the same state and the read
 is their mean.

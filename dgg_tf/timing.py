@@ -15,6 +15,7 @@ from . import backend
 from .config import DGGConfig
 from .graph import similarity_weights
 from .objective import forward_terms
+from .objective_numpy import as_tensors
 from .tables import columns_needed
 
 #: Below this many training steps the first-steps estimate comes soon enough.
@@ -29,7 +30,7 @@ def _one_batch(x, table, config: DGGConfig):
     w = similarity_weights(x_nbrs, config.sigma, config.similarity, config.sigma_mode)
     eps = np.random.default_rng(0).standard_normal(
         (*rows.shape, config.latent_dim)).astype(np.float32)
-    return tuple(ops.convert_to_tensor(a, "float32") for a in (x_nbrs, w, eps))
+    return as_tensors(x_nbrs, w, eps)
 
 
 def warmup_seconds(net, x, table, config: DGGConfig, repeats=3):

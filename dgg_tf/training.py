@@ -57,8 +57,8 @@ class BatchFeed(keras.layers.Layer):
     def __init__(self, x, table, config: DGGConfig, n_classes=None):
         super().__init__(name="feed", trainable=False)
         self.config = config
-        columns = np.ascontiguousarray(np.asarray(table)[:, :columns_needed(config.num_neighbors)],
-                                       dtype=np.int32)
+        nn = columns_needed(config.num_neighbors)
+        columns = np.ascontiguousarray(np.asarray(table)[:, :nn], dtype=np.int32)
         self.x = backend.device_array(self, "x", np.asarray(x, np.float32))
         self.table = backend.device_array(self, "table", columns)
         self.running = (Contingency(config.n_clusters, n_classes, "running")
@@ -97,7 +97,7 @@ def dgg_dataset(table, labels, config: DGGConfig, first_epoch=0, last_epoch=None
         batch = {"index": index, "epoch": np.full(b, epoch, np.int32),
                  "step": np.full(b, step, np.int32), "row": np.arange(b, dtype=np.int32)}
         if sigma_row:
-            batch["sigma_index"] = np.full(b, index[min(SIGMA_ROW, b - 1)], np.int32)
+            batch["sigma_index"] = np.full(b, index[SIGMA_ROW], np.int32)
         if labels is not None:
             batch["labels"] = labels[index]
         return batch
@@ -237,7 +237,7 @@ def fit_dgg(net: DGGNetwork, x, table, labels=None, *, history=None, initial_epo
     finally:
         del net.feed           # untracked: the feed's arrays are no part of the model
         net.feed = None
-        net.train_function = None
+        net.train_function = None   # the traced step holds the feed's arrays: free them
     return history
 
 

@@ -42,6 +42,6 @@ else:
                       f"uses {NAME!r}: set KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax")
 
 __all__ = ["NAME", "SUPPORTED", "JIT_COMPILE", "WIDE_FLOAT", "OptimizerBase",
-           "Trainer", "batch_total", "device_array", "gradient_function", "log_eps", "make_strategy",
-           "model_scope", "normal", "replicas", "split_cpu", "strategy_scope",
+           "Trainer", "batch_total", "device_array", "gradient_function", "log_eps",
+           "make_strategy", "model_scope", "normal", "replicas", "split_cpu", "strategy_scope",
            "sum_over_replicas", "versions"]

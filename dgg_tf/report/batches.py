@@ -76,6 +76,7 @@ def configured_pass(net, x_nbrs, eps, config):
 
     from ..backend import gradient_function  # lazy: the report loads without TF
     from ..objective import forward_terms  # lazy: the report loads without TF
+    from ..objective_numpy import as_tensors  # lazy: the report loads without TF
     bsz = x_nbrs.shape[0]
     w = similarity_weights(x_nbrs, config.sigma, config.similarity, config.sigma_mode)
     # the other gmm coefficient (Q10): the gmm term scaled by other / configured
@@ -88,7 +89,7 @@ def configured_pass(net, x_nbrs, eps, config):
     def other(*batch):
         loss, (terms, loss_one) = both(*batch)
         return loss_one, None
-    batch = tuple(ops.convert_to_tensor(np.asarray(a, np.float32)) for a in (x_nbrs, w, eps))
+    batch = as_tensors(x_nbrs, w, eps)
     variables = net.trainable_variables
     loss, (terms, loss_one), grads = gradient_function(variables, both, compile=False)(*batch)
     grad = flat([ops.convert_to_numpy(g) for g in grads])
