@@ -10,8 +10,9 @@ from .models import encode_mean
 
 
 def predict(net, x, batch=5000):
-    """Cluster assignment argmax f2(x_mean) of every row of x."""
-    return np.argmax(net.classify(encode_mean(net, x, batch)), axis=1)
+    """Cluster assignment argmax f2(x_mean) of every row of x: a NumPy int64 array on
+    every backend (``np.argmax`` of a JAX array would stay a JAX array, int32)."""
+    return np.argmax(np.asarray(net.classify(encode_mean(net, x, batch))), axis=1)
 
 
 def full_pass_scores(net, x, labels):
