@@ -34,10 +34,13 @@ def test_three_steps_agree_across_backends(preset, tmp_path):
         if key.startswith("p_"):
             gap = np.linalg.norm(jax_run[key] - tf_run[key]) / np.linalg.norm(tf_run[key])
             worst = max(worst, gap)
-            # 1e-3, not 1e-4: Adam's first steps move a weight by about lr * sign(gradient),
-            # so where a gradient entry is near 0 its rounding decides a +-lr update
-            # (measured: worst tensors decoder2/decoder3 W at 5.6e-4 and 5.9e-4 after 3
-            # steps, every other tensor below 2.2e-4; the losses agree to 1e-7)
+            # 1e-3, not the issue's 1e-4: Adam's first steps move a weight by about
+            # lr * sign(gradient), so where a gradient entry is near 0 its float32 rounding
+            # decides a +-lr update. TensorFlow's own eager, graph and XLA runs of this
+            # float32 step differ by 5.9e-4 to 8.4e-4 after 3 steps, and each by as much
+            # from a float64 run (benchmarks/step_rounding.py), so 1e-4 holds only where
+            # the two backends' kernels happen to round alike. Measured on a Sapphire
+            # Rapids Xeon: 6.8e-5 (code) and 3.1e-5 (paper); the losses agree to 1e-7.
             assert gap < 1e-3, (key, gap)
     print(f"{preset}: losses {tf_run['losses']} vs {jax_run['losses']}; worst parameter gap "
           f"{worst:.2e}")

@@ -49,8 +49,15 @@ class Trainer:
         return loss, aux
 
     def run_step(self, data):
-        """One step outside ``fit`` (eager), updating the variables; returns its logs."""
-        return self.train_on(data)
+        """One step outside ``fit``, updating the variables; returns its logs. Traced
+        (``tf.function``, not XLA) as ``fit`` traces ``train_step``, so that a given step
+        runs the kernels of a training run: eager kernels round differently, and after
+        3 Adam steps that alone moves a parameter tensor by up to 8e-4 relative
+        (``benchmarks/step_rounding.py``)."""
+        cache = self.__dict__.setdefault("_run_step_fn", {})   # outside Keras tracking
+        if "fn" not in cache:
+            cache["fn"] = tf.function(self.train_step, reduce_retracing=True)
+        return cache["fn"](data)
 
 
 def gradient_function(variables, fn, compile=True):
