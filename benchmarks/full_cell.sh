@@ -4,7 +4,9 @@
 # CONFIG: code, paper, a flip (dgg_tf.sweep.protocols.FLIPS) or a diagnostic configuration
 # (dgg_tf.sweep.protocols.DIAGNOSTIC_GRID, e.g. code+warmup). Rerunning the same command resumes the cell (and skips it once finished); the cell's
 # result joins $OUT/sweep/sweep.json like any other. Needs TensorFlow with CUDA
-# (pip install -e ".[gpu]") and MNIST in $DGG_DATA (default ../shared/data/mnist).
+# (pip install -e ".[gpu]") or JAX with CUDA (".[jax-gpu]", then KERAS_BACKEND=jax and
+# JAX_DEFAULT_MATMUL_PRECISION=highest for faithful float32), and MNIST in $DGG_DATA
+# (default ../shared/data/mnist; .data/mnist after benchmarks/device_prepare.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/dgg_full_cell}

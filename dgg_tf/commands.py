@@ -4,6 +4,7 @@ repository, its shipped files and MNIST are, and one exit path for user errors (
 start TensorFlow quietly (``console.quiet_tensorflow``) before anything loads it."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import sys
@@ -27,6 +28,38 @@ def mnist_source(path=None):
     if os.environ.get("DGG_DATA"):
         return os.environ["DGG_DATA"]
     return SHARED_MNIST if os.path.isdir(SHARED_MNIST) else None
+
+
+#: The Keras backends dgg_tf runs on, and what installs each.
+BACKENDS = {"tensorflow": "pip install .", "jax": "pip install '.[jax]'"}
+
+
+def add_backend_argument(parser):
+    """``--backend tensorflow|jax``: the Keras backend (default: $KERAS_BACKEND, else
+    Keras' own default, TensorFlow)."""
+    parser.add_argument("--backend", choices=sorted(BACKENDS), default=None,
+                        help="Keras backend (default: $KERAS_BACKEND, else tensorflow)")
+
+
+def select_backend(name):
+    """Make ``name`` the Keras backend, the Keras way (``KERAS_BACKEND``, set before
+    Keras is first imported; subprocesses inherit it). ``None`` keeps the environment's.
+    Returns 0, or 2 after one ``error:`` line: the backend is not installed, or Keras
+    already runs another one in this process."""
+    if name is None:
+        return 0
+    if "keras" in sys.modules:
+        import keras  # lazy: already imported; only to ask which backend it runs
+        if keras.backend.backend() != name:
+            print(f"error: --backend {name}: Keras already runs on "
+                  f"{keras.backend.backend()} in this process", file=sys.stderr)
+            return 2
+    if importlib.util.find_spec(name) is None:
+        print(f"error: --backend {name}: {name} is not installed ({BACKENDS[name]})",
+              file=sys.stderr)
+        return 2
+    os.environ["KERAS_BACKEND"] = name
+    return 0
 
 
 class UsageError(ValueError):

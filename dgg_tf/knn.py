@@ -1,7 +1,7 @@
 """Exact nearest neighbours (section 2): the k + 1 nearest rows of every row by squared
 Euclidean distance, proved exact row by row, never with an N x N matrix. What every
 neighbour table is built from (``tables``) and the Siamese pairs' raw-pixel neighbours.
-NumPy at import; TensorFlow's top_k only while searching."""
+NumPy at import; the Keras backend's top_k only while searching (float32)."""
 from __future__ import annotations
 
 import numpy as np
@@ -37,6 +37,19 @@ def _full_rows(x, rows, k, chunk=4096):
     return out
 
 
+def _top(keys, n_cand):
+    """The ``n_cand`` largest keys of each row and their columns, exactly in the keys'
+    dtype: ``keras.ops.top_k`` for float32 (faster than NumPy's partition), NumPy's
+    ``argpartition`` for float64 (JAX without x64 would round float64 keys to float32,
+    and the proof below needs the selection exact in the searcher's precision)."""
+    if keys.dtype == np.float32:
+        from keras import ops  # lazy: keras starts its backend on import
+        vals, cand = ops.top_k(keys, n_cand, sorted=False)
+        return ops.convert_to_numpy(vals), ops.convert_to_numpy(cand).astype(np.int64)
+    cand = np.argpartition(-keys, n_cand - 1, axis=1)[:, :n_cand].astype(np.int64)
+    return np.take_along_axis(keys, cand, axis=1), cand
+
+
 class _Searcher:
     """Candidate search in one precision (float32 or float64 matrix products) with a
     rigorous bound on its rounding error, shared by the blocks of ``knn``."""
@@ -55,7 +68,6 @@ class _Searcher:
     def rows(self, rows, k, n_cand, sub):
         """Neighbours of ``rows`` (sorted array) with ``n_cand`` candidates each:
         returns ``(result [len(rows), k + 1], proved mask)``."""
-        from keras import ops  # lazy: top_k only (keras starts its backend on import)
         x, n = self.x, len(self.x)
         m = len(rows)
         if n_cand >= n:
@@ -66,9 +78,8 @@ class _Searcher:
             neg *= 2.0
             neg -= self.key_norm                        # 2 a.b - ||b||^2  (= ||a||^2 - d)
             neg[np.arange(m), rows] = np.inf            # the row itself is always a candidate
-            vals, cand = ops.top_k(neg, n_cand, sorted=False)
+            vals, cand = _top(neg, n_cand)
             del neg
-            vals, cand = ops.convert_to_numpy(vals), ops.convert_to_numpy(cand).astype(np.int64)
             # every row outside the candidates has key = d - ||a||^2 >= thresh
             # (ties at the boundary are harmless: they are outside and >= thresh too)
             thresh = -np.min(vals, axis=1).astype(np.float64)

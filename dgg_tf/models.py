@@ -251,6 +251,7 @@ class Autoencoder(keras.Model):
         self.encoder = Encoder(config, with_logvar=False, name="encoder")
         self.decoder = Decoder(config, name="decoder")
         self.decoder(self.encoder(ops.zeros((1, config.input_dim))))
+        self.built = True          # built above; Keras on JAX would otherwise trace it in fit
 
     def call(self, x):
         return self.decoder(self.encoder(x))

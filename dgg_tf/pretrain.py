@@ -91,6 +91,7 @@ class LayerAutoencoder(keras.Model):
         self.dec = torch_default_dense(n_in, "dec", n_hid,
                                        "relu" if kind in ("last", "middle") else None, dtype)
         self.dec(self.enc(ops.zeros((1, n_in))))
+        self.built = True          # built above; Keras on JAX would otherwise trace it in fit
 
     def call(self, x):
         return ops.cast(self.dec(self.enc(x)), "float32")
@@ -138,7 +139,7 @@ def _make_stage(label, index, ae, x, config, seed, fresh):
     layers_ = {f"encoder{i + 1}": net.enc, f"decoder{len(sizes) - 1 - i}": net.dec}
 
     def write_back():
-        set_params(ae, {f"{name}/{w}": np.array(v.numpy()) for name, layer in layers_.items()
+        set_params(ae, {f"{name}/{w}": ops.convert_to_numpy(v) for name, layer in layers_.items()
                         for w, v in (("W", layer.kernel), ("b", layer.bias))}, partial=True)
     if not fresh:
         current = get_params(ae)

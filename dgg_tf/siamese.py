@@ -99,6 +99,7 @@ class SiameseNet(keras.Model):
         self.config = config
         self.encoder = Encoder(config, with_logvar=False, name="encoder")
         self.encoder(ops.zeros((1, config.input_dim)))
+        self.built = True          # built above; Keras on JAX would otherwise trace it in fit
 
     def call(self, x):
         return self.encoder(x)

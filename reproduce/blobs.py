@@ -28,6 +28,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+from dgg_tf.commands import add_backend_argument, select_backend  # noqa: E402
+
 
 def blobs():
     """The issue's data: 600 x 20 floats in [0, 1] (min-max over the whole array), labels."""
@@ -93,7 +95,10 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--diagnose-steps", type=int, default=0)
     p.add_argument("--out", default=None)
+    add_backend_argument(p)
     args = p.parse_args(argv)
+    if select_backend(args.backend):
+        return 2
     from dgg_tf.console import quiet_tensorflow
     quiet_tensorflow()
     from dgg_tf.config import DGGConfig

@@ -21,6 +21,8 @@ import time
 
 import numpy as np
 
+from dgg_tf.commands import add_backend_argument, select_backend
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -89,7 +91,10 @@ def main(argv=None):
     p.add_argument("--out", default=os.path.join(HERE, "results", "digits"))
     p.add_argument("--verbose", type=int, default=0)
     p.add_argument("--tf-log", action="store_true", help="show TensorFlow's own log messages")
+    add_backend_argument(p)
     args = p.parse_args(argv)
+    if select_backend(args.backend):
+        return 2
     from dgg_tf.console import quiet_tensorflow
     quiet_tensorflow(args.tf_log)
     t0 = time.time()

@@ -17,7 +17,8 @@ import os
 import sys
 import tempfile
 
-from dgg_tf.commands import (MNIST_NEIGHBORS, MNIST_SIAMESE, MNIST_WEIGHTS, UsageError,
+from dgg_tf.commands import (add_backend_argument, select_backend,
+                             MNIST_NEIGHBORS, MNIST_SIAMESE, MNIST_WEIGHTS, UsageError,
                              mnist_source, run_main)
 from dgg_tf.console import quiet_tensorflow
 
@@ -33,6 +34,7 @@ def build_parser():
     p.add_argument("--data", default=None, help="MNIST: idx directory, mnist.npz or mnist.pkl.gz")
     p.add_argument("--weights", default=MNIST_WEIGHTS, help="autoencoder weights")
     p.add_argument("--tf-log", action="store_true", help="show TensorFlow's own log messages")
+    add_backend_argument(p)
     return p
 
 
@@ -100,6 +102,8 @@ def run(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if select_backend(args.backend):
+        return 2
     quiet_tensorflow(args.tf_log)
     return run_main(lambda: run(args))
 

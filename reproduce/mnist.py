@@ -2,6 +2,7 @@
 
     python reproduce/mnist.py --variant code|paper [--epochs 300] [--out DIR] [--resume]
         [--set NAME=VALUE ...] [--subset N] [--strategy mirrored] [--tensorboard DIR]
+        [--backend tensorflow|jax]
 
 Loads MNIST (train then test, 70000 images), the autoencoder weights and the neighbour
 table (the shipped ones by default), then runs ``dgg_tf.pipeline.run_dgg``: GMM init,
@@ -26,7 +27,8 @@ import os
 import shlex
 import sys
 
-from dgg_tf.commands import (MNIST_NEIGHBORS, MNIST_SIAMESE, MNIST_WEIGHTS, UsageError,
+from dgg_tf.commands import (add_backend_argument, select_backend,
+                             MNIST_NEIGHBORS, MNIST_SIAMESE, MNIST_WEIGHTS, UsageError,
                              mnist_source, run_main)
 from dgg_tf.console import quiet_tensorflow
 
@@ -72,6 +74,7 @@ def build_parser():
         help="steps of the first epoch after which to record the full-pass ACC (default 1)")
     add("--tf-log", action="store_true", help="show TensorFlow's own log messages")
     add("--verbose", type=int, default=1, choices=[0, 1, 2])
+    add_backend_argument(p)
     return p
 
 
@@ -165,6 +168,8 @@ def run(args, x=None, y=None, callbacks=()):
 
 def main(argv=None, callbacks=()):
     args = build_parser().parse_args(argv)
+    if select_backend(args.backend):
+        return 2
     args.argv = list(sys.argv[1:] if argv is None else argv)
     quiet_tensorflow(args.tf_log)
     return run_main(lambda: (make_config(args), run(args, callbacks=callbacks))[1],

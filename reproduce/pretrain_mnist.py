@@ -15,7 +15,7 @@ import argparse
 import os
 import sys
 
-from dgg_tf.commands import mnist_source, run_main
+from dgg_tf.commands import add_backend_argument, select_backend, mnist_source, run_main
 from dgg_tf.console import quiet_tensorflow
 from dgg_tf.config import CHOICES, DGGConfig
 
@@ -35,7 +35,10 @@ def main(argv=None):
     p.add_argument("--init", default=None, help="start from these autoencoder weights")
     p.add_argument("--tf-log", action="store_true", help="show TensorFlow's own log messages")
     argv = sys.argv[1:] if argv is None else list(argv)
+    add_backend_argument(p)
     args = p.parse_args(argv)
+    if select_backend(args.backend):
+        return 2
     quiet_tensorflow(args.tf_log)
     return run_main(lambda: run(args, argv))
 

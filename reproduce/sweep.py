@@ -26,7 +26,8 @@ import os
 import shlex
 import sys
 
-from dgg_tf.commands import (MNIST_NEIGHBORS, MNIST_SIAMESE, MNIST_WEIGHTS, UsageError,
+from dgg_tf.commands import (add_backend_argument, select_backend,
+                             MNIST_NEIGHBORS, MNIST_SIAMESE, MNIST_WEIGHTS, UsageError,
                              mnist_source, run_main)
 from dgg_tf.console import quiet_tensorflow
 
@@ -64,6 +65,7 @@ def build_parser():
              "builds them, default) or exact kNN on the raw pixels")
     add("--siamese-weights", default=DEFAULT_SIAMESE, help="Siamese network weights")
     add("--dry-run", action="store_true", help="print the plan and its estimated time")
+    add_backend_argument(p)
     return p
 
 
@@ -167,6 +169,8 @@ def run(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if select_backend(args.backend):
+        return 2
     args.argv = list(sys.argv[1:] if argv is None else argv)
     quiet_tensorflow()
     return run_main(lambda: run(args))

@@ -1,6 +1,7 @@
 """Runs 3 DGG steps on the backend of KERAS_BACKEND from a fixed start, batch and noise
 (the real layer sizes, B=100, Nn=21), and writes the logs and parameters to an .npz:
-``python tests/backend_steps.py PRESET OUT.npz``. ``test_backends`` compares the two
+``python tests/backend_steps.py OUT_PREFIX PRESET [PRESET ...]`` writes
+OUT_PREFIX-PRESET.npz for each preset (one process, one backend start). ``test_backends`` compares the two
 backends' files; it also records whether TensorFlow was loaded."""
 import sys
 
@@ -45,4 +46,5 @@ def main(preset, out):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    for name in sys.argv[2:]:
+        main(name, f"{sys.argv[1]}-{name}.npz")

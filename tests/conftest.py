@@ -23,7 +23,20 @@ def _bf16_matmul_would_crash():
     return onednn_on and cap in _CAPS_WITHOUT_BF16_MATMUL
 
 
+def _skip_tensorflow_only(items):
+    """Tests of TensorFlow's own machinery (marked ``tensorflow_only``) do not apply when
+    Keras runs on another backend (``KERAS_BACKEND=jax``)."""
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if backend == "tensorflow":
+        return
+    skip = pytest.mark.skip(reason=f"TensorFlow machinery; Keras runs on {backend}")
+    for item in items:
+        if "tensorflow_only" in item.keywords:
+            item.add_marker(skip)
+
+
 def pytest_collection_modifyitems(config, items):
+    _skip_tensorflow_only(items)
     if not _bf16_matmul_would_crash():
         return
     skip = pytest.mark.skip(reason="bfloat16 MatMul segfaults in TF/oneDNN under "

@@ -1,7 +1,8 @@
 """Run by test_fit.py in its own process: one DGG epoch, and classifier pretraining, on
-one device and under MirroredStrategy on 2 virtual CPUs, from the same weights, batches
-and noise; exits non-zero if a loss differs by more than 1e-5 relative or a parameter by
-more than 1e-5 relative to its tensor's scale."""
+one device and distributed over 2 virtual CPUs (MirroredStrategy on TensorFlow,
+keras.distribution.DataParallel on JAX: ``devices.make_strategy("mirrored")``), from the
+same weights, batches and noise; exits non-zero if a loss differs by more than 1e-5
+relative or a parameter by more than 1e-5 relative to its tensor's scale."""
 import os
 import sys
 
@@ -12,9 +13,9 @@ from dgg_tf.devices import make_strategy, split_cpu  # noqa: E402
 split_cpu(2)
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 import reference as ref  # noqa: E402
+from dgg_tf import backend  # noqa: E402
 from dgg_tf.config import DGGConfig  # noqa: E402
 from dgg_tf.models import DGGNetwork  # noqa: E402
 from dgg_tf.initialise import pretrain_classifier  # noqa: E402
@@ -26,20 +27,21 @@ CFG = DGGConfig(input_dim=12, encoder_dims=(9, 8, 16), latent_dim=3, n_clusters=
 
 
 def run(strategy, params, x, table, y):
-    with strategy.scope():
+    with backend.strategy_scope(strategy):
         net = DGGNetwork(CFG)
         set_params(net, params)
         compile_dgg(net)
-    history = train_dgg(net, x, table, y, verbose=0)
+        history = train_dgg(net, x, table, y, verbose=0)
+        run.replicas = backend.replicas(net)
     return history, get_params(net)
 
 
 def classifier(strategy, params, h, targets):
     """Classifier pretraining (f2 alone, through fit) under ``strategy``."""
-    with strategy.scope():
+    with backend.strategy_scope(strategy):
         net = DGGNetwork(CFG.replace(classifier_epochs=2, classifier_batch_size=20))
         set_params(net, params)
-    history = pretrain_classifier(net, h, targets, net.config, verbose=0)
+        history = pretrain_classifier(net, h, targets, net.config, verbose=0)
     return history, get_params(net)["classifier/W"]
 
 
@@ -50,9 +52,10 @@ def main():
     table = np.stack([np.arange(100)] + [rng.permutation(100) for _ in range(3)], 1)
     y = rng.integers(0, 3, 100)
     mirrored = make_strategy("mirrored")
-    print("replicas", mirrored.num_replicas_in_sync)
-    h1, p1 = run(tf.distribute.get_strategy(), params, x, table, y)
+    single = make_strategy("default")
+    h1, p1 = run(single, params, x, table, y)
     h2, p2 = run(mirrored, params, x, table, y)
+    print("backend", backend.NAME, "replicas", run.replicas)
     for key in ("loss", "reconstruction", "gmm", "prior", "recon_bce", "gamma_sq_sum"):
         rel = abs(h1[0][key] - h2[0][key]) / abs(h1[0][key])
         print(key, h1[0][key], h2[0][key], rel)
@@ -64,7 +67,7 @@ def main():
     h = rng.normal(size=(100, 3)).astype(np.float32)
     targets = rng.integers(0, 4, 100)
     (c1, w1), (c2, w2) = (classifier(s, params, h, targets)
-                          for s in (tf.distribute.get_strategy(), mirrored))
+                          for s in (single, mirrored))
     print("classifier loss", c1[-1]["loss"], c2[-1]["loss"])
     assert abs(c1[-1]["loss"] - c2[-1]["loss"]) < 1e-5 * abs(c1[-1]["loss"])
     assert np.max(np.abs(w1 - w2)) < 1e-5 * np.max(np.abs(w1))

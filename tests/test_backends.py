@@ -13,20 +13,29 @@ pytest.importorskip("jax")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _steps(backend, preset, out):
+PRESETS = ("code", "paper")
+
+
+def _steps(backend, prefix):
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3",
            "PYTHONPATH": os.pathsep.join([HERE, os.path.dirname(HERE),
                                           os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, os.path.join(HERE, "backend_steps.py"), preset,
-                           str(out)], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, os.path.join(HERE, "backend_steps.py"), str(prefix),
+                           *PRESETS], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    return np.load(out)
+    return {preset: np.load(f"{prefix}-{preset}.npz") for preset in PRESETS}
 
 
-@pytest.mark.parametrize("preset", ["code", "paper"])
-def test_three_steps_agree_across_backends(preset, tmp_path):
-    tf_run = _steps("tensorflow", preset, tmp_path / "tf.npz")
-    jax_run = _steps("jax", preset, tmp_path / "jax.npz")
+@pytest.fixture(scope="module")
+def three_steps(tmp_path_factory):
+    """3 steps of each preset on each backend: {backend: {preset: npz}}."""
+    root = tmp_path_factory.mktemp("steps")
+    return {backend: _steps(backend, root / backend) for backend in ("tensorflow", "jax")}
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_three_steps_agree_across_backends(preset, three_steps):
+    tf_run, jax_run = three_steps["tensorflow"][preset], three_steps["jax"][preset]
     assert bool(tf_run["tensorflow"]) and not bool(jax_run["tensorflow"])
     np.testing.assert_allclose(jax_run["losses"], tf_run["losses"], rtol=1e-5)
     worst = 0.0
@@ -44,3 +53,80 @@ def test_three_steps_agree_across_backends(preset, tmp_path):
             assert gap < 1e-3, (key, gap)
     print(f"{preset}: losses {tf_run['losses']} vs {jax_run['losses']}; worst parameter gap "
           f"{worst:.2e}")
+
+
+CHOOSE = """
+import sys
+from dgg_tf.commands import select_backend
+first = sys.argv[1]
+if first != "none":
+    import keras                                     # Keras already started on `first`
+    assert keras.backend.backend() == first
+code = select_backend("jax")
+import keras
+import dgg_tf.models                                 # the numerics, on the chosen backend
+print("exit", code, "backend", keras.backend.backend(), "tf", "tensorflow" in sys.modules)
+"""
+
+
+def _choose(first):
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    if first != "none":
+        env["KERAS_BACKEND"] = first
+    return subprocess.run([sys.executable, "-c", CHOOSE, first], env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_select_backend_sets_keras_backend_before_keras_starts():
+    """--backend jax (commands.select_backend) in a process with no KERAS_BACKEND: Keras
+    starts on JAX and TensorFlow is never imported."""
+    done = _choose("none")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "exit 0 backend jax tf False" in done.stdout
+
+
+def test_select_backend_refuses_a_running_other_backend():
+    """Once Keras runs on TensorFlow in a process it cannot switch: exit code 2 and one
+    error line naming both, not a run on the wrong backend."""
+    done = _choose("tensorflow")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "exit 2 backend tensorflow" in done.stdout
+    assert "--backend jax: Keras already runs on tensorflow" in done.stderr
+
+
+def test_every_script_takes_backend():
+    """Each reproduce/ script offers --backend tensorflow|jax."""
+    root = os.path.dirname(HERE)
+    for name in ("mnist", "sweep", "first_step", "blobs", "digits", "pretrain_mnist",
+                 "siamese_mnist"):
+        text = open(os.path.join(root, "reproduce", f"{name}.py")).read()
+        assert "add_backend_argument(p" in text and "select_backend(args.backend)" in text, name
+
+
+# On the other backend: load the h5 argv[1] and write its probabilities and assignments
+# (argv[1].load.npz); then train and save a model.h5 of its own (argv[2]) with its
+# probabilities and assignments (argv[2].save.npz).
+OTHER_SIDE = """
+import sys
+from h5_models import load_and_predict, train_and_save
+load_and_predict(sys.argv[1])
+train_and_save(sys.argv[2])
+"""
+
+
+def test_model_h5_loads_on_the_other_backend(tmp_path):
+    """The flat model.h5 written after training on TensorFlow, loaded on JAX, and one
+    written on JAX loaded on TensorFlow: the same cluster probabilities to float32
+    rounding, and the same assignments."""
+    import h5_models
+    from_tf, from_jax = tmp_path / "tf.h5", tmp_path / "jax.h5"
+    saved_tf = h5_models.train_and_save(from_tf)
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", OTHER_SIDE, str(from_tf), str(from_jax)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for saved, loaded in ((saved_tf, np.load(f"{from_tf}.load.npz")),
+                          (np.load(f"{from_jax}.save.npz"), h5_models.load_and_predict(from_jax))):
+        np.testing.assert_allclose(loaded["proba"], saved["proba"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(loaded["pred"], saved["pred"])

@@ -15,6 +15,8 @@ from dgg_tf.train.checkpoint import (FORMAT, KINDS, CheckpointFormatError, check
                                      save_checkpoint)
 from dgg_tf.weights import save_weights_h5
 
+pytestmark = pytest.mark.backends    # also run with KERAS_BACKEND=jax in CI
+
 TINY = DGGConfig(input_dim=64, encoder_dims=(16, 16, 32), latent_dim=4, siamese_epochs=2,
                  dec_epochs=2, dec_batch_size=50, pretrain_schedule="dec")
 SMALL_TABLE = TINY.replace(table_top=12, table_columns=6, num_neighbors=3)

@@ -26,6 +26,7 @@ def fitted():
     return DGG(n_clusters=3, epochs=2, pretrain_epochs=5, classifier_epochs=2).fit(x, y), x
 
 
+@pytest.mark.backends
 def test_fit_predict_shapes_and_proba(fitted):
     model, x = fitted
     assert model.labels_.shape == (600,) and model.n_features_in_ == 20
@@ -39,6 +40,7 @@ def test_fit_predict_shapes_and_proba(fitted):
     assert len(model.history_) == 2 and model.config_.input_dim == 20
 
 
+@pytest.mark.backends
 def test_save_load_round_trip(fitted, tmp_path):
     model, x = fitted
     model.save(tmp_path / "m")

@@ -67,14 +67,16 @@ def test_train_step_equals_the_old_step():
         np.testing.assert_array_equal(new[k], old[k], err_msg=k)
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("kind,mode", [("no_inform", "code"), ("gauss", "code"),
                                        ("student_t", "honoured"), ("kl", "honoured")])
 def test_device_weights_match_numpy(kind, mode):
     rng = np.random.default_rng(4)
     x = rng.random((15, 5, 7)).astype(np.float32)
     want = similarity_weights(x, 3.0, kind, mode)
-    got = similarity_weights_ops(tf.constant(x), 3.0, kind, mode, tf.constant(x[11]))
-    np.testing.assert_allclose(got.numpy(), want, rtol=2e-6, atol=1e-7)
+    got = similarity_weights_ops(keras.ops.convert_to_tensor(x), 3.0, kind, mode,
+                                 keras.ops.convert_to_tensor(x[11]))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(got), want, rtol=2e-6, atol=1e-7)
 
 
 def _assembled(feed, batch):
@@ -82,6 +84,7 @@ def _assembled(feed, batch):
             feed.assemble({k: keras.ops.convert_to_tensor(v) for k, v in batch.items()})]
 
 
+@pytest.mark.backends
 def test_dataset_batches_are_seeded_and_cover_the_epoch():
     """The host sends indices; the feed gathers the neighbours, weighs them and draws
     the noise: a function of (seed, epoch, step), so a resumed epoch gets the same."""
@@ -152,6 +155,7 @@ def test_tensorboard_logs_every_term(tmp_path):
         assert f"epoch_{name}" in tags, (name, tags)
 
 
+@pytest.mark.backends
 def test_keras_saving_round_trip(tmp_path):
     x, table, y = tiny_data()
     net = compile_dgg(DGGNetwork(TINY))
@@ -167,14 +171,19 @@ def test_keras_saving_round_trip(tmp_path):
     assert TorchAdam.from_config(opt.get_config()).get_config() == opt.get_config()
 
 
-def test_mirrored_on_two_virtual_cpus_equals_one_device():
-    """tf.distribute.MirroredStrategy over 2 logical CPUs: the same history and weights
-    as one device, to float32 rounding (run in a fresh process: the CPU split must come
-    before TensorFlow starts its devices)."""
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_distributed_on_two_virtual_cpus_equals_one_device(backend):
+    """tf.distribute.MirroredStrategy (TensorFlow) or keras.distribution.DataParallel
+    (JAX) over 2 host devices: the same epoch's history and weights, and the same
+    classifier pretraining, as one device, to 1e-5 (run in a fresh process: the CPU
+    split must come before the backend starts its devices)."""
+    if backend == "jax":
+        pytest.importorskip("jax")
+    env = {**os.environ, "KERAS_BACKEND": backend}
     out = subprocess.run([sys.executable, os.path.join(HERE, "mirrored_check.py")],
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "replicas 2" in out.stdout
+    assert f"backend {backend} replicas 2" in out.stdout
 
 
 def test_several_steps_per_execution_give_the_same_run():

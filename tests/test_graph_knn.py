@@ -4,6 +4,8 @@ import pytest
 
 from dgg_tf.knn import _full_rows, knn
 
+pytestmark = pytest.mark.backends    # also run with KERAS_BACKEND=jax in CI
+
 
 def brute_knn(x, k):
     """Full float64 distance matrix, stable sort by (distance, index), the row itself first."""

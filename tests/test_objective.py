@@ -8,6 +8,8 @@ from dgg_tf.config import DGGConfig
 from dgg_tf.graph import similarity_weights
 from dgg_tf.optimizers import step_lr
 
+pytestmark = pytest.mark.backends    # also run with KERAS_BACKEND=jax in CI
+
 TINY = DGGConfig(input_dim=12, encoder_dims=(9, 8, 16), latent_dim=3, n_clusters=4)
 
 
@@ -147,6 +149,7 @@ def test_loss_terms_bad_input():
         objective_numpy.loss_terms(wrong, x, w, eps, TINY)
 
 
+@pytest.mark.tensorflow_only
 def test_compiled_step_matches_eager_when_decoder_saturates():
     """xhat == 1.0 exactly: log(1 - xhat + 1e-10) must stay log(1e-10) in the compiled
     training step too (a graph rewrite to (1 + 1e-10) - xhat would give -inf)."""

@@ -5,6 +5,8 @@ import pytest
 
 from dgg_tf.optimizers import TorchAdam, TorchSGD, step_lr
 
+pytestmark = pytest.mark.backends    # also run with KERAS_BACKEND=jax in CI
+
 W0 = np.array([[0.5, -1.0, 2.0], [0.1, 0.0, -0.3]])
 TARGET = np.array([[1.0, 1.0, 1.0], [-1.0, 0.5, 0.0]])
 
@@ -94,6 +96,7 @@ def test_step_lr_code_and_nominal():
         step_lr(1.0, 0.1, 3, 0, mode="paper")
 
 
+@pytest.mark.tensorflow_only
 @pytest.mark.parametrize("make", [lambda: TorchAdam(0.1, l2=1e-2), lambda: TorchSGD(0.05, momentum=0.9)])
 def test_update_runs_as_one_compiled_function(make):
     """The update goes through OnePassUpdate's XLA function (guards the Keras hook it

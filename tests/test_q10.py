@@ -8,6 +8,8 @@ import tensorflow as tf
 from dgg_tf.config import DGGConfig
 from dgg_tf.objective import elbo_terms
 
+pytestmark = pytest.mark.backends    # also run with KERAS_BACKEND=jax in CI
+
 
 def _inputs(seed=0, r=6, d=5, m=3, k=4):
     g = np.random.default_rng(seed)

@@ -114,6 +114,16 @@ def reference(tiny, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def fresh(tiny, tmp_path_factory):
+    """An uninterrupted 2-epoch run in a fresh process: what a killed and resumed run
+    (also fresh processes) must equal bit for bit."""
+    out = tmp_path_factory.mktemp("runs") / "fresh"
+    ran = run_fresh(*base_args(tiny, out, "--epochs", "2"))
+    assert ran.returncode == 0, ran.stderr
+    return out
+
+
 def run_fresh(*args, wrapper=None):
     """reproduce/mnist.py in a fresh Python process (``wrapper``: a ``-c`` script that
     takes mnist.py's path first, like STOP_MID_EPOCH)."""
@@ -122,6 +132,7 @@ def run_fresh(*args, wrapper=None):
     return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.backends
 def test_end_to_end_writes_every_output(reference):
     for name in OUTPUTS:
         assert (reference / name).is_file(), name
@@ -135,7 +146,10 @@ def test_end_to_end_writes_every_output(reference):
     assert cfg["variant"] == "code" and cfg["seed"] == 0 and cfg["n_samples"] == N
     assert cfg["config"]["encoder_dims"] == [16, 16, 32] and cfg["config"]["prior"] == "code"
     assert set(cfg["config"]) == set(DGGConfig().to_dict())
-    assert {"tensorflow", "keras", "numpy", "scikit-learn"} <= set(cfg["library_versions"])
+    import keras
+    backend = keras.backend.backend()                # the run's backend and its version
+    assert {backend, "keras", "numpy", "scikit-learn"} <= set(cfg["library_versions"])
+    assert cfg["library_versions"]["backend"] == backend
     assert cfg["weights_provenance"]["path"].endswith("ae.h5") and cfg["data"]
     assert cfg["neighbors"]["source"] == "raw_knn" and cfg["command"]
     assert 0 < cfg["neighbors"]["purity"] <= 1
@@ -157,6 +171,7 @@ def test_end_to_end_writes_every_output(reference):
 
 
 def test_resume_after_stop_is_identical(tiny, reference, tmp_path):
+    """Stopped cleanly after epoch 1, then --resume to 2: the reference run."""
     # stopped cleanly after epoch 1, then continued to 2
     a = tmp_path / "a"
     assert mnist.main(base_args(tiny, a, "--epochs", "1")) == 0
@@ -165,15 +180,23 @@ def test_resume_after_stop_is_identical(tiny, reference, tmp_path):
     assert_same_run(a, reference)
     cfg_a, cfg_ref = (json.loads((d / "config.json").read_text()) for d in (a, reference))
     assert cfg_a["first_steps"] == cfg_ref["first_steps"]          # kept across --resume
+    # resuming a finished run changes nothing; another config is refused
+    assert mnist.main(base_args(tiny, a, "--epochs", "2", "--resume")) == 0
+    assert_same_run(a, reference)
+    assert mnist.main(base_args(tiny, a, "--epochs", "3", "--resume", "--set", "prior=paper")) == 2
+
+
+@pytest.mark.backends
+def test_resume_after_kill_is_identical(tiny, fresh, tmp_path):
+    """kill -9 mid-epoch, then --resume: the history, weights and predictions of an
+    uninterrupted run (on the backend of KERAS_BACKEND: the processes inherit it)."""
     # killed (kill -9) in the middle of epoch 2, after epoch 1's checkpoint, then resumed.
     # Every process here is a fresh one, and so is its reference: bit-identical results
     # are a property of two fresh processes on one machine, not of a fresh process against
     # this one (the test process has other state: thread pools limited by the fixture
     # above, kernels already chosen by earlier tests; on an AVX2-only EPYC the two
     # differed by ~1e-8 relative).
-    b, fresh = tmp_path / "b", tmp_path / "fresh"
-    ran = run_fresh(*base_args(tiny, fresh, "--epochs", "2"))
-    assert ran.returncode == 0, ran.stderr
+    b = tmp_path / "b"
     killed = run_fresh("SIGKILL", "1", *base_args(tiny, b, "--epochs", "2"),
                        wrapper=STOP_MID_EPOCH)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
@@ -189,7 +212,11 @@ def test_resume_after_stop_is_identical(tiny, reference, tmp_path):
     assert_same_run(b, fresh)
     rep = json.loads((b / "report.json").read_text())
     assert rep["runs"][0]["epochs"] == 2
-    # killed during epoch 1: only the epoch-0 checkpoint (init, classifier, audit) exists
+
+
+def test_resume_after_kill_in_the_first_epoch(tiny, fresh, tmp_path):
+    """Killed during epoch 1: only the epoch-0 checkpoint (init, classifier, audit)
+    exists, and --resume gives the uninterrupted run (fresh processes, as above)."""
     c = tmp_path / "c"
     killed = run_fresh("SIGKILL", "0", *base_args(tiny, c, "--epochs", "2"),
                        wrapper=STOP_MID_EPOCH)
@@ -197,10 +224,6 @@ def test_resume_after_stop_is_identical(tiny, reference, tmp_path):
     assert not (c / "history.csv").exists() and (c / "checkpoint.npz").exists()
     assert run_fresh(*base_args(tiny, c, "--epochs", "2", "--resume")).returncode == 0
     assert_same_run(c, fresh)
-    # resuming a finished run changes nothing; another config is refused
-    assert mnist.main(base_args(tiny, b, "--epochs", "2", "--resume")) == 0
-    assert_same_run(b, fresh)
-    assert mnist.main(base_args(tiny, b, "--epochs", "3", "--resume", "--set", "prior=paper")) == 2
 
 
 def test_non_empty_out_refused(tiny, reference, capsys):

@@ -179,6 +179,7 @@ def test_dgg_out_unparsable_and_not_a_directory(tmp_path):
 
 
 # ---------------------------------------------------------------- our format
+@pytest.mark.backends
 def test_own_format_round_trip_with_provenance(tmp_path):
     params = reference_params()
     params["gmm/mean"] = np.arange(9, dtype=np.float32).reshape(3, 3)
@@ -266,6 +267,7 @@ def test_check_params_required():
 
 
 # ---------------------------------------------------------------- into models
+@pytest.mark.backends
 def test_partial_set_params_into_dgg_and_autoencoder(tmp_path):
     params = reference_params(3)
     write_dgg(tmp_path / "dgg", params)

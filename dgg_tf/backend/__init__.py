@@ -9,7 +9,7 @@ way, by ``keras.backend.backend()`` (``KERAS_BACKEND``, or ``~/.keras/keras.json
   ``apply_loss`` ("gradients, then apply": a GradientTape, or ``jax.value_and_grad``
   and ``optimizer.stateless_apply``), plus ``run_step`` (one step outside ``fit``);
 - ``gradient_function``: a compiled loss-and-gradients function, for the audit and the
-  timed warm-up;
+  timed warm-up; ``compiled``: any function compiled the backend's way (benchmarks);
 - ``normal``: standard normal noise as a function of an integer key (Keras' own
   ``keras.random`` takes a seed tensor only on JAX);
 - ``batch_total`` / ``sum_over_replicas``: sums over the replicas of ``tf.distribute``
@@ -29,12 +29,12 @@ SUPPORTED = ("tensorflow", "jax")
 
 if NAME == "tensorflow":
     from .tensorflow_backend import (  # noqa: F401  # lazy: only the chosen backend's
-        JIT_COMPILE, WIDE_FLOAT, OptimizerBase, Trainer, batch_total,
+        JIT_COMPILE, WIDE_FLOAT, OptimizerBase, Trainer, batch_total, compiled,
         device_array, gradient_function, log_eps, make_strategy, model_scope, normal, replicas,
         split_cpu, strategy_scope, sum_over_replicas, versions)
 elif NAME == "jax":
     from .jax_backend import (  # noqa: F401  # lazy: only the chosen backend's
-        JIT_COMPILE, WIDE_FLOAT, OptimizerBase, Trainer, batch_total,
+        JIT_COMPILE, WIDE_FLOAT, OptimizerBase, Trainer, batch_total, compiled,
         device_array, gradient_function, log_eps, make_strategy, model_scope, normal, replicas,
         split_cpu, strategy_scope, sum_over_replicas, versions)
 else:
@@ -42,6 +42,6 @@ else:
                       f"uses {NAME!r}: set KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax")
 
 __all__ = ["NAME", "SUPPORTED", "JIT_COMPILE", "WIDE_FLOAT", "OptimizerBase",
-           "Trainer", "batch_total", "device_array", "gradient_function", "log_eps",
+           "Trainer", "batch_total", "compiled", "device_array", "gradient_function", "log_eps",
            "make_strategy", "model_scope", "normal", "replicas", "split_cpu", "strategy_scope",
            "sum_over_replicas", "versions"]

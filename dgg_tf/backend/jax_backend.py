@@ -108,6 +108,11 @@ def gradient_function(variables, fn, compile=True):
     return lambda *args: run([v.value for v in variables], *args)
 
 
+def compiled(fn):
+    """``fn`` as one jit-compiled XLA program, for benchmarks."""
+    return jax.jit(fn)
+
+
 def normal(shape, key, counter):
     """Standard normal float32 noise, a function of the integers ``key`` (a Python int)
     and ``counter`` (a scalar): JAX's threefry generator, key folded with the counter."""

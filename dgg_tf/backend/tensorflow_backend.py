@@ -70,6 +70,11 @@ def gradient_function(variables, fn, compile=True):
     return tf.function(run) if compile else run
 
 
+def compiled(fn):
+    """``fn`` traced into one TensorFlow graph (as ``fit`` runs a step), for benchmarks."""
+    return tf.function(fn)
+
+
 def normal(shape, key, counter):
     """Standard normal float32 noise, a function of the integers ``key`` (a Python int)
     and ``counter`` (a scalar tensor): TensorFlow's stateless Philox generator."""
