@@ -5,6 +5,7 @@ start TensorFlow quietly (``console.quiet_tensorflow``) before anything loads it
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import signal
 import sys
@@ -39,6 +40,21 @@ def add_backend_argument(parser):
     Keras' own default, TensorFlow)."""
     parser.add_argument("--backend", choices=sorted(BACKENDS), default=None,
                         help="Keras backend (default: $KERAS_BACKEND, else tensorflow)")
+
+
+def keras_backend():
+    """The Keras backend this process will run on, read as Keras reads it
+    (``KERAS_BACKEND``, else ``$KERAS_HOME/keras.json``, else TensorFlow), without
+    starting Keras."""
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"]
+    path = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")),
+                        "keras.json")
+    try:
+        with open(path) as f:
+            return json.load(f).get("backend", "tensorflow")
+    except (OSError, ValueError):
+        return "tensorflow"
 
 
 def select_backend(name):

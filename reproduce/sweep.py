@@ -26,7 +26,7 @@ import os
 import shlex
 import sys
 
-from dgg_tf.commands import (add_backend_argument, select_backend,
+from dgg_tf.commands import (add_backend_argument, keras_backend, select_backend,
                              MNIST_NEIGHBORS, MNIST_SIAMESE, MNIST_WEIGHTS, UsageError,
                              mnist_source, run_main)
 from dgg_tf.console import quiet_tensorflow
@@ -82,6 +82,7 @@ def make_protocol(args):
             protocol[key] = value or None if key == "subset" else value
     if args.grid:
         protocol["grid"] = args.grid
+    protocol["backend"] = keras_backend()        # the cells inherit it; resume keeps it
     if args.jobs < 1:
         raise UsageError(f"--jobs must be positive, got {args.jobs}")
     settings = dict(protocol["settings"])

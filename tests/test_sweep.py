@@ -218,3 +218,16 @@ def test_tiny_converge_sweep_writes_curves_and_slopes(inputs, tmp_path):
 def test_cells_run_seed_by_seed():
     plan = {"configs": {"a": {"seeds": [0, 1, 2]}, "b": {"seeds": [0, 1]}}}
     assert _cells(plan) == [("a", 0), ("b", 0), ("a", 1), ("b", 1), ("a", 2)]
+
+
+def test_extend_refuses_another_backend(tmp_path):
+    """A sweep planned on TensorFlow (or before the backend was recorded) is not
+    continued on JAX: the protocol differs in its backend."""
+    from dgg_tf.sweep.cells import extend
+    x = np.random.default_rng(0).random((30, 4)).astype(np.float32)
+    tables = {"random_top100": np.tile(np.arange(30)[:, None], (1, 4))}
+    configs = sweep_configs(PROTOCOL, ["code"])
+    prepare(str(tmp_path), PROTOCOL, configs, x, None, tables, tmp_path / "w.h5")
+    assert extend(str(tmp_path), {**PROTOCOL, "backend": "tensorflow"}, configs)
+    with pytest.raises(ValueError, match="another protocol .*differs in backend"):
+        extend(str(tmp_path), {**PROTOCOL, "backend": "jax"}, configs)

@@ -66,8 +66,10 @@ def extend(sweep_dir, protocol, configs):
     """Check that the existing sweep in ``sweep_dir`` has the same protocol sizes and
     add the configurations not yet in it; returns the plan."""
     plan = read_json(os.path.join(sweep_dir, PLAN))
-    old = {k: v for k, v in plan["protocol"].items() if k != "data"}
-    new = json.loads(json.dumps({k: v for k, v in protocol.items() if k != "data"}))
+    old = {"backend": "tensorflow",                # sweeps planned before it was recorded
+           **{k: v for k, v in plan["protocol"].items() if k != "data"}}
+    new = {"backend": "tensorflow",
+           **json.loads(json.dumps({k: v for k, v in protocol.items() if k != "data"}))}
     if old != new:
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         raise ValueError(f"{sweep_dir} holds a sweep with another protocol (differs in "
