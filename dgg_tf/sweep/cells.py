@@ -62,14 +62,18 @@ def prepare(sweep_dir, protocol, configs, x, y, tables, weights, data_info=None)
     return plan
 
 
+def _sizes(protocol):
+    """What two plans of one sweep must share: the protocol as JSON, less its data
+    description; a plan without a backend was made on TensorFlow (before it was kept)."""
+    return {"backend": "tensorflow",
+            **json.loads(json.dumps({k: v for k, v in protocol.items() if k != "data"}))}
+
+
 def extend(sweep_dir, protocol, configs):
     """Check that the existing sweep in ``sweep_dir`` has the same protocol sizes and
     add the configurations not yet in it; returns the plan."""
     plan = read_json(os.path.join(sweep_dir, PLAN))
-    old = {"backend": "tensorflow",                # sweeps planned before it was recorded
-           **{k: v for k, v in plan["protocol"].items() if k != "data"}}
-    new = {"backend": "tensorflow",
-           **json.loads(json.dumps({k: v for k, v in protocol.items() if k != "data"}))}
+    old, new = _sizes(plan["protocol"]), _sizes(protocol)
     if old != new:
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         raise ValueError(f"{sweep_dir} holds a sweep with another protocol (differs in "
