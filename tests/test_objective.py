@@ -149,29 +149,60 @@ def test_loss_terms_bad_input():
         objective_numpy.loss_terms(wrong, x, w, eps, TINY)
 
 
-@pytest.mark.tensorflow_only
-def test_compiled_step_matches_eager_when_decoder_saturates():
-    """xhat == 1.0 exactly: log(1 - xhat + 1e-10) must stay log(1e-10) in the compiled
-    training step too (a graph rewrite to (1 + 1e-10) - xhat would give -inf)."""
-    import tensorflow as tf
-    from dgg_tf.models import DGGNetwork
-    from dgg_tf.training import compile_dgg
-    from dgg_tf.weights import set_params
-    rng = np.random.default_rng(8)
+def _saturated(rng):
+    """Params whose decoder outputs are exactly 1.0 (first half of the pixels) and
+    exactly 0.0 (the rest) whatever the input, binary targets, and the float64 value of
+    sum_r w_r * reconstruction_r: each pixel whose target disagrees with its output adds
+    log(0 + 1e-10), each that agrees log(1 + 1e-10) = 1e-10."""
     params = ref.random_params(TINY, rng)
-    params["decoder4/b"][:] = 60.0                    # sigmoid(60) == 1.0 in float32
+    half = TINY.input_dim // 2
+    params["decoder4/W"][:] = 0.0
+    params["decoder4/b"][:half] = 60.0         # sigmoid(60) == 1.0 in float32
+    params["decoder4/b"][half:] = -200.0       # sigmoid(-200) == 0.0 in float32
     x = (rng.random((12, 3, TINY.input_dim)) < 0.5).astype(np.float32)
     w = rng.random((12, 3)).astype(np.float32)
     eps = rng.standard_normal((12, 3, TINY.latent_dim)).astype(np.float32)
-    eager = objective_numpy.loss_terms(params, x, w, eps, TINY)
-    want = ref.terms(params, x, w, eps)
-    assert eager["reconstruction"] == pytest.approx(want["reconstruction"], rel=1e-5)
-    net = DGGNetwork(TINY)
+    xhat = np.r_[np.ones(half), np.zeros(TINY.input_dim - half)]
+    wrong = np.abs(x[:, :1, :] - xhat).sum(axis=-1)             # [12, 1], per sample
+    right = TINY.input_dim - wrong
+    per_row = wrong * np.log(np.float64(np.float32(1e-10))) + right * 1e-10
+    return params, (x, w, eps), xhat.astype(np.float32), float(np.sum(w * per_row))
+
+
+def test_compiled_steps_keep_the_epsilon_where_outputs_saturate():
+    """xhat exactly 1.0 or 0.0: every compiled log(. + 1e-10) stays log(1e-10) there, as
+    the original computes it. A compiler that reassociates (1 - xhat) + 1e-10 into
+    (1 + 1e-10) - xhat gets log(0) = -inf (XLA on JAX did; TensorFlow's graph optimiser
+    does without the variable epsilon). Checked in the training step (net.step, compiled
+    on every backend), the pretraining loss and the ELBO terms, each compiled."""
+    from dgg_tf import backend
+    from dgg_tf.models import DGGNetwork
+    from dgg_tf.pretrain import bernoulli_nll_sum
+    from dgg_tf.training import compile_dgg
+    from dgg_tf.weights import set_params
+    rng = np.random.default_rng(8)
+    params, (x, w, eps), xhat, want = _saturated(rng)
+    net = compile_dgg(DGGNetwork(TINY))
     set_params(net, params)
-    compile_dgg(net)
-    logs = tf.function(net.train_step)((tf.constant(x), tf.constant(w), tf.constant(eps)))
-    assert float(logs["reconstruction"]) * 12 == pytest.approx(eager["reconstruction"], rel=1e-6)
-    assert float(logs["loss"]) == pytest.approx(eager["loss"], rel=1e-6)
+    logs = net.step((x, w, eps))
+    assert float(logs["reconstruction"]) * len(x) == pytest.approx(want, rel=1e-6)
+    assert np.isfinite(float(logs["loss"]))
+    target = x[:, 0, :]
+    recon = np.broadcast_to(xhat, target.shape).copy()
+    nll = backend.compiled(bernoulli_nll_sum)(target, recon)
+    wrong = np.abs(target - xhat).sum()
+    assert float(nll) == pytest.approx(-wrong * np.log(np.float64(np.float32(1e-10))), rel=1e-6)
+    # gamma exactly 0 and 1: -gamma log(gamma + 1e-10) is 0, not 0 * log(0) = NaN
+    gamma = np.eye(TINY.n_clusters, dtype=np.float32)[rng.integers(0, TINY.n_clusters, 5)]
+    m = TINY.latent_dim
+    ones = np.ones((m, TINY.n_clusters), np.float32)
+    zeros = np.zeros((5, m), np.float32)
+    terms = backend.compiled(lambda t, r, g, log_pc: objective.elbo_terms(
+        t, r, zeros, zeros, g, log_pc, np.ones(5, np.float32), 0.0 * ones, ones))(
+        target[:5], recon[:5], gamma, np.zeros_like(gamma))
+    assert float(terms["cluster_entropy"]) == pytest.approx(0.0, abs=1e-8)
+    assert float(terms["reconstruction"]) == pytest.approx(
+        -float(nll) * float(np.abs(target[:5] - xhat).sum()) / wrong, rel=1e-6)
 
 
 def test_zero_gamma_cluster_code_gives_nan_paper_takes_the_limit():

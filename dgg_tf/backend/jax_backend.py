@@ -16,10 +16,14 @@ import keras
 from keras.src.backend.common.stateless_scope import get_stateless_scope
 
 def log_eps():
-    """The original's epsilon inside log(xhat), log(1 - xhat) and log(gamma). XLA does not
-    reassociate (1 - xhat) + 1e-10, so a constant keeps it (unlike TensorFlow's graph
-    optimiser: see the TensorFlow module)."""
-    return 1e-10
+    """The original's epsilon inside log(xhat), log(1 - xhat) and log(gamma), as a value
+    XLA cannot see through (``optimization_barrier``). As a plain constant, XLA's
+    algebraic simplifier reassociates (1 - xhat) + 1e-10 into (1 + 1e-10) - xhat, which
+    in float32 is 1 - xhat: a saturated decoder output (xhat == 1.0) then gives
+    log(0) = -inf in the compiled step, where the original gets log(1e-10) (measured on
+    the CPU under ``jax.jit``: log(1 - sigmoid(17) + 1e-10) = -inf). TensorFlow's graph
+    optimiser does the same (see the TensorFlow module)."""
+    return jax.lax.optimization_barrier(jax.numpy.asarray(1e-10, "float32"))
 
 #: ``compile(jit_compile=...)`` of the steps: on JAX the step is one jit-compiled program
 #: (without it Keras would run it op by op).
