@@ -2,7 +2,9 @@
 one device and distributed over 2 virtual CPUs (MirroredStrategy on TensorFlow,
 keras.distribution.DataParallel on JAX: ``devices.make_strategy("mirrored")``), from the
 same weights, batches and noise; exits non-zero if a loss differs by more than 1e-5
-relative or a parameter by more than 1e-5 relative to its tensor's scale."""
+relative or a parameter by more than 1e-5 relative to its tensor's scale, or if an epoch
+whose decoder outputs are saturated at exactly 1.0 and 0.0 is not finite (the log
+epsilon folded away by the distributed step's compiler)."""
 import os
 import sys
 
@@ -64,6 +66,14 @@ def main():
     for k in p1:
         rel = float(np.max(np.abs(p1[k] - p2[k])) / (np.max(np.abs(p1[k])) + 1e-12))
         assert rel < 1e-5, (k, rel)
+    # decoder outputs exactly 1.0 and 0.0: the distributed step keeps log(. + 1e-10) too
+    saturated = {**params, "decoder4/W": np.zeros_like(params["decoder4/W"]),
+                 "decoder4/b": np.r_[[60.0] * 6, [-200.0] * 6].astype(np.float32)}
+    (s1, _), (s2, _) = (run(s, saturated, x, table, y) for s in (single, mirrored))
+    print("saturated reconstruction", s1[0]["reconstruction"], s2[0]["reconstruction"])
+    assert np.isfinite(s1[0]["loss"]) and np.isfinite(s2[0]["loss"])
+    assert abs(s1[0]["reconstruction"] - s2[0]["reconstruction"]) < \
+        1e-5 * abs(s1[0]["reconstruction"])
     h = rng.normal(size=(100, 3)).astype(np.float32)
     targets = rng.integers(0, 4, 100)
     (c1, w1), (c2, w2) = (classifier(s, params, h, targets)
