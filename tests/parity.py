@@ -213,6 +213,7 @@ def reference_steps(preset, steps, out, dtype="float64", order="column"):
     in ``dtype`` from the real start; needs JAX with x64 enabled for float64."""
     import jax
     jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_default_matmul_precision", "highest")   # float32 is float32 (GPU)
     import jax.numpy as jnp
     from dgg_tf.config import DGGConfig
     config = DGGConfig.preset(preset)

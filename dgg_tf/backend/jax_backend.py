@@ -10,6 +10,7 @@ collects the assignments: the same pattern as Keras' own ``stateless_call`` and
 from __future__ import annotations
 
 import contextlib
+import os
 
 import jax
 import keras
@@ -24,6 +25,14 @@ def log_eps():
     the CPU under ``jax.jit``: log(1 - sigmoid(17) + 1e-10) = -inf). TensorFlow's graph
     optimiser does the same (see the TensorFlow module)."""
     return jax.lax.optimization_barrier(jax.numpy.asarray(1e-10, "float32"))
+
+#: The matrix-product precision dgg_tf gives JAX unless ``JAX_DEFAULT_MATMUL_PRECISION``
+#: says otherwise: "highest", float32 products in float32 on every device. JAX's default
+#: lets a GPU use TF32 (10 mantissa bits), which is not the original's float32
+#: computation. Set for the whole process, as the environment variable would, so that
+#: the encoder passes outside the compiled steps (the GMM init, predictions) get it too.
+MATMUL_PRECISION = os.environ.get("JAX_DEFAULT_MATMUL_PRECISION") or "highest"
+jax.config.update("jax_default_matmul_precision", MATMUL_PRECISION)
 
 #: ``compile(jit_compile=...)`` of the steps: on JAX the step is one jit-compiled program
 #: (without it Keras would run it op by op).
@@ -186,4 +195,4 @@ def replicas(model):
 
 def versions():
     """The backend's library versions, for provenance."""
-    return {"backend": "jax", "jax": jax.__version__}
+    return {"backend": "jax", "jax": jax.__version__, "matmul_precision": MATMUL_PRECISION}
