@@ -45,8 +45,10 @@ def estimator(seed, overrides, epochs):
 
 
 def diagnose(model, x, y, steps):
-    """The first ``steps`` DGG steps, by hand, from ``model``'s pretrained autoencoder."""
-    import tensorflow as tf
+    """The first ``steps`` DGG steps, by hand, from ``model``'s pretrained autoencoder:
+    the batches and noise ``fit`` would draw (``BatchFeed.assemble``), each step run by
+    ``net.step`` (any backend)."""
+    from keras import ops
 
     from dgg_tf.objective_numpy import loss_and_gradients
     from dgg_tf.pipeline import build_dgg, initial_stages, prepare_inputs
@@ -57,33 +59,32 @@ def diagnose(model, x, y, steps):
     inputs = prepare_inputs(config, x, y, tables, model.autoencoder_)
     net = build_dgg(config, model.autoencoder_, verbose=0)
     initial_stages(net, inputs, config, audit=False, verbose=0)
-    mean = encode(net, x)
-    std = net.gmm.std.numpy()
-    _, logvar = net.encoder(tf.constant(x))
+
+    def log_variance():
+        return np.exp(ops.convert_to_numpy(net.encoder(ops.convert_to_tensor(x))[1]))
+    mean, std = encode(net, x), ops.convert_to_numpy(net.gmm.std)
     print(f"encoder means: overall std per dim {np.round(mean.std(0), 3).tolist()}")
     print(f"GMM std after init: min {std.min():.4g} median {np.median(std):.4g} max "
           f"{std.max():.4g}; per cluster mean {np.round(std.mean(0), 4).tolist()}; "
           f"sum_d 1/s^2 per cluster {np.round((1 / std ** 2).sum(0)).tolist()}")
-    print(f"untrained log-variance head: exp(logvar) mean {np.exp(logvar.numpy()).mean():.4g}")
-    feed = BatchFeed(x, config)
-    for t, batch in enumerate(dgg_dataset(inputs["table"], None, config).take(steps)):
-        x_nbrs, w, eps, _ = feed.assemble(batch)
-        b = int(x_nbrs.shape[0])
-        terms, loss, grads = loss_and_gradients(net, x_nbrs.numpy(), w.numpy(), eps.numpy(),
-                                                config)
+    print(f"untrained log-variance head: exp(logvar) mean {log_variance().mean():.4g}")
+    feed = BatchFeed(x, inputs["table"], config)
+    batches = dgg_dataset(inputs["table"], None, config)
+    for t in range(min(steps, len(batches))):
+        x_nbrs, w, eps = (ops.convert_to_numpy(a) for a in feed.assemble(batches[t]))
+        terms, _, grads = loss_and_gradients(net, x_nbrs, w, eps, config)
         norms = sorted(((v.path, float(np.linalg.norm(g)))
                         for v, g in zip(net.trainable_variables, grads)), key=lambda kv: -kv[1])
-        logs = net.train_step((x_nbrs, w, eps))
+        logs = net.step((x_nbrs, w, eps))
         scores = full_pass_scores(net, x, y)
-        std = np.abs(net.gmm.std.numpy())
-        _, logvar = net.encoder(tf.constant(x))
+        std = np.abs(ops.convert_to_numpy(net.gmm.std))
         print(f"step {t + 1}: loss {float(logs['loss']):.4g}; per sample "
-              + ", ".join(f"{k} {v / b:.4g}" for k, v in terms.items()))
+              + ", ".join(f"{k} {v / len(x_nbrs):.4g}" for k, v in terms.items()))
         print("   largest gradient norms: " + ", ".join(f"{k} {v:.3g}" for k, v in norms[:4]))
         print(f"   after the step: full-pass ACC {scores['full_acc']:.3f}, "
               f"{scores['clusters_used']} clusters; GMM std per cluster "
               f"{np.round(std.mean(0), 4).tolist()}; exp(logvar) mean "
-              f"{np.exp(logvar.numpy()).mean():.3g}")
+              f"{log_variance().mean():.3g}")
 
 
 def main(argv=None):
