@@ -7,7 +7,8 @@
 # each allowed to fail without stopping the rest; the whole script within BUDGET s:
 #   1. the device and versions (device.txt);
 #   2. numerics: benchmarks/real_data_parity.py --device-check, if that script exists
-#      (parity.txt; at most 120 s);
+#      (parity.txt; at most 120 s); then the saturated-output and un-warmed-steps tests
+#      (epsilon.txt; at most 120 s);
 #   3. the median all-in step (index batches from the host, the step, the logs: a fit
 #      epoch of 200 steps, per step) and the step alone, in float32 with JAX's matmul
 #      precision "highest" (the faithful setting: the default on an H200 is TF32, 10
@@ -24,7 +25,7 @@
 #      process's rate from step 3. It is rewritten after every phase and every 15 s of
 #      the sweep, and once more by a trap on EXIT (TERM and INT included): a failed
 #      phase, a killed sweep or an outer SIGTERM still leave it.
-# At most 7 files under $OUT, no folder; each written as it goes, and printed too.
+# At most 8 files under $OUT, no folder; each written as it goes, and printed too.
 # On a CPU (to test it): DGG_DEVICE_TEST=1 shrinks step 3 and runs the `tiny` protocol.
 # Knobs for tests: GRACE, KILL_AFTER, RESERVE, MIN_SWEEP (seconds), SWEEP_PRECISION,
 # DGG_SWEEP_ARGS (more arguments for reproduce/sweep.py, e.g. "--epochs 4"),
@@ -229,12 +230,19 @@ run_phase device 60 "$OUT/device.txt" bash -c '
     python3 -c "import sys, dgg_tf.training; print(\"tensorflow imported:\", \"tensorflow\" in sys.modules)"'
 
 if [ -f "$PARITY" ]; then
-    run_phase parity 120 "$WORK/parity.log" python3 "$PARITY" --device-check --out "$OUT/parity.txt"
+    # without JAX_DEFAULT_MATMUL_PRECISION: dgg_tf's own default (highest) is what is checked
+    run_phase parity 120 "$WORK/parity.log" env -u JAX_DEFAULT_MATMUL_PRECISION DGG_MNIST="$DATA" \
+        python3 "$PARITY" --device-check --out "$OUT/parity.txt"
     [ -s "$OUT/parity.txt" ] || cp "$WORK/parity.log" "$OUT/parity.txt" 2>/dev/null   # its output, then
 else
     echo "parity: script not present ($PARITY)"
     note parity "script not present ($PARITY)"
 fi
+
+# the compiled steps keep log(. + 1e-10) where outputs saturate, and the un-warmed first
+# steps on real data stay finite, on this device (tests that need no TensorFlow)
+run_phase epsilon 120 "$OUT/epsilon.txt" env DGG_MNIST="$DATA" python3 -m pytest -q \
+    -p no:cacheprovider tests/test_objective.py -k saturate tests/test_unwarmed_steps.py
 
 run_phase step_time 150 "$OUT/step_time.txt" python3 benchmarks/step_time.py --backend jax \
     --alone "${STEPS[@]}" --precision float32 mixed_bfloat16

@@ -181,8 +181,9 @@ def test_check_always_leaves_its_summary(tmp_path, how):
     assert "killing what is left of session" in printed
     assert not _alive(int(pidfile.read_text()))
     files = sorted(os.listdir(out))
-    assert files == ["cells.csv", "device.txt"] + ["parity.txt"] * (how == "budget") + [
-        "step_time.txt", "summary.txt", "sweep.log"]
+    assert files == ["cells.csv", "device.txt", "epsilon.txt"] + ["parity.txt"] * (
+        how == "budget") + ["step_time.txt", "summary.txt", "sweep.log"]
+    assert "epsilon  ok after" in summary
     if how == "budget":
         assert "stub python3: " in (out / "parity.txt").read_text()
     assert time.time() - t0 < 30
