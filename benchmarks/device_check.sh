@@ -242,7 +242,8 @@ fi
 # the compiled steps keep log(. + 1e-10) where outputs saturate, and the un-warmed first
 # steps on real data stay finite, on this device (tests that need no TensorFlow)
 run_phase epsilon 120 "$OUT/epsilon.txt" env DGG_MNIST="$DATA" python3 -m pytest -q \
-    -p no:cacheprovider tests/test_objective.py -k saturate tests/test_unwarmed_steps.py
+    -p no:cacheprovider tests/test_unwarmed_steps.py \
+    tests/test_objective.py::test_compiled_steps_keep_the_epsilon_where_outputs_saturate
 
 run_phase step_time 150 "$OUT/step_time.txt" python3 benchmarks/step_time.py --backend jax \
     --alone "${STEPS[@]}" --precision float32 mixed_bfloat16
