@@ -10,8 +10,10 @@ import os
 import signal
 import sys
 
+from . import stopping
 from .data import SHARED_MNIST  # noqa: F401  (re-exported: the scripts' default)
 from .rundir import RunDirError
+from .stopping import Terminated
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # the shipped MNIST files (pretrained/README.md says how each was made)
@@ -82,24 +84,31 @@ class UsageError(ValueError):
     """A command-line mistake (exit code 2)."""
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, turned into the same orderly stop as Ctrl-C."""
-
-
-def _terminate(signum, frame):
-    raise Terminated()
+def _install_stop_handlers():
+    """Route SIGTERM, and Ctrl-C while Python's own handler has it (not when ignored, as
+    in a background job), to ``stopping.on_signal``; returns {signal: the handler to
+    restore}. Outside the main thread nothing is installed."""
+    previous = {}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        if signum == signal.SIGINT and signal.getsignal(signum) is not signal.default_int_handler:
+            continue
+        try:
+            previous[signum] = signal.signal(signum, stopping.on_signal)
+        except ValueError:          # not the main thread: leave the signals as they are
+            break
+    return previous
 
 
 def run_main(body, run_dir=None):
     """Run a command's body: user errors print one ``error:`` line and return 2. Ctrl-C
     and SIGTERM stop the same way (exit 130 and 143): the ``finally`` blocks run, so the
     run directory's lock is released and its last epoch's checkpoint kept, and the
-    message names the run to resume (``run_dir``: the folder, or a function giving it)."""
+    message names the run to resume (``run_dir``: the folder, or a function giving it).
+    A stop is also recorded (``stopping``), so that training raises it again after the
+    next batch if Python lost the handler's raise; a SIGTERM repeated at once is the
+    same stop and does not interrupt its clean-up."""
     from .train.callbacks import TrainingError  # lazy: TF starts after quiet_tensorflow
-    try:
-        previous = signal.signal(signal.SIGTERM, _terminate)
-    except ValueError:          # not the main thread: leave SIGTERM as it is
-        previous = None
+    previous = _install_stop_handlers()
     try:
         return body()
     except (ValueError, OSError, TrainingError, RunDirError) as e:
@@ -112,5 +121,6 @@ def run_main(body, run_dir=None):
         print(f"\n{how}; continue with the same command plus {resume}", file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        stopping.clear()

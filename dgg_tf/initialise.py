@@ -14,7 +14,7 @@ from .metrics import cluster_acc, nmi
 from .models import encode_mean
 from .optimizers import TorchSGD
 from .step_metrics import Contingency, StepMean
-from .train.callbacks import TrainingError
+from .train.callbacks import StopWhenAsked, TrainingError
 from .train.fit import index_batches, step_lr_callback, steps_per_epoch
 
 
@@ -163,5 +163,5 @@ def pretrain_classifier(net, x_mean, targets, config: DGGConfig, labels_true=Non
               steps_per_epoch=steps_per_epoch(len(x_mean), config.classifier_batch_size),
               callbacks=[step_lr_callback(config.classifier_lr, config.classifier_lr_gamma,
                                           config.classifier_lr_step, config.lr_schedule),
-                         _ClassifierHistory(history, verbose)])
+                         StopWhenAsked(), _ClassifierHistory(history, verbose)])
     return history

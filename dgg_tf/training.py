@@ -22,7 +22,7 @@ from .models import DGGNetwork, encode_mean
 from .objective import TERMS, check_data_range
 from .optimizers import TorchAdam, step_lr
 from .tables import check_width, columns_needed
-from .train.callbacks import NonFiniteStop, TrainingError
+from .train.callbacks import NonFiniteStop, StopWhenAsked, TrainingError
 from .train.fit import batch_noise, index_batches, step_lr_callback, steps_per_epoch
 from .step_metrics import Contingency
 
@@ -227,7 +227,7 @@ def fit_dgg(net: DGGNetwork, x, table, labels=None, *, history=None, initial_epo
     steps = steps_per_epoch(len(x), cfg.batch_size)
     own = [step_lr_callback(cfg.learning_rate, cfg.lr_gamma, cfg.lr_step, cfg.lr_schedule),
            NonFiniteStop(steps, net.step_metrics[-1], _term_metrics(net), _nonfinite_hints(cfg)),
-           EpochRecorder(x, labels, history, feed)]
+           StopWhenAsked(), EpochRecorder(x, labels, history, feed)]
     epochs = cfg.epochs if epochs is None else epochs
     try:
         if initial_epoch < epochs:

@@ -17,7 +17,10 @@ Protocols (dgg_tf.sweep.protocols.PROTOCOLS):
   tiny  1000 images, 1 epoch, 2 seeds (a smoke test).
 --subset/--epochs/--seeds/--flip-seeds/--precision override the protocol's sizes.
 The same command resumes: finished cells are skipped, killed cells continue from their
-last checkpoint. --dry-run prints the plan and the estimated time and stops.
+last checkpoint. SIGTERM or Ctrl-C stops every running cell at its next batch (each
+keeps its last epoch's checkpoint), writes sweep.json/sweep.md of what has finished and
+exits with 143 or 130; a second signal kills the cells at once. --dry-run prints the
+plan and the estimated time and stops.
 """
 from __future__ import annotations
 
@@ -27,8 +30,8 @@ import shlex
 import sys
 
 from dgg_tf.commands import (add_backend_argument, keras_backend, select_backend,
-                             MNIST_NEIGHBORS, MNIST_SIAMESE, MNIST_WEIGHTS, UsageError,
-                             mnist_source, run_main)
+                             MNIST_NEIGHBORS, MNIST_SIAMESE, MNIST_WEIGHTS, Terminated,
+                             UsageError, mnist_source, run_main)
 from dgg_tf.console import quiet_tensorflow
 
 DEFAULT_WEIGHTS, DEFAULT_NEIGHBORS, DEFAULT_SIAMESE = MNIST_WEIGHTS, MNIST_NEIGHBORS, MNIST_SIAMESE
@@ -157,9 +160,10 @@ def run(args):
         prepare(out, protocol, configs, x, y, tables, args.weights, info)
     try:
         failed = run_sweep(out, jobs=args.jobs)
-    except KeyboardInterrupt:
-        print("\ninterrupted; the same command resumes the sweep", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:    # the cells are stopped; sweep.md says what finished
+        how = "stopped by SIGTERM" if isinstance(e, Terminated) else "interrupted"
+        print(f"\n{how}; the same command resumes the sweep", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     print(f"wrote {os.path.join(out, 'sweep.json')}, sweep.md, sweep.png", flush=True)
     if failed:
         print(f"error: {failed} cell(s) failed; see {out}/logs; rerun to retry them",

@@ -10,8 +10,8 @@ PACKAGE = ROOT / "dgg_tf"
 
 #: Layers, bottom first (README, Layout). A module may import its own layer or lower.
 LAYERS = [
-    ("bottom", ["config", "files", "metrics", "tables", "rundir", "devices", "data",
-                "console", "run_summary", "knn", "backend", "backend.*"]),
+    ("bottom", ["config", "files", "metrics", "tables", "rundir", "stopping", "devices",
+                "data", "console", "run_summary", "knn", "backend", "backend.*"]),
     ("numerics", ["models", "objective", "objective_numpy", "graph", "optimizers", "step_metrics",
                   "weights", "evaluation"]),
     ("training", ["train", "train.*"]),

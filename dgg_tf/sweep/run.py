@@ -11,19 +11,35 @@ Every configuration is the code preset plus overrides: ``code``; ``paper``; and 
 switch flipped at a time (``FLIPS``). A cell that finished is skipped, a killed one is
 resumed from its last checkpoint (``run_dgg(resume=True)``). Cells run in
 subprocesses (``python -m dgg_tf.sweep SWEEP NAME SEED``), ``jobs`` at a time.
+
+Stopping: SIGTERM or Ctrl-C to the sweep (alone or with its process group) is passed
+to every running cell, which abandons its epoch, keeps its last checkpoint and releases
+its lock; cells still running after ``STOP_GRACE_SECONDS`` are killed, and a second
+signal kills them at once. The sweep then writes its summary of what has finished and
+raises the stop. Each cell runs in its own session, so that only the sweep signals it,
+once, and stops by itself when the sweep is gone, even after SIGKILL
+(``stopping.watch_parent``).
 """
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 
+from .. import stopping
 from ..commands import run_main
 from ..console import duration, number, quiet_tensorflow
 from ..pipeline import run_dgg
 from .cells import PLAN, cell_config, cell_dir, cell_result, cell_state, load_inputs, read_json
+from .curves import cell_curve
 from .summary import write_summary
+
+#: Seconds a stopped sweep waits for its cells to save and exit before it kills them
+#: (a cell stops after its current batch, or once a long native call, such as an XLA
+#: compile, returns).
+STOP_GRACE_SECONDS = 20.0
 
 
 # ---------------------------------------------------------------- one cell
@@ -57,18 +73,21 @@ def _cells(plan):
 
 
 def _spawn(sweep_dir, name, seed):
-    """Start one cell as a subprocess, its output appended to logs/NAME-seed-S.log."""
+    """Start one cell as a subprocess, its output appended to logs/NAME-seed-S.log. It
+    runs in a session of its own (a signal to the sweep's process group reaches the
+    sweep, which passes it on once) and watches the sweep (``stopping.PARENT_ENV``)."""
     os.makedirs(os.path.join(sweep_dir, "logs"), exist_ok=True)
     log = open(os.path.join(sweep_dir, "logs", f"{name}-seed-{seed}.log"), "a")
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [repo] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env[stopping.PARENT_ENV] = str(os.getpid())
     proc = subprocess.Popen([sys.executable, "-m", "dgg_tf.sweep", os.path.abspath(sweep_dir),
-                             name, str(seed)], stdout=log, stderr=subprocess.STDOUT, env=env)
+                             name, str(seed)], stdout=log, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
     log.close()
     return proc
-
 
 
 class _Progress:
@@ -94,30 +113,94 @@ class _Progress:
                  f"{self.walls[-1] / 60:.1f} min; sweep ETA {duration(eta)}")
 
 
-def _run_parallel(sweep_dir, todo, jobs, progress):
-    """Run the cells ``todo`` as subprocesses, ``jobs`` at a time."""
+class _StopSignals:
+    """While the cells run, SIGTERM and Ctrl-C only record the stop (``first``); no
+    exception can then interrupt the sweep's waits or be lost. A second stop (not a
+    repeat of the first, ``stopping.record``) is ``again``: kill the cells now."""
+
+    def __enter__(self):
+        self.first = self.again = None
+        self.previous = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            if signal.getsignal(signum) is signal.SIG_IGN:
+                continue                    # ignored (a background job): left so
+            try:
+                self.previous[signum] = signal.signal(signum, self._handle)
+            except ValueError:              # not the main thread: the caller's signals
+                break
+        return self
+
+    def _handle(self, signum, frame):
+        if stopping.record(signum):
+            if self.first is None:
+                self.first = signum
+            else:
+                self.again = signum
+
+    def __exit__(self, *exc):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+def _stop_cells(sweep_dir, running, signals, progress, say):
+    """Pass the stop to every running cell (SIGTERM), wait for them up to
+    ``STOP_GRACE_SECONDS`` (less on a second signal), kill the rest; say where each
+    one stopped."""
+    for proc, _ in running.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    while (time.monotonic() < deadline and signals.again is None
+           and any(proc.poll() is None for proc, _ in running.values())):
+        time.sleep(0.1)
+    for proc, _ in running.values():
+        if proc.poll() is None:
+            proc.kill()
+    for (name, seed), (proc, t0) in running.items():
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:       # stuck in the kernel: nothing more to do
+            pass
+        if proc.returncode == 0:                # it finished in the meantime
+            progress.finished(name, seed, 0, t0, 0)
+            continue
+        how = "killed" if proc.returncode == -signal.SIGKILL else f"exit {proc.returncode}"
+        epochs = len(cell_curve(cell_dir(sweep_dir, name, seed)))
+        say(f"{name} seed {seed}: stopped after epoch {epochs} ({how}); the same command "
+            f"resumes it")
+
+
+def _run_parallel(sweep_dir, todo, jobs, progress, say=print):
+    """Run the cells ``todo`` as subprocesses, ``jobs`` at a time. Returns None, or the
+    ``_StopSignals`` of a stop (the cells are then stopped)."""
     queue, running = list(todo), {}
-    try:
-        while queue or running:
-            while queue and len(running) < jobs:
-                name, seed = queue.pop(0)
-                running[(name, seed)] = (_spawn(sweep_dir, name, seed), time.time())
-            ended = [k for k, (proc, _) in running.items() if proc.poll() is not None]
-            if not ended:
-                time.sleep(1.0)
-            for key in ended:
-                proc, t0 = running.pop(key)
-                progress.finished(*key, proc.returncode, t0, len(queue) + len(running))
-    finally:
-        for proc, _ in running.values():     # interrupted: the cells resume next time
-            proc.terminate()
-            proc.wait()
+    with _StopSignals() as signals:
+        try:
+            while (queue or running) and signals.first is None:
+                while queue and len(running) < jobs:
+                    name, seed = queue.pop(0)
+                    running[(name, seed)] = (_spawn(sweep_dir, name, seed), time.time())
+                ended = [k for k, (proc, _) in running.items() if proc.poll() is not None]
+                for key in ended:
+                    proc, t0 = running.pop(key)
+                    progress.finished(*key, proc.returncode, t0, len(queue) + len(running))
+                if not ended:
+                    time.sleep(0.2)
+        finally:            # a stop, or an error here: no cell goes on without the sweep
+            if running:
+                if signals.first is not None:
+                    say(f"stopping the {len(running)} running cell(s) (a second signal "
+                        f"kills them at once)")
+                _stop_cells(sweep_dir, running, signals, progress, say)
+    return signals if signals.first is not None else None
 
 
 def run_sweep(sweep_dir, jobs=1, in_process=False, say=print):
     """Run every cell of the prepared sweep not yet finished (``jobs`` subprocesses at a
     time; ``in_process``: one after another in this process, for tests), then write
-    sweep.json, sweep.md and sweep.png. Returns the number of failed cells."""
+    sweep.json, sweep.md and sweep.png. Returns the number of failed cells. Stopped by
+    SIGTERM or Ctrl-C, it stops the cells, writes the summary of what has finished and
+    raises ``Terminated`` or ``KeyboardInterrupt`` (a second signal: without summary)."""
     plan = read_json(os.path.join(sweep_dir, PLAN))
     cells = _cells(plan)
     todo = [(n, s) for n, s in cells
@@ -131,7 +214,14 @@ def run_sweep(sweep_dir, jobs=1, in_process=False, say=print):
             run_cell(sweep_dir, name, seed, verbose=0)
             progress.finished(name, seed, 0, t0, len(todo) - i - 1)
     else:
-        _run_parallel(sweep_dir, todo, jobs, progress)
+        stop = _run_parallel(sweep_dir, todo, jobs, progress, say)
+        if stop is not None and stop.again is not None:
+            raise stopping.exception(stop.first)
+        if stop is not None:
+            write_summary(sweep_dir)
+            say(f"wrote {os.path.join(sweep_dir, 'sweep.json')}, sweep.md, sweep.png of the "
+                "cells finished so far (curves: the epochs each cell reached)")
+            raise stopping.exception(stop.first)
     write_summary(sweep_dir)
     return progress.failed
 

@@ -1,9 +1,12 @@
 """What stops or hooks into training: ``TrainingError``, the per-epoch hook
-(``EpochEnd``: checkpoints, files) and the non-finite-loss stop (``NonFiniteStop``)."""
+(``EpochEnd``: checkpoints, files), the non-finite-loss stop (``NonFiniteStop``) and
+the stop a signal asked for (``StopWhenAsked``)."""
 from __future__ import annotations
 
 import keras
 import numpy as np
+
+from .. import stopping
 
 
 class TrainingError(RuntimeError):
@@ -58,3 +61,17 @@ class NonFiniteStop(keras.callbacks.Callback):
             self.model.stop_training = True
             raise TrainingError(f"loss is not finite at epoch {self.epoch + 1}, batch "
                                 f"{step}/{self.steps}{self._culprits()}; training stopped")
+
+
+class StopWhenAsked(keras.callbacks.Callback):
+    """Raises the stop a signal asked for (``stopping.asked``: SIGTERM, Ctrl-C, or a
+    sweep's cell whose sweep is gone) after the next batch, abandoning the epoch; the
+    last epoch's checkpoint stays. The signal handler raises at once, but Python may
+    run it inside a garbage-collector or weakref callback, which only prints the
+    exception (JAX runs many): training would go on. Raised here, from a plain frame,
+    it is not lost."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        signum = stopping.asked()
+        if signum is not None:
+            raise stopping.exception(signum)

@@ -20,7 +20,7 @@ from keras import ops
 
 from .. import backend
 from ..optimizers import step_lr
-from .callbacks import NonFiniteStop, TrainingError
+from .callbacks import NonFiniteStop, StopWhenAsked, TrainingError
 from ..step_metrics import FirstNonFinite
 
 
@@ -131,11 +131,11 @@ def fit_epochs(trainer, optimizer, make_batch, n, batch_size, seed, first_epoch,
 
     ``make_batch(index)`` gathers the rows of one batch on the host (NumPy, int32
     indices in the epoch's stateless order from ``index_batches``). ``callbacks`` run
-    after the non-finite stop. On TensorFlow the step runs as a plain ``tf.function``
-    (``jit_compile=False``): the optimizers compile their own update with XLA, and the
-    loss and gradient stay the same kernels as the hand-written step they replace; on
-    JAX the whole step is one jit-compiled program. ``shuffle=False``: the batches
-    already come in the epoch's seeded order.
+    after the non-finite stop and ``StopWhenAsked``. On TensorFlow the step runs as a
+    plain ``tf.function`` (``jit_compile=False``): the optimizers compile their own
+    update with XLA, and the loss and gradient stay the same kernels as the
+    hand-written step they replace; on JAX the whole step is one jit-compiled program.
+    ``shuffle=False``: the batches already come in the epoch's seeded order.
     """
     if first_epoch >= epochs:
         return
@@ -145,7 +145,8 @@ def fit_epochs(trainer, optimizer, make_batch, n, batch_size, seed, first_epoch,
     trainer.compile(optimizer=optimizer, jit_compile=backend.JIT_COMPILE)
     try:
         trainer.fit(data, steps_per_epoch=steps, epochs=epochs, initial_epoch=first_epoch,
-                    callbacks=[NonFiniteStop(steps, trainer.nonfinite), *callbacks],
+                    callbacks=[NonFiniteStop(steps, trainer.nonfinite), StopWhenAsked(),
+                               *callbacks],
                     verbose=verbose, shuffle=False)
     except TrainingError as e:
         raise TrainingError(f"{label}: {e}; the weights diverged or the input holds extreme "
