@@ -87,7 +87,7 @@ def watch_parent(pid=None):
     set by the sweep; nothing to watch if unset) is gone. On Linux the kernel then
     sends SIGTERM (prctl PR_SET_PDEATHSIG: also when the parent is SIGKILLed; it fires
     when the thread that started this process exits, the sweep's main thread); on
-    every OS ``asked`` reports the stop, which training checks after each batch.
+    every OS ``asked`` reports the stop, which training checks as each batch begins.
     Returns False if the parent is already gone (it died before the kernel was asked)."""
     pid = pid if pid is not None else os.environ.get(PARENT_ENV)
     if not pid:

@@ -65,13 +65,16 @@ class NonFiniteStop(keras.callbacks.Callback):
 
 class StopWhenAsked(keras.callbacks.Callback):
     """Raises the stop a signal asked for (``stopping.asked``: SIGTERM, Ctrl-C, or a
-    sweep's cell whose sweep is gone) after the next batch, abandoning the epoch; the
+    sweep's cell whose sweep is gone) before the next batch, abandoning the epoch; the
     last epoch's checkpoint stays. The signal handler raises at once, but Python may
     run it inside a garbage-collector or weakref callback, which only prints the
     exception (JAX runs many): training would go on. Raised here, from a plain frame,
-    it is not lost."""
+    it is not lost. Checked as each batch begins: a batch-end hook would make Keras
+    turn every step's logs into Python numbers before the next step is dispatched (on
+    JAX it turns off the asynchronous batch-end callbacks), a wait on the device per
+    step; a batch-begin hook gets no logs."""
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_begin(self, batch, logs=None):
         signum = stopping.asked()
         if signum is not None:
             raise stopping.exception(signum)
