@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+from blob_inputs import blob_inputs
 from dgg_tf import report
 from dgg_tf.config import DGGConfig
 from dgg_tf.report import cli as report_cli
@@ -36,22 +37,8 @@ def one_thread_for_kmeans():
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """240 blobs in [0, 1]^64 with labels, raw-kNN tables and a tiny autoencoder file."""
-    import keras
-    from sklearn.datasets import make_blobs
-
-    from dgg_tf.models import DGGNetwork
-    from dgg_tf.neighbors import rebuild_raw
-    from dgg_tf.weights import get_params, save_weights_h5
-    x, y = make_blobs(240, 64, centers=10, cluster_std=0.5, random_state=0)
-    x = (1 / (1 + np.exp(-x))).astype(np.float32)
     cfg = DGGConfig().replace(**{**SETTINGS, "encoder_dims": (16, 16, 32)})
-    tables, _ = rebuild_raw(x, cfg)
-    keras.utils.set_random_seed(1)
-    params = {k: v for k, v in get_params(DGGNetwork(cfg)).items()
-              if k.startswith(("encoder", "decoder"))}
-    weights = tmp_path_factory.mktemp("sweep_in") / "ae.h5"
-    save_weights_h5(weights, params, {"source": "test"})
-    return x, y, tables, weights
+    return blob_inputs(tmp_path_factory.mktemp("sweep_in"), 240, cfg)
 
 
 def _prepare(path, inputs, protocol=PROTOCOL, names=NAMES):

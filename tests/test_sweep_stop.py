@@ -20,6 +20,7 @@ import time
 import numpy as np
 import pytest
 
+from blob_inputs import blob_inputs
 from dgg_tf.config import DGGConfig
 from dgg_tf.sweep.cells import cell_dir, cell_state, prepare
 from dgg_tf.sweep.protocols import sweep_configs
@@ -44,23 +45,10 @@ def _args(path, epochs):
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    """2000 blobs in (0, 1)^64 with labels, raw-kNN tables and a tiny autoencoder file."""
-    import keras
-    from sklearn.datasets import make_blobs
-
-    from dgg_tf.models import DGGNetwork
-    from dgg_tf.neighbors import rebuild_raw
-    from dgg_tf.weights import get_params, save_weights_h5
-    x, y = make_blobs(2000, 64, centers=10, cluster_std=0.5, random_state=0)
-    x = (1 / (1 + np.exp(-x / 5))).astype(np.float32)   # inside (0.1, 0.9): no saturation
+    """2000 blobs in (0, 1)^64 with labels, raw-kNN tables and a tiny autoencoder file;
+    inside (0.1, 0.9): no saturation."""
     cfg = DGGConfig(input_dim=64, encoder_dims=(16, 16, 32), batch_size=20)
-    tables, _ = rebuild_raw(x, cfg)
-    keras.utils.set_random_seed(1)
-    params = {k: v for k, v in get_params(DGGNetwork(cfg)).items()
-              if k.startswith(("encoder", "decoder"))}
-    weights = tmp_path_factory.mktemp("stop_in") / "ae.h5"
-    save_weights_h5(weights, params, {"source": "test"})
-    return x, y, tables, weights
+    return blob_inputs(tmp_path_factory.mktemp("stop_in"), 2000, cfg, sharpness=5.0)
 
 
 def _prepare(path, inputs, epochs):
