@@ -17,9 +17,9 @@ For each precision it prints, on the chosen backend:
 
 ``--backend jax`` also runs TensorFlow side by side (each backend in a fresh process: a
 process has one Keras backend), unless ``--alone`` or TensorFlow is not installed, and
-prints JAX / TensorFlow per figure. On JAX, float32 matrix products run at the
-precision of ``JAX_DEFAULT_MATMUL_PRECISION`` (set it to ``highest`` on a GPU: the
-default there is TF32). Run it on an otherwise idle machine.
+prints JAX / TensorFlow per figure. On JAX, float32 matrix products run at dgg_tf's
+precision, ``highest`` (``JAX_DEFAULT_MATMUL_PRECISION`` chooses another, e.g. ``high``
+for TF32 on a GPU). Run it on an otherwise idle machine.
 """
 import argparse
 import importlib.util
