@@ -1,17 +1,18 @@
 """The DGG step on real data against a float64 run of the original's formula, printed.
 
-    python benchmarks/real_data_parity.py [--paths tensorflow jax ...] [--presets code paper]
+    python benchmarks/real_data_parity.py [--paths tensorflow jax ...] [--cases code ...]
         [--steps 5] [--data MNIST_DIR] [--out FILE] [--device-check]
 
-From the real start (shipped autoencoder, GMM init and pretrained f2 of full MNIST),
-real MNIST batches from the shipped neighbour table and seeded noise, each path runs 5
-steps (``tests/parity.py``): ``net.step`` on TensorFlow and on JAX, and the original's
-formula in float64 (the reference) and in float32 with the rows in the original's order
-and in dgg_tf's (the float32 band). Prints, per preset and path, the distance from
-float64 after steps 1 and 5 (||p - p64|| / ||p64 - p0|| over all weights) and the
-weights step 1 moved the other way from float64 (among those float64 moved by at least
-0.99 lr). ``--device-check``: the paths a JAX machine without TensorFlow can run.
-Each path runs in a process of its own; about 2 minutes on 2 CPU cores.
+From the real start (shipped autoencoder, GMM init and pretrained f2), real MNIST
+batches and seeded noise, each path runs 5 steps (``tests/parity.py``; cases: the code
+and paper presets on full MNIST, the code preset on its first 300 images, where the
+un-warmed first step saturates decoder outputs): ``net.step`` on TensorFlow and on JAX,
+and the original's formula in float64 (the reference) and in float32, the rows in the
+original's order and in dgg_tf's, on XLA's and on TensorFlow's kernels (the band).
+Prints, per case and path, the distance from float64 after steps 1 and 5 (||p - p64|| /
+||p64 - p0|| over all weights) and the weights step 1 moved the other way from float64
+(among those float64 moved by at least 0.99 lr). ``--device-check``: the paths a JAX machine without TensorFlow can run.
+One process per backend and kind of path; about 2 minutes on 2 CPU cores.
 """
 import argparse
 import os
@@ -25,15 +26,15 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 import parity  # noqa: E402  (tests/parity.py: the paths and the comparison)
 
 
-def report(preset, runs):
+def report(case, runs):
     table, band = parity.summary(runs, lr=0.002)
-    lines = [f"{preset} preset: distance from float64 (step {', step '.join(map(str, parity.SAVED))})"
+    lines = [f"{case}: distance from float64 (step {', step '.join(map(str, parity.SAVED))})"
              f"; wrong-way weights in step 1"]
     for path, row in table.items():
         steps = "  ".join(f"{row[f'step {s}']:.2e}" for s in parity.SAVED)
         count, names = row["wrong-way"]
-        lines.append(f"  {path:15s} {steps}  wrong-way {count}{' ' + ', '.join(names) if names else ''}")
-    lines.append(f"  {'band':15s} " + "  ".join(f"{band[f'step {s}']:.2e}" for s in parity.SAVED)
+        lines.append(f"  {path:17s} {steps}  wrong-way {count}{' ' + ', '.join(names) if names else ''}")
+    lines.append(f"  {'band':17s} " + "  ".join(f"{band[f'step {s}']:.2e}" for s in parity.SAVED)
                  + "  (the float32 reference paths' largest)")
     return lines
 
@@ -41,7 +42,8 @@ def report(preset, runs):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--paths", nargs="+", default=list(parity.PATHS), choices=parity.PATHS)
-    p.add_argument("--presets", nargs="+", default=["code", "paper"], choices=["code", "paper"])
+    p.add_argument("--cases", nargs="+", default=list(parity.CASES), choices=list(parity.CASES),
+                   help="a preset on a data set (default: all)")
     p.add_argument("--steps", type=int, default=max(parity.SAVED),
                    help=f"steps per path (at least {max(parity.SAVED)})")
     p.add_argument("--data", help="MNIST folder (default: $DGG_MNIST, else ../shared/data/mnist)")
@@ -53,7 +55,8 @@ def main():
         p.error(f"--steps must be at least {max(parity.SAVED)}")
     if args.data:
         os.environ["DGG_MNIST"] = os.path.abspath(args.data)
-    paths = [x for x in args.paths if not (args.device_check and x == "tensorflow")]
+    paths = [x for x in args.paths
+             if not (args.device_check and parity._backend_of(x) == "tensorflow")]
     if "float64" not in paths:
         paths.append("float64")
     lines = [f"real-data parity: {args.steps} steps, paths {', '.join(paths)}; "
@@ -62,9 +65,9 @@ def main():
     print(lines[0], flush=True)
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        runs = parity.run_paths(paths, args.presets, args.steps, tmp)
-        for preset in args.presets:
-            block = report(preset, runs[preset])
+        runs = parity.run_paths(paths, args.cases, args.steps, tmp)
+        for case in args.cases:
+            block = report(case, runs[case])
             print("\n".join(block), flush=True)
             lines += block
     lines.append(f"wall {time.time() - t0:.0f} s")

@@ -4,17 +4,19 @@ Pieces, each run in its own process (a process has one Keras backend, and the fl
 reference needs JAX's x64 mode, which is global):
 
 - ``start()``: the real start: the shipped autoencoder (pretrained/mnist_ae.h5), the
-  GMM init and pretrained classifier f2 of full MNIST (tests/data/mnist_start.npz, made
+  GMM init and pretrained classifier f2 (tests/data/mnist_start.npz for full MNIST,
+  mnist_first300_start.npz for its first 300 images; made
   by ``make_start``), and the log-variance head in PyTorch's default init (seeded);
-- ``batches(preset, steps)``: real MNIST batches from the shipped neighbour table, their
-  graph weights, and seeded noise;
+- ``batches(config, steps, data)``: real MNIST batches from the shipped neighbour table
+  (or, for the first 300 images, exact kNN on their pixels), their graph weights, and
+  seeded noise; ``CASES`` names each preset and data set compared;
 - ``keras_steps``: ``net.step`` on the Keras backend of the process (what is tested);
 - ``reference_steps``: the original's step written from its formula (docs/quirks.md,
-  section 7) in ``jax.numpy``, independent of dgg_tf's numerics: float64 throughout (the
-  reference), or float32 with the rows in either order (the original stacks column by
-  column, r = j * B + i; dgg_tf sample by sample, r = i * Nn + j): two float32 paths
-  that differ only in reduction order, whose distance from float64 is the float32
-  rounding band;
+  section 7) in ``keras.ops``, independent of dgg_tf's numerics: float64 throughout on
+  JAX (the reference), or float32 with the rows in either order (the original stacks
+  column by column, r = j * B + i; dgg_tf sample by sample, r = i * Nn + j), on XLA's
+  kernels or on TensorFlow's (``-tf``): float32 paths that differ only in kernels and
+  reduction order, whose largest distance from float64 is the float32 rounding band;
 - ``compare``: distances from the float64 run after each saved step.
 
 Every path saves the parameters after steps ``SAVED`` as float32 .npz.
@@ -23,12 +25,24 @@ Every path saves the parameters after steps ``SAVED`` as float32 .npz.
 from __future__ import annotations
 
 import functools
+import math
 import os
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-START = os.path.join(ROOT, "tests", "data", "mnist_start.npz")
+#: The starts: GMM init and pretrained f2 (``make_start``), per data set.
+STARTS = {"mnist": os.path.join(ROOT, "tests", "data", "mnist_start.npz"),
+          "first300": os.path.join(ROOT, "tests", "data", "mnist_first300_start.npz")}
+START = STARTS["mnist"]
+#: The cases compared, each a preset on a data set: full MNIST with the shipped table,
+#: or its first 300 images with exact kNN on their pixels, started as
+#: ``reproduce/sweep.py --subset ... --subset-neighbors raw --set kmeans_n_init=2 --set
+#: classifier_epochs=2`` starts: there Adam's un-warmed first step saturates decoder
+#: outputs at exactly 1.0, so the case checks the step through saturation.
+CASES = {"code": ("code", "mnist"), "paper": ("paper", "mnist"),
+         "code-first300": ("code", "first300")}
+SUBSET_START = {"kmeans_n_init": 2, "classifier_epochs": 2}
 AUTOENCODER = os.path.join(ROOT, "pretrained", "mnist_ae.h5")
 TABLE = os.path.join(ROOT, "pretrained", "mnist_neighbors.npz")
 MNIST = os.path.join(os.path.dirname(ROOT), "shared", "data", "mnist")
@@ -41,19 +55,19 @@ def mnist_path():
 
 
 # ---------------------------------------------------------------- the start and the data
-def make_start(out=START, seed=0):
-    """GMM init (K-means, 10 restarts) and f2 pretrained 30 epochs on the shipped
-    autoencoder's encoder means of full MNIST, as ``pipeline.run_dgg`` starts; saved with
-    its provenance. Run once (TensorFlow, 2 cores: about 2 minutes)."""
+def make_start(data="mnist", seed=0):
+    """GMM init (K-means) and f2 pretraining on the shipped autoencoder's encoder means,
+    as ``pipeline.run_dgg`` starts: full MNIST with the code preset's settings (10
+    restarts, 30 epochs), or its first 300 images with ``SUBSET_START``; saved with its
+    provenance in ``STARTS[data]``. Run once (TensorFlow, 2 cores: about 1 minute)."""
     from dgg_tf.config import DGGConfig
-    from dgg_tf.data import load_mnist
     from dgg_tf.initialise import init_gmm, pretrain_classifier
     from dgg_tf.models import DGGNetwork, encode_mean
     from dgg_tf.weights import get_params, load_autoencoder, set_params
     import keras
     keras.utils.set_random_seed(seed)
-    config = DGGConfig.preset("code", seed=seed)
-    x, y = load_mnist(mnist_path())
+    config = DGGConfig.preset("code", seed=seed, **(SUBSET_START if data != "mnist" else {}))
+    x, y = _data(data)
     net = DGGNetwork(config)
     set_params(net, load_autoencoder(AUTOENCODER, config)[0], partial=True)
     report = init_gmm(net, x, y, config)
@@ -61,22 +75,23 @@ def make_start(out=START, seed=0):
                                   labels_true=y, seed=seed)
     params = get_params(net)
     keep = {k: params[k] for k in ("gmm/mean", "gmm/std", "classifier/W", "classifier/b")}
-    provenance = (f"tests/parity.py make_start(seed={seed}): shipped mnist_ae.h5, full MNIST "
-                  f"(70000), K-means n_init={config.kmeans_n_init} (ACC "
+    provenance = (f"tests/parity.py make_start({data!r}, seed={seed}): shipped mnist_ae.h5, "
+                  f"{len(x)} MNIST images, K-means n_init={config.kmeans_n_init} (ACC "
                   f"{report['kmeans_acc']:.4f}), f2 {config.classifier_epochs} epochs "
                   f"{config.classifier_pretrain_loss} (ACC {history[-1].get('acc', float('nan')):.4f})"
                   f", keras backend {keras.backend.backend()}")
+    out = STARTS[data]
     tmp = out + ".tmp.npz"
     np.savez(tmp, provenance=provenance, **keep)
     os.replace(tmp, out)
     return provenance
 
 
-def start(config, seed=0):
+def start(config, data="mnist", seed=0):
     """The real start as a float32 params dict of every DGG weight."""
     from dgg_tf.weights import load_autoencoder
     params = dict(load_autoencoder(AUTOENCODER, config)[0])
-    with np.load(START) as saved:
+    with np.load(STARTS[data]) as saved:
         params.update({k: saved[k] for k in saved.files if k != "provenance"})
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(config.encoder_dims[-1])      # PyTorch's nn.Linear default init
@@ -86,14 +101,15 @@ def start(config, seed=0):
 
 
 @functools.lru_cache(maxsize=None)
-def batches(config, steps, seed=0):
-    """``steps`` real batches (x_nbrs [B, Nn, D], w [B, Nn], eps [B, Nn, M]), float32."""
+def batches(config, steps, data="mnist", seed=0):
+    """``steps`` real batches (x_nbrs [B, Nn, D], w [B, Nn], eps [B, Nn, M]), float32, in
+    the order of shuffled epochs."""
     from dgg_tf.graph import similarity_weights
-    x = _mnist()
-    with np.load(TABLE) as t:
-        table = t["table"][:, :config.num_neighbors + 1]
+    x, _ = _data(data)
+    table = _table(data, config)
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(x))
+    epochs = -(-steps * config.batch_size // len(x))
+    order = np.concatenate([rng.permutation(len(x)) for _ in range(epochs)])
     out = []
     for s in range(steps):
         rows = order[s * config.batch_size:(s + 1) * config.batch_size]
@@ -104,10 +120,22 @@ def batches(config, steps, seed=0):
     return out
 
 
-@functools.lru_cache(maxsize=1)
-def _mnist():
+@functools.lru_cache(maxsize=2)
+def _data(data):
+    """(x, y): all of MNIST, or its first 300 images."""
     from dgg_tf.data import load_mnist
-    return load_mnist(mnist_path())[0]
+    x, y = load_mnist(mnist_path())
+    return (x, y) if data == "mnist" else (x[:300], y[:300])
+
+
+def _table(data, config):
+    """Columns 0..num_neighbors of the shipped table, or of exact kNN on the pixels."""
+    if data == "mnist":
+        with np.load(TABLE) as t:
+            return t["table"][:, :config.num_neighbors + 1]
+    from dgg_tf.neighbors import rebuild_raw
+    tables, _ = rebuild_raw(_data(data)[0], config)
+    return tables[config.neighbor_selection][:, :config.num_neighbors + 1]
 
 
 def save(path, snapshots):
@@ -129,111 +157,135 @@ def load(path):
 
 
 # ---------------------------------------------------------------- the Keras step
-def keras_steps(preset, steps, out):
+def keras_steps(case, steps, out):
     """``net.step`` on this process's Keras backend from the real start."""
     from dgg_tf.config import DGGConfig
     from dgg_tf.models import DGGNetwork
     from dgg_tf.training import compile_dgg
     from dgg_tf.weights import get_params, set_params
+    preset, data = CASES[case]
     config = DGGConfig.preset(preset)
     net = compile_dgg(DGGNetwork(config))
-    set_params(net, start(config))
+    set_params(net, start(config, data))
     snapshots = {0: get_params(net)}
-    for s, batch in enumerate(batches(config, steps), start=1):
+    for s, batch in enumerate(batches(config, steps, data), start=1):
         logs = net.step(batch)
         if not np.isfinite(float(logs["loss"])):
-            raise FloatingPointError(f"{preset}: loss not finite at step {s}")
+            raise FloatingPointError(f"{case}: loss not finite at step {s}")
         if s in SAVED:
             snapshots[s] = get_params(net)
     save(out, snapshots)
 
 
 # ---------------------------------------------------------------- the reference
-def _reference_loss(jnp, lax, dtype, config, order):
+def _reference_loss(config, order, log_eps):
     """The original's loss (docs/quirks.md section 7) as a function of (params, x_nbrs,
-    w, eps) in ``dtype``; rows stacked ``order`` = "column" (the original, r = j*B + i)
-    or "sample" (dgg_tf, r = i*Nn + j)."""
-    def dense(p, name, h):
-        return h @ p[f"{name}/W"] + p[f"{name}/b"]
+    w, eps), written in ``keras.ops`` so that it runs on either backend's kernels (XLA's
+    or TensorFlow's) and in the inputs' dtype; rows stacked ``order`` = "column" (the
+    original, r = j*B + i) or "sample" (dgg_tf, r = i*Nn + j). ``log_eps``: the epsilon
+    inside the logs, as a value no compiler folds. ``ops.sigmoid`` is differentiated
+    from its output, s (1 - s), as PyTorch's sigmoid is: exactly 0 once a float32
+    output rounds to 1.0."""
+    from keras import ops
 
-    def softmax(a):
-        e = jnp.exp(a - a.max(axis=-1, keepdims=True))
-        return e / e.sum(axis=-1, keepdims=True)
+    def dense(p, name, h):
+        return ops.matmul(h, p[f"{name}/W"]) + p[f"{name}/b"]
 
     def loss(p, x_nbrs, w, eps):
         batch, nn, _ = x_nbrs.shape
-        # the epsilon as an opaque value, so that XLA keeps log((1 - xhat) + eps) as written
-        log_eps = lax.optimization_barrier(jnp.asarray(LOG_EPS, dtype))
-        axes = (1, 0, 2) if order == "column" else (0, 1, 2)
-        rows = lambda a: jnp.transpose(a, axes[:a.ndim]).reshape(batch * nn, *a.shape[2:])  # noqa
-        x_rows, e_rows = rows(x_nbrs), rows(eps)
-        w_rows = jnp.transpose(w).reshape(-1) if order == "column" else w.reshape(-1)
-        sample = (jnp.tile(jnp.arange(batch), nn) if order == "column"
-                  else jnp.repeat(jnp.arange(batch), nn))
-        h = x_rows
+        column = order == "column"
+        rows = lambda a: ops.reshape(ops.transpose(a, (1, 0, 2)) if column else a,  # noqa
+                                     (batch * nn, a.shape[2]))
+        back = lambda a: (ops.transpose(ops.reshape(a, (nn, batch, a.shape[1])), (1, 0, 2))  # noqa
+                          if column else ops.reshape(a, (batch, nn, a.shape[1])))
+        w_rows = ops.reshape(ops.transpose(w) if column else w, (-1,))
+        h = rows(x_nbrs)
         for name in ("encoder1", "encoder2", "encoder3"):
-            h = jnp.maximum(dense(p, name, h), 0.0)
+            h = ops.maximum(dense(p, name, h), 0.0)
         mean, logvar = dense(p, "encoder4", h), dense(p, "logvar", h)
-        z = mean + jnp.exp(0.5 * logvar) * e_rows
+        z = mean + ops.exp(0.5 * logvar) * rows(eps)
         h = z
         for name in ("decoder1", "decoder2", "decoder3"):
-            h = jnp.maximum(dense(p, name, h), 0.0)
-        xhat = 1.0 / (1.0 + jnp.exp(-dense(p, "decoder4", h)))      # torch.sigmoid
-        t = x_nbrs[:, 0, :][sample]
-        recon = jnp.sum(t * jnp.log(xhat + log_eps) + (1.0 - t) * jnp.log((1.0 - xhat) + log_eps),
+            h = ops.maximum(dense(p, name, h), 0.0)
+        xhat = ops.sigmoid(dense(p, "decoder4", h))
+        t = rows(ops.repeat(x_nbrs[:, :1, :], nn, axis=1))       # the sample, every column
+        recon = ops.sum(t * ops.log(xhat + log_eps) + (1.0 - t) * ops.log((1.0 - xhat) + log_eps),
                         axis=1)
-        gamma_mean = softmax(dense(p, "classifier", mean))
-        gamma = gamma_mean if config.classifier_input == "mean" else softmax(
-            dense(p, "classifier", z))
-        source = lax.stop_gradient(gamma_mean if config.prior == "code" else gamma)
-        by_sample = jnp.zeros((batch, nn, source.shape[1]), dtype)
-        by_sample = by_sample.at[sample, jnp.tile(jnp.arange(nn), batch) if order == "sample"
-                                 else jnp.repeat(jnp.arange(nn), batch)].set(source)
+        gamma_mean = ops.softmax(dense(p, "classifier", mean), axis=-1)
+        gamma = gamma_mean if config.classifier_input == "mean" else ops.softmax(
+            dense(p, "classifier", z), axis=-1)
+        source = back(ops.stop_gradient(gamma_mean if config.prior == "code" else gamma))
         if config.prior == "code":
-            pc = jnp.einsum("bj,bjk->bk", w, by_sample)
-            log_pc = jnp.log(pc)
+            log_pc = ops.log(ops.einsum("bj,bjk->bk", w, source))
         else:
-            num = jnp.einsum("bj,bjk->bk", w[:, 1:], by_sample[:, :1] + by_sample[:, 1:])
-            pc = num / num.sum(axis=1, keepdims=True)
-            log_pc = jnp.where(pc > 0, jnp.log(jnp.where(pc > 0, pc, 1.0)), 0.0)
-        var = jnp.square(p["gmm/std"])
+            num = ops.einsum("bj,bjk->bk", w[:, 1:], source[:, :1] + source[:, 1:])
+            pc = num / ops.sum(num, axis=1, keepdims=True)
+            log_pc = ops.where(pc > 0, ops.log(ops.where(pc > 0, pc, 1.0)), 0.0)
+        log_pc = rows(ops.repeat(log_pc[:, None, :], nn, axis=1))
+        var = ops.square(p["gmm/std"])
         c = float(config.gmm_coefficient)
-        log_pz = (-c * jnp.sum(jnp.log(2.0 * np.pi * var), axis=0)
-                  - c * jnp.sum((jnp.square(mean[:, :, None] - p["gmm/mean"][None])
-                                 + jnp.exp(logvar)[:, :, None]) / var[None], axis=1))
-        per_row = (recon + jnp.sum(gamma * log_pz, axis=1)
-                   + jnp.sum(-gamma * jnp.log(gamma + log_eps), axis=1)
-                   + 0.5 * jnp.sum(logvar, axis=1) + jnp.sum(gamma * log_pc[sample], axis=1))
-        return -jnp.sum(w_rows * per_row) / batch
+        log_pz = (-c * ops.sum(ops.log(2.0 * np.pi * var), axis=0)
+                  - c * ops.sum((ops.square(mean[:, :, None] - p["gmm/mean"][None])
+                                 + ops.exp(logvar)[:, :, None]) / var[None], axis=1))
+        per_row = (recon + ops.sum(gamma * log_pz, axis=1)
+                   + ops.sum(-gamma * ops.log(gamma + log_eps), axis=1)
+                   + 0.5 * ops.sum(logvar, axis=1) + ops.sum(gamma * log_pc, axis=1))
+        return -ops.sum(w_rows * per_row) / batch
     return loss
 
 
-def reference_steps(preset, steps, out, dtype="float64", order="column"):
+def _gradient(loss, dtype):
+    """(params, *batch) -> gradients of ``loss`` on this process's Keras backend: JAX
+    (jit-compiled, the epsilon behind an optimisation barrier) or TensorFlow (eager: the
+    kernels run one by one as written, no graph optimiser to fold the epsilon)."""
+    import keras
+    if keras.backend.backend() == "jax":
+        import jax
+        eps = lambda: jax.lax.optimization_barrier(jax.numpy.asarray(LOG_EPS, dtype))  # noqa
+        return jax.jit(jax.grad(lambda p, *batch: loss(eps())(p, *batch)))
+    import tensorflow as tf
+
+    def grad(params, *batch):
+        with tf.GradientTape() as tape:
+            tape.watch(list(params.values()))
+            value = loss(tf.constant(LOG_EPS, dtype))(params, *batch)
+        return dict(zip(params, tape.gradient(value, list(params.values()))))
+    return grad
+
+
+def reference_steps(case, steps, out, dtype="float64", order="column"):
     """The original's step (loss, its gradient, PyTorch's Adam with L2 in the gradient)
-    in ``dtype`` from the real start; needs JAX with x64 enabled for float64."""
-    import jax
-    jax.config.update("jax_enable_x64", True)
-    jax.config.update("jax_default_matmul_precision", "highest")   # float32 is float32 (GPU)
-    import jax.numpy as jnp
+    in ``dtype`` from the real start, on this process's Keras backend; float64 needs
+    JAX (x64 is turned on here)."""
+    import keras
+    from keras import ops
+    if keras.backend.backend() == "jax":
+        import jax
+        jax.config.update("jax_enable_x64", True)
+        jax.config.update("jax_default_matmul_precision", "highest")  # float32 is float32
     from dgg_tf.config import DGGConfig
+    preset, data = CASES[case]
     config = DGGConfig.preset(preset)
-    loss = _reference_loss(jnp, jax.lax, dtype, config, order)
-    grad = jax.jit(jax.grad(loss))
-    params = {k: jnp.asarray(v, dtype) for k, v in start(config).items()}
-    m = {k: jnp.zeros_like(v) for k, v in params.items()}
-    v2 = {k: jnp.zeros_like(v) for k, v in params.items()}
+    grad = _gradient(lambda log_eps: _reference_loss(config, order, log_eps), dtype)
+    params = {k: ops.convert_to_tensor(v, dtype) for k, v in start(config, data).items()}
+    m = {k: ops.zeros_like(v) for k, v in params.items()}
+    v2 = {k: ops.zeros_like(v) for k, v in params.items()}
     lr, b1, b2, adam_eps, l2 = config.learning_rate, 0.9, 0.999, 1e-8, config.weight_decay
-    snapshots = {0: {k: np.asarray(v) for k, v in params.items()}}
-    for t, batch in enumerate(batches(config, steps), start=1):
-        g = grad(params, *(jnp.asarray(a, dtype) for a in batch))
+    snapshots = {0: {k: ops.convert_to_numpy(v) for k, v in params.items()}}
+    for t, batch in enumerate(batches(config, steps, data), start=1):
+        g = grad(params, *(ops.convert_to_tensor(a, dtype) for a in batch))
         for k in params:                    # torch.optim.Adam, weight_decay = L2
             gk = g[k] + l2 * params[k]
             m[k] = b1 * m[k] + (1.0 - b1) * gk
-            v2[k] = b2 * v2[k] + (1.0 - b2) * jnp.square(gk)
-            denom = jnp.sqrt(v2[k]) / np.sqrt(1.0 - b2 ** t) + adam_eps
-            params[k] = params[k] - (lr / (1.0 - b1 ** t)) * m[k] / denom
+            v2[k] = b2 * v2[k] + (1.0 - b2) * ops.square(gk)
+            # the bias corrections as Python floats, as torch computes them; a NumPy
+            # float64 here would silently widen a float32 path to float64 under x64
+            denom = ops.sqrt(v2[k]) / math.sqrt(1.0 - b2 ** t) + adam_eps
+            params[k] = params[k] - (lr / (1.0 - b1 ** t)) * (m[k] / denom)
+        assert all(keras.backend.standardize_dtype(v.dtype) == dtype
+                   for v in params.values()), "a path changed its dtype"
         if t in SAVED:
-            snapshots[t] = {k: np.asarray(v) for k, v in params.items()}
+            snapshots[t] = {k: ops.convert_to_numpy(v) for k, v in params.items()}
     save(out, snapshots)
 
 
@@ -265,45 +317,54 @@ def wrong_way(run, ref, first, lr, share=0.99):
 
 
 # ---------------------------------------------------------------- running the paths
-#: The paths, each run in a process of its own: the two Keras backends' ``net.step``, and
-#: the reference in float64 and in float32 with the rows in either order.
-PATHS = ("tensorflow", "jax", "float64", "float32-column", "float32-sample")
+#: The paths: the two Keras backends' ``net.step``, and the reference in float64 and in
+#: float32 (``run_paths`` runs them in as few processes as their backends allow).
+PATHS = ("tensorflow", "jax", "float64", "float32-column", "float32-sample",
+         "float32-column-tf", "float32-sample-tf")
+#: The float32 reference paths, the band: the rows stacked as the original or as dgg_tf
+#: does, on XLA's kernels or (``-tf``) on TensorFlow's.
+BAND = tuple(p for p in PATHS if p.startswith("float32"))
 
 
-def run_path(path, preset, steps, out):
+def _backend_of(path):
+    """The Keras backend a path's process runs on."""
+    return "tensorflow" if path == "tensorflow" or path.endswith("-tf") else "jax"
+
+
+def run_path(path, case, steps, out):
     """Run one path in this process (the child's side of ``run_paths``)."""
     if path in ("tensorflow", "jax"):
-        return keras_steps(preset, steps, out)
-    dtype, _, order = path.partition("-")
-    return reference_steps(preset, steps, out, dtype, order or "column")
+        return keras_steps(case, steps, out)
+    dtype, order = path.split("-")[:2] if "-" in path else (path, "column")
+    return reference_steps(case, steps, out, dtype, order)
 
 
-def _file(folder, preset, path):
-    return os.path.join(folder, f"{preset}-{path}.npz")
+def _file(folder, case, path):
+    return os.path.join(folder, f"{case}-{path}.npz")
 
 
-def run_paths(paths, presets, steps, folder, timeout=900):
+def run_paths(paths, cases, steps, folder, timeout=900):
     """The paths in as few subprocesses as one Keras backend per process allows (the
-    reference paths share one; ``python tests/parity.py PATHS PRESETS STEPS FOLDER``,
-    comma-separated); returns {preset: {path: {step: params}}}."""
+    reference paths share one; ``python tests/parity.py PATHS CASES STEPS FOLDER``,
+    comma-separated); returns {case: {path: {step: params}}}."""
     import subprocess
     import sys
     groups = {}
-    for path in paths:
-        groups.setdefault("tensorflow" if path == "tensorflow" else
-                          "jax" if path == "jax" else "reference", []).append(path)
-    for group, members in groups.items():
-        env = {**os.environ, "KERAS_BACKEND": "tensorflow" if group == "tensorflow" else "jax",
+    for path in paths:                 # net.step alone: its backend starts as it would
+        group = path if path in ("tensorflow", "jax") else f"reference-{_backend_of(path)}"
+        groups.setdefault(group, []).append(path)
+    for members in groups.values():
+        env = {**os.environ, "KERAS_BACKEND": _backend_of(members[0]),
                "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": os.pathsep.join(
                    [ROOT, os.environ.get("PYTHONPATH", "")])}
         env.pop("JAX_ENABLE_X64", None)
         done = subprocess.run([sys.executable, os.path.abspath(__file__), ",".join(members),
-                               ",".join(presets), str(steps), folder], env=env,
+                               ",".join(cases), str(steps), folder], env=env,
                               capture_output=True, text=True, timeout=timeout)
         if done.returncode != 0:
             raise RuntimeError(f"parity paths {members} failed:\n{done.stderr[-3000:]}")
-    return {preset: {path: load(_file(folder, preset, path)) for path in paths}
-            for preset in presets}
+    return {case: {path: load(_file(folder, case, path)) for path in paths}
+            for case in cases}
 
 
 def summary(runs, lr):
@@ -317,13 +378,13 @@ def summary(runs, lr):
         row = {f"step {s}": distance(run[s], ref[s], ref[0]) for s in SAVED}
         row["wrong-way"] = wrong_way(run[1], ref[1], ref[0], lr)
         table[path] = row
-    band = {f"step {s}": max(table[p][f"step {s}"] for p in table if p.startswith("float32"))
+    band = {f"step {s}": max(table[p][f"step {s}"] for p in table if p in BAND)
             for s in SAVED}
     return table, band
 
 
 if __name__ == "__main__":
     import sys
-    for _preset in sys.argv[2].split(","):
+    for _case in sys.argv[2].split(","):
         for _path in sys.argv[1].split(","):
-            run_path(_path, _preset, int(sys.argv[3]), _file(sys.argv[4], _preset, _path))
+            run_path(_path, _case, int(sys.argv[3]), _file(sys.argv[4], _case, _path))
