@@ -1,12 +1,12 @@
 """The DGG step on real data against a float64 run of the original's formula.
 
-Pieces, each run in its own process (a process has one Keras backend, and the float64
+Pieces, run in processes of their own (a process has one Keras backend, and the float64
 reference needs JAX's x64 mode, which is global):
 
 - ``start()``: the real start: the shipped autoencoder (pretrained/mnist_ae.h5), the
   GMM init and pretrained classifier f2 (tests/data/mnist_start.npz for full MNIST,
-  mnist_first300_start.npz for its first 300 images; made
-  by ``make_start``), and the log-variance head in PyTorch's default init (seeded);
+  mnist_first300_start.npz for its first 300 images; made by ``make_start``), and the
+  log-variance head in PyTorch's default init (seeded);
 - ``batches(config, steps, data)``: real MNIST batches from the shipped neighbour table
   (or, for the first 300 images, exact kNN on their pixels), their graph weights, and
   seeded noise; ``CASES`` names each preset and data set compared;
@@ -17,7 +17,8 @@ reference needs JAX's x64 mode, which is global):
   column by column, r = j * B + i; dgg_tf sample by sample, r = i * Nn + j), on XLA's
   kernels or on TensorFlow's (``-tf``): float32 paths that differ only in kernels and
   reduction order, whose largest distance from float64 is the float32 rounding band;
-- ``compare``: distances from the float64 run after each saved step.
+- ``summary``: each path's distance from the float64 run after each saved step, its
+  wrong-way weights in step 1, and the band.
 
 Every path saves the parameters after steps ``SAVED`` as float32 .npz.
 ``benchmarks/real_data_parity.py`` runs the whole check and prints it.
@@ -34,7 +35,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: The starts: GMM init and pretrained f2 (``make_start``), per data set.
 STARTS = {"mnist": os.path.join(ROOT, "tests", "data", "mnist_start.npz"),
           "first300": os.path.join(ROOT, "tests", "data", "mnist_first300_start.npz")}
-START = STARTS["mnist"]
 #: The cases compared, each a preset on a data set: full MNIST with the shipped table,
 #: or its first 300 images with exact kNN on their pixels, started as
 #: ``reproduce/sweep.py --subset ... --subset-neighbors raw --set kmeans_n_init=2 --set
