@@ -234,21 +234,27 @@ def _reference_loss(config, order, log_eps):
     return loss
 
 
-def _gradient(loss, dtype):
-    """(params, *batch) -> gradients of ``loss`` on this process's Keras backend: JAX
-    (jit-compiled, the epsilon behind an optimisation barrier) or TensorFlow (eager: the
-    kernels run one by one as written, no graph optimiser to fold the epsilon)."""
+@functools.lru_cache(maxsize=None)
+def _gradient(preset, order, dtype):
+    """(params, *batch) -> gradients of the reference loss on this process's Keras
+    backend, compiled once per preset, row order and dtype (the cases share them): JAX
+    jit with the epsilon behind an optimisation barrier, or a TensorFlow graph with the
+    epsilon in a variable; either way no compiler folds it."""
     import keras
+    from dgg_tf.config import DGGConfig
+    loss = functools.partial(_reference_loss, DGGConfig.preset(preset), order)
     if keras.backend.backend() == "jax":
         import jax
         eps = lambda: jax.lax.optimization_barrier(jax.numpy.asarray(LOG_EPS, dtype))  # noqa
         return jax.jit(jax.grad(lambda p, *batch: loss(eps())(p, *batch)))
     import tensorflow as tf
+    eps = tf.Variable(LOG_EPS, dtype=dtype, trainable=False)
 
+    @tf.function
     def grad(params, *batch):
         with tf.GradientTape() as tape:
             tape.watch(list(params.values()))
-            value = loss(tf.constant(LOG_EPS, dtype))(params, *batch)
+            value = loss(eps)(params, *batch)
         return dict(zip(params, tape.gradient(value, list(params.values()))))
     return grad
 
@@ -266,7 +272,7 @@ def reference_steps(case, steps, out, dtype="float64", order="column"):
     from dgg_tf.config import DGGConfig
     preset, data = CASES[case]
     config = DGGConfig.preset(preset)
-    grad = _gradient(lambda log_eps: _reference_loss(config, order, log_eps), dtype)
+    grad = _gradient(preset, order, dtype)
     params = {k: ops.convert_to_tensor(v, dtype) for k, v in start(config, data).items()}
     m = {k: ops.zeros_like(v) for k, v in params.items()}
     v2 = {k: ops.zeros_like(v) for k, v in params.items()}

@@ -20,17 +20,20 @@ import parity
 pytestmark = pytest.mark.backends
 pytest.importorskip("jax")
 
-#: How far past the band a backend may land. The band is the largest distance of four
-#: float32 runs of the formula (two row orders, on XLA's kernels and on TensorFlow's);
-#: the Keras step rounds in a few places of its own (one product for both encoder heads,
-#: the order of Adam's last multiply-divide), which moved it to at most 1.24 x the band
-#: on this CPU.
-SLACK = 1.5
+#: How far past the band a backend may land, per step. The band is the largest distance
+#: of four float32 runs of the formula (two row orders, on XLA's kernels and on
+#: TensorFlow's); the Keras step rounds in a few places of its own (one product for both
+#: encoder heads, the order of Adam's last multiply-divide). After step 1 that moved it
+#: to at most 1.07 x the band on this CPU. Over 5 steps rounding differences grow
+#: chaotically (a weight whose gradient is near 0 moves by +-lr on the sign of its
+#: rounding): the float32 paths measured here spread over a factor of 3.4 at step 5
+#: (3.7e-5 to 1.24e-4, code case), so there a backend may land at 3 x the band.
+SLACK = {1: 1.5, 5: 3.0}
 #: The band measured on an AMD EPYC (AVX-512), TensorFlow 2.21, JAX 0.10.2:
 #: {case: {step: distance}}. The band may not exceed 3 times these: a systematic
 #: float32 error of one machine's kernels would widen it along with the step it checks.
-MEASURED_BAND = {"code": {1: 6.86e-5, 5: 1.26e-4}, "paper": {1: 1.17e-3, 5: 1.20e-3},
-                 "code-first300": {1: 1.65e-5, 5: 4.89e-3}}
+MEASURED_BAND = {"code": {1: 7.98e-5, 5: 7.79e-5}, "paper": {1: 1.17e-3, 5: 1.20e-3},
+                 "code-first300": {1: 1.59e-5, 5: 4.89e-3}}
 REFERENCE = ("float64",) + parity.BAND
 CASES = tuple(parity.CASES)
 
@@ -71,7 +74,8 @@ def test_step_on_real_data_stays_in_the_float32_band(request, tmp_path):
         for step in parity.SAVED:
             key = f"step {step}"
             assert 0 < band[key] < 3 * MEASURED_BAND[case][step], (case, key, band)
-            assert row[key] <= SLACK * band[key], (case, backend, key, row[key], band[key])
+            assert row[key] <= SLACK[step] * band[key], (case, backend, key, row[key],
+                                                          band[key])
         most = max(table[p]["wrong-way"][0] for p in parity.BAND)
         assert row["wrong-way"][0] <= most, (case, backend, row["wrong-way"], most)
 

@@ -133,7 +133,7 @@ def test_sigterm_stops_every_cell_writes_the_summary_and_resumes(inputs, tmp_pat
     (The signal may come while epoch 2's files are being written: 1 epoch or more.)"""
     if how == "timeout" and shutil.which("timeout") is None:
         pytest.skip("no timeout command")
-    epochs, path = 20, tmp_path / "s"
+    epochs, path = 8, tmp_path / "s"
     _prepare(path, inputs, epochs)
     proc = _start(path, epochs, ["timeout", "600"] if how == "timeout" else [])
     cells = {}
