@@ -35,14 +35,7 @@ def _skip_tensorflow_only(items):
             item.add_marker(skip)
 
 
-#: Modules whose tests take 15 s or more (measured with --durations): run first, so that
-#: pytest-xdist's two workers do not end with one of them alone on a long test.
-SLOW_FIRST = ("test_real_data_parity", "test_sweep_stop", "test_stops", "test_backends",
-              "test_reproduce", "test_fit", "test_unwarmed_steps", "test_estimator_quiet")
-
-
 def pytest_collection_modifyitems(config, items):
-    items.sort(key=lambda item: item.module.__name__ not in SLOW_FIRST)   # stable
     _skip_tensorflow_only(items)
     if not _bf16_matmul_would_crash():
         return
