@@ -104,7 +104,7 @@ def run_main(body, run_dir=None):
     and SIGTERM stop the same way (exit 130 and 143): the ``finally`` blocks run, so the
     run directory's lock is released and its last epoch's checkpoint kept, and the
     message names the run to resume (``run_dir``: the folder, or a function giving it).
-    A stop is also recorded (``stopping``), so that training raises it again after the
+    A stop is also recorded (``stopping``), so that training raises it again before the
     next batch if Python lost the handler's raise; a SIGTERM repeated at once is the
     same stop and does not interrupt its clean-up."""
     from .train.callbacks import TrainingError  # lazy: TF starts after quiet_tensorflow

@@ -8,7 +8,7 @@ raised there is only printed ("Exception ignored in ...") and the program goes o
 runs such callbacks all the time (``_xla_gc_callback`` at every collection, its tracing
 caches' weakrefs), so a SIGTERM handler that only raises can be lost and the run trains
 on: what kept cells of a stopped sweep training. ``on_signal`` therefore also records
-the stop (``asked``), and ``train.callbacks.StopWhenAsked`` raises it again after the
+the stop (``asked``), and ``train.callbacks.StopWhenAsked`` raises it again before the
 next batch.
 
 A sweep's cell must not outlive its sweep (``watch_parent``): on Linux the kernel sends
