@@ -29,8 +29,8 @@ def main(argv=None):
 
     import numpy as np
 
-    from dgg_tf.data import load_mnist
-    from dgg_tf.knn import _full_rows, knn
+    from dgg_tf.core.data import load_mnist
+    from dgg_tf.numerics.knn import _full_rows, knn
 
     x, _ = load_mnist(args.data)
     if args.subset:

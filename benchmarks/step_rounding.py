@@ -37,14 +37,14 @@ def widen_to_float64():
     ops.cast = lambda x, dtype: cast(x, wide(dtype))
     ops.convert_to_tensor = lambda x, dtype=None, **k: convert(
         x, wide(dtype) if dtype else dtype, **k)
-    import dgg_tf.models as models
+    import dgg_tf.numerics.models as models
     models._policy = lambda config: "float64"
 
 
 def pytorch_start(net, rng):
     """PyTorch's default Linear init (uniform +-1/sqrt(fan_in)) from NumPy; GMM means
     N(0, 1), stds 1: one start for every path."""
-    from dgg_tf.weights import get_params, set_params
+    from dgg_tf.numerics.weights import get_params, set_params
     params = {}
     for key, value in get_params(net).items():
         layer = key.split("/")[0]
@@ -67,8 +67,9 @@ def batches(config, rng, steps=3):
 
 def step_function(net, path):
     """One step from a given batch on ``path``; also the step-1 gradient function."""
-    from dgg_tf import backend
     from keras import ops
+
+    from dgg_tf import backend
     loss = lambda x, w, e: net._loss(x, w, e, ops.cast(ops.shape(x)[0], "float32"))  # noqa
     if path in ("jax", "float64", "tf-graph"):     # net.step: jit on JAX, traced on TF
         grads = backend.gradient_function(net.trainable_variables, loss)
@@ -93,10 +94,11 @@ def run_path(preset, path, out):
     if path == "float64":
         widen_to_float64()
     from keras import ops
-    from dgg_tf.config import DGGConfig
-    from dgg_tf.models import DGGNetwork
-    from dgg_tf.training import compile_dgg
-    from dgg_tf.weights import get_params
+
+    from dgg_tf.core.config import DGGConfig
+    from dgg_tf.numerics.models import DGGNetwork
+    from dgg_tf.numerics.weights import get_params
+    from dgg_tf.stages.dgg import compile_dgg
     config = DGGConfig.preset(preset)
     rng = np.random.default_rng(7)
     net = compile_dgg(DGGNetwork(config))

@@ -37,7 +37,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def _batches(cfg, batch, neighbours, n=4):
     """``n`` given steps' inputs (x_nbrs, w, eps) as backend tensors."""
     from keras import ops
-    from dgg_tf.graph import similarity_weights
+
+    from dgg_tf.numerics.graph import similarity_weights
     rng = np.random.default_rng(0)
     out = []
     for _ in range(n):
@@ -50,9 +51,9 @@ def _batches(cfg, batch, neighbours, n=4):
 
 def measure(precision, steps, batch=100, neighbours=20):
     """Median seconds of ``net.step`` on given device batches (loss read back)."""
-    from dgg_tf.config import DGGConfig
-    from dgg_tf.models import DGGNetwork
-    from dgg_tf.training import compile_dgg
+    from dgg_tf.core.config import DGGConfig
+    from dgg_tf.numerics.models import DGGNetwork
+    from dgg_tf.stages.dgg import compile_dgg
     cfg = DGGConfig(precision=precision, num_neighbors=neighbours)
     net = compile_dgg(DGGNetwork(cfg))
     inputs = _batches(cfg, batch, neighbours)
@@ -69,9 +70,10 @@ def measure(precision, steps, batch=100, neighbours=20):
 def measure_epoch(precision, samples, steps_per_execution=1):
     """Seconds per step of the second of two epochs through ``fit`` on random data."""
     import keras
-    from dgg_tf.config import DGGConfig
-    from dgg_tf.models import DGGNetwork
-    from dgg_tf.training import compile_dgg, train_dgg
+
+    from dgg_tf.core.config import DGGConfig
+    from dgg_tf.numerics.models import DGGNetwork
+    from dgg_tf.stages.dgg import compile_dgg, train_dgg
 
     class EpochClock(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -94,9 +96,10 @@ def matmul_floor(steps, batch=100, neighbours=20):
     """Median time of the float32 step's matrix products alone, back to back: forward,
     weight and input gradients of every layer, and the post-step evaluation's forward."""
     from keras import ops
+
     from dgg_tf import backend
-    from dgg_tf.config import DGGConfig
-    from dgg_tf.models import encoder_sizes
+    from dgg_tf.core.config import DGGConfig
+    from dgg_tf.numerics.models import encoder_sizes
     sizes = encoder_sizes(DGGConfig(num_neighbors=neighbours))
     layers = list(zip(sizes[:-2], sizes[1:-1])) + [(sizes[-2], 2 * sizes[-1])]   # heads as one
     layers += [(b, a) for a, b in zip(sizes[:-1], sizes[1:])][::-1]              # decoder
@@ -141,6 +144,7 @@ def measure_all(precisions, steps, samples):
 def describe():
     """This process's backend, its version and devices."""
     import keras
+
     from dgg_tf import backend
     devices = keras.distribution.list_devices()
     return {**backend.versions(), "keras": keras.__version__, "devices": devices,

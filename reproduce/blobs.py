@@ -28,7 +28,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from dgg_tf.commands import add_backend_argument, select_backend  # noqa: E402
+from dgg_tf.cli.commands import add_backend_argument, select_backend  # noqa: E402
 
 
 def blobs():
@@ -50,10 +50,10 @@ def diagnose(model, x, y, steps):
     ``net.step`` (any backend)."""
     from keras import ops
 
-    from dgg_tf.objective_numpy import loss_and_gradients
-    from dgg_tf.pipeline import build_dgg, initial_stages, prepare_inputs
-    from dgg_tf.evaluation import full_pass_scores
-    from dgg_tf.training import BatchFeed, dgg_dataset, encode
+    from dgg_tf.api.pipeline import build_dgg, initial_stages, prepare_inputs
+    from dgg_tf.numerics.evaluation import full_pass_scores
+    from dgg_tf.numerics.objective_numpy import loss_and_gradients
+    from dgg_tf.stages.dgg import BatchFeed, dgg_dataset, encode
     config = model.config_
     tables, _ = model._tables(x, config, "knn", model.autoencoder_)
     inputs = prepare_inputs(config, x, y, tables, model.autoencoder_)
@@ -100,9 +100,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     if select_backend(args.backend):
         return 2
-    from dgg_tf.console import quiet_tensorflow
+    from dgg_tf.cli.commands import quiet_tensorflow
     quiet_tensorflow()
-    from dgg_tf.config import DGGConfig
+    from dgg_tf.core.config import DGGConfig
     overrides = {k: getattr(DGGConfig().with_assignments(args.set), k)
                  for k in (a.partition("=")[0].strip() for a in args.set)}
     x, y = blobs()

@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from dgg_tf.commands import add_backend_argument, select_backend
+from dgg_tf.cli.commands import add_backend_argument, select_backend
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -37,15 +37,15 @@ def kmeans(z, y, k, seed):
     """ACC and NMI (arithmetic) of K-means (10 restarts) on ``z``."""
     from sklearn.cluster import KMeans
 
-    from dgg_tf.metrics import cluster_acc, nmi
+    from dgg_tf.core.metrics import cluster_acc, nmi
     pred = KMeans(k, n_init=10, random_state=seed).fit_predict(z)
     return cluster_acc(y, pred), nmi(y, pred)
 
 
 def ae_means(params, config, x):
     """Encoder means of the pretrained autoencoder."""
-    from dgg_tf.models import Autoencoder, encode_mean
-    from dgg_tf.weights import set_params
+    from dgg_tf.numerics.models import Autoencoder, encode_mean
+    from dgg_tf.numerics.weights import set_params
     ae = Autoencoder(config)
     set_params(ae, params, partial=True)
     return encode_mean(ae, x)
@@ -54,7 +54,7 @@ def ae_means(params, config, x):
 def run_seed(spec, x, y, seed, verbose):
     """One seed: the estimator's fit, then the three methods' ACC and NMI."""
     from dgg_tf import DGG
-    from dgg_tf.metrics import cluster_acc, nmi
+    from dgg_tf.core.metrics import cluster_acc, nmi
     t = time.time()
     model = DGG(**spec["estimator"], config_overrides=spec.get("config_overrides"),
                 random_state=seed, verbose=verbose)
@@ -79,7 +79,7 @@ def summarise(runs):
 
 
 def write_json(path, obj):
-    from dgg_tf.files import clean, write_bytes_atomic
+    from dgg_tf.core.files import clean, write_bytes_atomic
     text = json.dumps(clean(obj), indent=2) + "\n"
     write_bytes_atomic(path, lambda f: f.write(text), mode="w")
 
@@ -95,7 +95,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if select_backend(args.backend):
         return 2
-    from dgg_tf.console import quiet_tensorflow
+    from dgg_tf.cli.commands import quiet_tensorflow
     quiet_tensorflow(args.tf_log)
     t0 = time.time()
     try:

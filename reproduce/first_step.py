@@ -17,10 +17,9 @@ import os
 import sys
 import tempfile
 
-from dgg_tf.commands import (add_backend_argument, select_backend,
-                             MNIST_NEIGHBORS, MNIST_SIAMESE, MNIST_WEIGHTS, UsageError,
-                             mnist_source, run_main)
-from dgg_tf.console import quiet_tensorflow
+from dgg_tf.cli.commands import (MNIST_NEIGHBORS, MNIST_SIAMESE, MNIST_WEIGHTS, UsageError,
+                                 add_backend_argument, mnist_source, quiet_tensorflow, run_main,
+                                 select_backend)
 
 
 def build_parser():
@@ -44,7 +43,7 @@ def first_step_probe(x, y, parts=("encoder", "classifier")):
     import keras
     import numpy as np
 
-    from dgg_tf.evaluation import full_pass_scores
+    from dgg_tf.numerics.evaluation import full_pass_scores
 
     def acc(model):
         scores = full_pass_scores(model, x, y)
@@ -78,10 +77,10 @@ def first_step_probe(x, y, parts=("encoder", "classifier")):
 
 
 def run(args):
-    from dgg_tf.config import DGGConfig
-    from dgg_tf.data import load_mnist
-    from dgg_tf.neighbors import subset_tables
-    from dgg_tf.pipeline import run_dgg
+    from dgg_tf.api.pipeline import run_dgg
+    from dgg_tf.core.config import DGGConfig
+    from dgg_tf.core.data import load_mnist
+    from dgg_tf.stages.neighbors import subset_tables
     config = DGGConfig.preset(args.variant, seed=args.seed, precision=args.precision, epochs=1)
     if not os.path.exists(args.weights):
         raise UsageError(f"weights {args.weights} do not exist")

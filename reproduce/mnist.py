@@ -27,10 +27,9 @@ import os
 import shlex
 import sys
 
-from dgg_tf.commands import (add_backend_argument, select_backend,
-                             MNIST_NEIGHBORS, MNIST_SIAMESE, MNIST_WEIGHTS, UsageError,
-                             mnist_source, run_main)
-from dgg_tf.console import quiet_tensorflow
+from dgg_tf.cli.commands import (MNIST_NEIGHBORS, MNIST_SIAMESE, MNIST_WEIGHTS, UsageError,
+                                 add_backend_argument, mnist_source, quiet_tensorflow, run_main,
+                                 select_backend)
 
 DEFAULT_WEIGHTS, DEFAULT_NEIGHBORS, DEFAULT_SIAMESE = MNIST_WEIGHTS, MNIST_NEIGHBORS, MNIST_SIAMESE
 
@@ -84,7 +83,7 @@ def _steps(text):
 
 
 def make_config(args):
-    from dgg_tf.config import DGGConfig
+    from dgg_tf.core.config import DGGConfig
     for name in ("epochs", "subset", "audit_batches", "steps_per_execution", "virtual_cpus"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -105,8 +104,8 @@ def make_config(args):
 
 def neighbors_for(args, config, x, y):
     """run_dgg's neighbour table (a file, or tables rebuilt in a subset) and its note."""
-    from dgg_tf.neighbors import subset_tables
-    from dgg_tf.tables import sibling_path
+    from dgg_tf.core.tables import sibling_path
+    from dgg_tf.stages.neighbors import subset_tables
     if args.neighbors:
         return args.neighbors, None           # run_dgg checks that it has N rows
     if args.subset is not None:
@@ -123,7 +122,7 @@ def run(args, x=None, y=None, callbacks=()):
     config = make_config(args)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = args.out = args.out or os.path.join("runs", f"mnist-{args.variant}-{stamp}")
-    from dgg_tf.rundir import check_new_or_resumable, check_writable, holds_run
+    from dgg_tf.core.rundir import check_new_or_resumable, check_writable, holds_run
     check_writable(out)
     check_new_or_resumable(out, args.resume or args.resume_or_start)
     if args.resume and not holds_run(out):            # after the busy check: a PID says more
@@ -132,10 +131,10 @@ def run(args, x=None, y=None, callbacks=()):
     if not os.path.exists(args.weights):
         raise UsageError(f"weights {args.weights} do not exist; pass --weights or create them "
                          "with reproduce/pretrain_mnist.py")
-    from dgg_tf.devices import make_strategy, split_cpu
+    from dgg_tf.backend.devices import make_strategy, split_cpu
     split_cpu(args.virtual_cpus)
-    from dgg_tf.data import load_mnist
-    from dgg_tf.pipeline import run_dgg
+    from dgg_tf.api.pipeline import run_dgg
+    from dgg_tf.core.data import load_mnist
     from dgg_tf.train.checkpoint import RUN_CHECKPOINT
     data = mnist_source(args.data)
     desc = "arrays passed to run()" if x is not None else os.path.abspath(data or "keras cache")

@@ -15,9 +15,9 @@ import argparse
 import os
 import sys
 
-from dgg_tf.commands import add_backend_argument, select_backend, mnist_source, run_main
-from dgg_tf.console import quiet_tensorflow
-from dgg_tf.config import CHOICES, DGGConfig
+from dgg_tf.cli.commands import (add_backend_argument, mnist_source, quiet_tensorflow, run_main,
+                                 select_backend)
+from dgg_tf.core.config import CHOICES, DGGConfig
 
 
 def main(argv=None):
@@ -44,8 +44,8 @@ def main(argv=None):
 
 
 def run(args, argv):
-    from dgg_tf.data import load_mnist
-    from dgg_tf.pretrain import check_pretrain_files, pretrain_to_file
+    from dgg_tf.core.data import load_mnist
+    from dgg_tf.stages.pretrain import check_pretrain_files, pretrain_to_file
 
     config = DGGConfig(pretrain_schedule=args.schedule, precision=args.precision)
     config = config.with_assignments(args.set)

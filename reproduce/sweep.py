@@ -29,10 +29,9 @@ import os
 import shlex
 import sys
 
-from dgg_tf.commands import (add_backend_argument, keras_backend, select_backend,
-                             MNIST_NEIGHBORS, MNIST_SIAMESE, MNIST_WEIGHTS, Terminated,
-                             UsageError, mnist_source, run_main)
-from dgg_tf.console import quiet_tensorflow
+from dgg_tf.cli.commands import (MNIST_NEIGHBORS, MNIST_SIAMESE, MNIST_WEIGHTS, Terminated,
+                                 UsageError, add_backend_argument, keras_backend, mnist_source,
+                                 quiet_tensorflow, run_main, select_backend)
 
 DEFAULT_WEIGHTS, DEFAULT_NEIGHBORS, DEFAULT_SIAMESE = MNIST_WEIGHTS, MNIST_NEIGHBORS, MNIST_SIAMESE
 
@@ -74,7 +73,7 @@ def build_parser():
 
 def make_protocol(args):
     """The protocol's sizes with the command line's overrides and --set settings."""
-    from dgg_tf.config import DGGConfig
+    from dgg_tf.core.config import DGGConfig
     from dgg_tf.sweep.protocols import PROTOCOLS
     protocol = {"name": args.protocol, **PROTOCOLS[args.protocol]}
     for key in ("subset", "epochs", "seeds", "flip_seeds", "precision"):
@@ -102,9 +101,9 @@ def load_data(args, protocol):
     """x, y, neighbour tables (or the table file) and the data description."""
     import numpy as np
 
-    from dgg_tf.config import DGGConfig
-    from dgg_tf.data import load_mnist
-    from dgg_tf.neighbors import load_tables, subset_tables
+    from dgg_tf.core.config import DGGConfig
+    from dgg_tf.core.data import load_mnist
+    from dgg_tf.stages.neighbors import load_tables, subset_tables
     data = mnist_source(args.data)
     x, y = load_mnist(data)
     config = DGGConfig().replace(**{k: tuple(v) if k == "encoder_dims" else v
@@ -121,7 +120,7 @@ def load_data(args, protocol):
     else:
         tables, _, table_info = load_tables(args.neighbors, len(x), config)
         info.update(neighbors=table_info["note"])
-    from dgg_tf.tables import neighbor_purity
+    from dgg_tf.core.tables import neighbor_purity
     info["purity"] = neighbor_purity(tables["random_top100"] if "random_top100" in tables
                                      else next(iter(tables.values())), y, config.num_neighbors)
     return np.asarray(x, np.float32), y, tables, info

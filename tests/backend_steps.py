@@ -7,10 +7,10 @@ import sys
 
 import numpy as np
 
-from dgg_tf.config import DGGConfig
-from dgg_tf.models import DGGNetwork
-from dgg_tf.training import compile_dgg
-from dgg_tf.weights import get_params, set_params
+from dgg_tf.core.config import DGGConfig
+from dgg_tf.numerics.models import DGGNetwork
+from dgg_tf.numerics.weights import get_params, set_params
+from dgg_tf.stages.dgg import compile_dgg
 
 
 def torch_like_start(shapes, rng):

@@ -9,9 +9,9 @@ def blob_inputs(folder, n, cfg, sharpness=1.0):
     import keras
     from sklearn.datasets import make_blobs
 
-    from dgg_tf.models import DGGNetwork
-    from dgg_tf.neighbors import rebuild_raw
-    from dgg_tf.weights import get_params, save_weights_h5
+    from dgg_tf.numerics.models import DGGNetwork
+    from dgg_tf.numerics.weights import get_params, save_weights_h5
+    from dgg_tf.stages.neighbors import rebuild_raw
     x, y = make_blobs(n, 64, centers=10, cluster_std=0.5, random_state=0)
     x = (1 / (1 + np.exp(-x / sharpness))).astype(np.float32)
     tables, _ = rebuild_raw(x, cfg)

@@ -1,14 +1,14 @@
 """Helpers of test_backends' model.h5 test, for either backend: train a tiny network
 and save its flat model.h5, or load one; each writes (and returns) the cluster
 probabilities and assignments of 100 fixed rows as PATH.save.npz / PATH.load.npz."""
-import numpy as np
 import keras
+import numpy as np
 
-from dgg_tf.config import DGGConfig
-from dgg_tf.evaluation import predict
-from dgg_tf.models import DGGNetwork, encode_mean
-from dgg_tf.training import compile_dgg, train_dgg
-from dgg_tf.weights import get_params, load_weights_h5, save_weights_h5, set_params
+from dgg_tf.core.config import DGGConfig
+from dgg_tf.numerics.evaluation import predict
+from dgg_tf.numerics.models import DGGNetwork, encode_mean
+from dgg_tf.numerics.weights import get_params, load_weights_h5, save_weights_h5, set_params
+from dgg_tf.stages.dgg import compile_dgg, train_dgg
 
 CONFIG = DGGConfig(input_dim=12, encoder_dims=(9, 8, 16), latent_dim=3, n_clusters=4,
                    batch_size=20, num_neighbors=3, epochs=1)

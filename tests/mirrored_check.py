@@ -10,19 +10,19 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from dgg_tf.devices import make_strategy, split_cpu  # noqa: E402
+from dgg_tf.backend.devices import make_strategy, split_cpu  # noqa: E402
 
 split_cpu(2)
 
 import numpy as np  # noqa: E402
-
 import reference as ref  # noqa: E402
+
 from dgg_tf import backend  # noqa: E402
-from dgg_tf.config import DGGConfig  # noqa: E402
-from dgg_tf.models import DGGNetwork  # noqa: E402
-from dgg_tf.initialise import pretrain_classifier  # noqa: E402
-from dgg_tf.training import compile_dgg, train_dgg  # noqa: E402
-from dgg_tf.weights import get_params, set_params  # noqa: E402
+from dgg_tf.core.config import DGGConfig  # noqa: E402
+from dgg_tf.numerics.models import DGGNetwork  # noqa: E402
+from dgg_tf.numerics.weights import get_params, set_params  # noqa: E402
+from dgg_tf.stages.dgg import compile_dgg, train_dgg  # noqa: E402
+from dgg_tf.stages.initialise import pretrain_classifier  # noqa: E402
 
 CFG = DGGConfig(input_dim=12, encoder_dims=(9, 8, 16), latent_dim=3, n_clusters=4,
                 batch_size=20, num_neighbors=3, epochs=1, similarity="gauss")

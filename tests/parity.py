@@ -60,11 +60,12 @@ def make_start(data="mnist", seed=0):
     as ``pipeline.run_dgg`` starts: full MNIST with the code preset's settings (10
     restarts, 30 epochs), or its first 300 images with ``SUBSET_START``; saved with its
     provenance in ``STARTS[data]``. Run once (TensorFlow, 2 cores: about 1 minute)."""
-    from dgg_tf.config import DGGConfig
-    from dgg_tf.initialise import init_gmm, pretrain_classifier
-    from dgg_tf.models import DGGNetwork, encode_mean
-    from dgg_tf.weights import get_params, load_autoencoder, set_params
     import keras
+
+    from dgg_tf.core.config import DGGConfig
+    from dgg_tf.numerics.models import DGGNetwork, encode_mean
+    from dgg_tf.numerics.weights import get_params, load_autoencoder, set_params
+    from dgg_tf.stages.initialise import init_gmm, pretrain_classifier
     keras.utils.set_random_seed(seed)
     config = DGGConfig.preset("code", seed=seed, **(SUBSET_START if data != "mnist" else {}))
     x, y = _data(data)
@@ -89,7 +90,7 @@ def make_start(data="mnist", seed=0):
 
 def start(config, data="mnist", seed=0):
     """The real start as a float32 params dict of every DGG weight."""
-    from dgg_tf.weights import load_autoencoder
+    from dgg_tf.numerics.weights import load_autoencoder
     params = dict(load_autoencoder(AUTOENCODER, config)[0])
     with np.load(STARTS[data]) as saved:
         params.update({k: saved[k] for k in saved.files if k != "provenance"})
@@ -104,7 +105,7 @@ def start(config, data="mnist", seed=0):
 def batches(config, steps, data="mnist", seed=0):
     """``steps`` real batches (x_nbrs [B, Nn, D], w [B, Nn], eps [B, Nn, M]), float32, in
     the order of shuffled epochs."""
-    from dgg_tf.graph import similarity_weights
+    from dgg_tf.numerics.graph import similarity_weights
     x, _ = _data(data)
     table = _table(data, config)
     rng = np.random.default_rng(seed)
@@ -123,7 +124,7 @@ def batches(config, steps, data="mnist", seed=0):
 @functools.lru_cache(maxsize=2)
 def _data(data):
     """(x, y): all of MNIST, or its first 300 images."""
-    from dgg_tf.data import load_mnist
+    from dgg_tf.core.data import load_mnist
     x, y = load_mnist(mnist_path())
     return (x, y) if data == "mnist" else (x[:300], y[:300])
 
@@ -133,7 +134,7 @@ def _table(data, config):
     if data == "mnist":
         with np.load(TABLE) as t:
             return t["table"][:, :config.num_neighbors + 1]
-    from dgg_tf.neighbors import rebuild_raw
+    from dgg_tf.stages.neighbors import rebuild_raw
     tables, _ = rebuild_raw(_data(data)[0], config)
     return tables[config.neighbor_selection][:, :config.num_neighbors + 1]
 
@@ -159,10 +160,10 @@ def load(path):
 # ---------------------------------------------------------------- the Keras step
 def keras_steps(case, steps, out):
     """``net.step`` on this process's Keras backend from the real start."""
-    from dgg_tf.config import DGGConfig
-    from dgg_tf.models import DGGNetwork
-    from dgg_tf.training import compile_dgg
-    from dgg_tf.weights import get_params, set_params
+    from dgg_tf.core.config import DGGConfig
+    from dgg_tf.numerics.models import DGGNetwork
+    from dgg_tf.numerics.weights import get_params, set_params
+    from dgg_tf.stages.dgg import compile_dgg
     preset, data = CASES[case]
     config = DGGConfig.preset(preset)
     net = compile_dgg(DGGNetwork(config))
@@ -241,7 +242,8 @@ def _gradient(preset, order, dtype):
     jit with the epsilon behind an optimisation barrier, or a TensorFlow graph with the
     epsilon in a variable; either way no compiler folds it."""
     import keras
-    from dgg_tf.config import DGGConfig
+
+    from dgg_tf.core.config import DGGConfig
     loss = functools.partial(_reference_loss, DGGConfig.preset(preset), order)
     if keras.backend.backend() == "jax":
         import jax
@@ -269,7 +271,7 @@ def reference_steps(case, steps, out, dtype="float64", order="column"):
         import jax
         jax.config.update("jax_enable_x64", True)
         jax.config.update("jax_default_matmul_precision", "highest")  # float32 is float32
-    from dgg_tf.config import DGGConfig
+    from dgg_tf.core.config import DGGConfig
     preset, data = CASES[case]
     config = DGGConfig.preset(preset)
     grad = _gradient(preset, order, dtype)

@@ -57,7 +57,7 @@ def test_three_steps_agree_across_backends(preset, three_steps):
 
 CHOOSE = """
 import sys
-from dgg_tf.commands import select_backend
+from dgg_tf.backend.startup import select_backend
 first = sys.argv[1]
 if first != "none":
     import keras                                     # Keras already started on `first`

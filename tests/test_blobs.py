@@ -8,7 +8,7 @@ import pytest
 from sklearn.datasets import make_blobs
 
 from dgg_tf import DGG
-from dgg_tf.estimator import STAGES, stage_scores
+from dgg_tf.api.estimator import STAGES, stage_scores
 
 #: reproduce/results/blobs/README.md: the faithful code preset collapses to one cluster
 #: on these data; with a 1000x smaller DGG learning rate ACC stays >= 0.95 (seeds 0-4).

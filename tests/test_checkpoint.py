@@ -8,12 +8,12 @@ import os
 import numpy as np
 import pytest
 
-from dgg_tf.config import DGGConfig
-from dgg_tf.train import checkpoint as ck
-from dgg_tf.train.checkpoint import (FORMAT, KINDS, CheckpointFormatError, checkpoint_path,
+from dgg_tf.core import checkpoints as ck
+from dgg_tf.core.checkpoints import (FORMAT, KINDS, CheckpointFormatError, checkpoint_path,
                                      load_checkpoint, read_record, resume_checkpoint,
                                      save_checkpoint)
-from dgg_tf.weights import save_weights_h5
+from dgg_tf.core.config import DGGConfig
+from dgg_tf.numerics.weights import save_weights_h5
 
 pytestmark = pytest.mark.backends    # also run with KERAS_BACKEND=jax in CI
 
@@ -69,7 +69,8 @@ def test_every_stage_round_trips_through_the_one_format(tmp_path, kind):
 
 
 def test_every_stage_uses_the_one_save_and_resume():
-    from dgg_tf import pipeline, pretrain, siamese
+    from dgg_tf.api import pipeline
+    from dgg_tf.stages import pretrain, siamese
     for module in (pipeline, pretrain, siamese):
         assert module.save_checkpoint is ck.save_checkpoint
         assert module.resume_checkpoint is ck.resume_checkpoint
@@ -122,8 +123,8 @@ def test_old_run_checkpoints_are_refused(tmp_path, version):
 def test_old_stage_checkpoints_are_refused(tmp_path):
     """An OUT.ckpt.h5 of an earlier version, where it was (the stage's former name) or passed as
     a checkpoint, stops the autoencoder and the Siamese --resume before any work."""
-    from dgg_tf.pretrain import pretrain_to_file
-    from dgg_tf.siamese import build_neighbors
+    from dgg_tf.stages.pretrain import pretrain_to_file
+    from dgg_tf.stages.siamese import build_neighbors
     x = np.random.default_rng(0).random((60, 64)).astype(np.float32)
     ae, siam = tmp_path / "ae.h5", tmp_path / "s.h5"
     for out in (ae, siam):

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from dgg_tf import report
-from dgg_tf.collapse import (classifier_acc, collapse_callback, collapse_epochs,
-                             collapse_reasons)
-from dgg_tf.config import DGGConfig
-from dgg_tf.models import DGGNetwork
+from dgg_tf.core.collapse import classifier_acc, collapse_epochs, collapse_reasons
+from dgg_tf.core.config import DGGConfig
+from dgg_tf.numerics.models import DGGNetwork
+from dgg_tf.stages.watch import collapse_callback
 
 TINY = DGGConfig(input_dim=64, encoder_dims=(16, 16, 32), latent_dim=10, n_clusters=10,
                  batch_size=20, num_neighbors=3, epochs=1, classifier_epochs=1, seed=0)
@@ -65,7 +65,7 @@ def test_short_runs_say_the_collapse_is_expected(data, capsys, epochs, short):
 
 
 def test_quiet_on_a_healthy_epoch(data, capsys):
-    from dgg_tf.training import encode
+    from dgg_tf.stages.dgg import encode
     x, _ = data
     net = _net()
     m = encode(net, x)                       # f2 = argmax of the standardised means
@@ -80,7 +80,7 @@ def test_quiet_on_a_healthy_epoch(data, capsys):
 def test_training_flags_and_report_lists(data, tmp_path, capsys):
     import keras
 
-    from dgg_tf.training import compile_dgg, train_dgg
+    from dgg_tf.stages.dgg import compile_dgg, train_dgg
     x, table = data
     keras.utils.set_random_seed(0)                 # the same initial network every call
     net = compile_dgg(_net(collapsed=True))
@@ -111,8 +111,8 @@ class _Check:
     def __init__(self, x, y):
         import keras
 
-        from dgg_tf.metrics import cluster_acc
-        from dgg_tf.evaluation import predict
+        from dgg_tf.core.metrics import cluster_acc
+        from dgg_tf.numerics.evaluation import predict
         check = self
         self.acc, self.before, self.after = {}, None, None
 
@@ -134,7 +134,7 @@ class _Check:
 def _train(data, callbacks, epochs=2, per_execution=1):
     import keras
 
-    from dgg_tf.training import compile_dgg, train_dgg
+    from dgg_tf.stages.dgg import compile_dgg, train_dgg
     x, table = data
     keras.utils.set_random_seed(0)                 # the same initial network every call
     net = compile_dgg(DGGNetwork(TINY.replace(epochs=epochs)), steps_per_execution=per_execution)
@@ -142,7 +142,7 @@ def _train(data, callbacks, epochs=2, per_execution=1):
 
 
 def test_first_steps_recorded_after_the_listed_steps_only(data, capsys):
-    from dgg_tf.collapse import first_steps_callback
+    from dgg_tf.stages.watch import first_steps_callback
     x, _ = data
     y = np.arange(200) % 10
     records, check = [], _Check(x, y)
@@ -165,7 +165,7 @@ def test_first_steps_recorded_after_the_listed_steps_only(data, capsys):
 
 def test_first_steps_with_several_steps_per_call(data):
     """With 5 steps per call the probe at step 1 lands after the first call (step 5)."""
-    from dgg_tf.collapse import first_steps_callback
+    from dgg_tf.stages.watch import first_steps_callback
     x, _ = data
     y = np.arange(200) % 10
     records, check = [], _Check(x, y)
@@ -229,8 +229,8 @@ def test_saturated_softmax_code_prior_stops_naming_the_term(data, prior):
     prior takes the limit 0 and trains on."""
     import keras
 
+    from dgg_tf.stages.dgg import compile_dgg, train_dgg
     from dgg_tf.train.callbacks import TrainingError
-    from dgg_tf.training import compile_dgg, train_dgg
     x, table = data
     keras.utils.set_random_seed(0)
     net = DGGNetwork(TINY.replace(prior=prior))

@@ -6,9 +6,9 @@ import struct
 import numpy as np
 import pytest
 
-from dgg_tf.config import CHOICES, DGGConfig
-from dgg_tf.data import DataError, load_mnist
-from dgg_tf.metrics import cluster_acc, nmi
+from dgg_tf.core.config import CHOICES, DGGConfig
+from dgg_tf.core.data import DataError, load_mnist
+from dgg_tf.core.metrics import cluster_acc, nmi
 
 
 def test_presets():

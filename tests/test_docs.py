@@ -4,7 +4,7 @@ the package or the README points outside the repository for it."""
 import os
 import re
 
-from dgg_tf.config import CHOICES, DIAGNOSTICS
+from dgg_tf.core.config import CHOICES, DIAGNOSTICS
 from dgg_tf.report.quirks import QUIRK_IDS, QUIRK_SWITCHES
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")

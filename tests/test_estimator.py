@@ -2,14 +2,15 @@
 likelihood switch (the gaussian term against NumPy by hand)."""
 import numpy as np
 import pytest
+import reference as ref
 from sklearn.base import clone
 from sklearn.datasets import make_blobs
 from sklearn.exceptions import NotFittedError
 
-import reference as ref
-from dgg_tf import DGG, objective, objective_numpy
-from dgg_tf.config import CHOICES, DGGConfig
-from dgg_tf.estimator import small_data_settings
+from dgg_tf import DGG
+from dgg_tf.api.estimator import small_data_settings
+from dgg_tf.core.config import CHOICES, DGGConfig
+from dgg_tf.numerics import objective, objective_numpy
 
 TINY = DGGConfig(input_dim=12, encoder_dims=(9, 8, 16), latent_dim=3, n_clusters=4)
 
@@ -144,7 +145,7 @@ def test_gaussian_term_against_numpy(scale):
 def test_bernoulli_range_error_and_gaussian_logs():
     import tensorflow as tf
 
-    from dgg_tf.models import post_step_reconstruction, torch_bce_mean
+    from dgg_tf.numerics.models import post_step_reconstruction, torch_bce_mean
     objective.check_data_range(np.array([[0.0, 1.0]]), "bernoulli")
     objective.check_data_range(np.array([[-5.0, 9.0]]), "gaussian")
     with pytest.raises(ValueError, match=r"\[-0.5, 1\].*likelihood='gaussian'"):

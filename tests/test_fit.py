@@ -8,16 +8,16 @@ import sys
 import keras
 import numpy as np
 import pytest
+import reference as ref
 import tensorflow as tf
 
-import reference as ref
-from dgg_tf.config import DGGConfig
-from dgg_tf.graph import similarity_weights, similarity_weights_ops
-from dgg_tf.models import DGGNetwork
-from dgg_tf.objective import TERMS, forward_terms
-from dgg_tf.optimizers import TorchAdam
-from dgg_tf.training import BatchFeed, compile_dgg, dgg_dataset, train_dgg
-from dgg_tf.weights import get_params, set_params
+from dgg_tf.core.config import DGGConfig
+from dgg_tf.numerics.graph import similarity_weights, similarity_weights_ops
+from dgg_tf.numerics.models import DGGNetwork
+from dgg_tf.numerics.objective import TERMS, forward_terms
+from dgg_tf.numerics.optimizers import TorchAdam
+from dgg_tf.numerics.weights import get_params, set_params
+from dgg_tf.stages.dgg import BatchFeed, compile_dgg, dgg_dataset, train_dgg
 
 TINY = DGGConfig(input_dim=12, encoder_dims=(9, 8, 16), latent_dim=3, n_clusters=4,
                  batch_size=20, num_neighbors=3, epochs=2)
@@ -141,7 +141,7 @@ def test_schedule_off_by_one_and_user_callbacks():
 
 
 def test_tensorboard_logs_every_term(tmp_path):
-    from dgg_tf.pipeline import _tensorboard
+    from dgg_tf.api.pipeline import _tensorboard
     x, table, y = tiny_data()
     net = compile_dgg(DGGNetwork(TINY))
     history = []

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from dgg_tf.knn import _full_rows, knn
+from dgg_tf.numerics.knn import _full_rows, knn
 
 pytestmark = pytest.mark.backends    # also run with KERAS_BACKEND=jax in CI
 

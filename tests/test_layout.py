@@ -8,19 +8,29 @@ import pathlib
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "dgg_tf"
 
-#: Layers, bottom first (README, Layout). A module may import its own layer or lower.
+#: Layers, bottom first (README, Layout), one folder each. A module may import its own
+#: layer or lower ones.
 LAYERS = [
-    ("bottom", ["config", "files", "metrics", "tables", "rundir", "stopping", "devices",
-                "data", "console", "run_summary", "knn", "backend", "backend.*"]),
-    ("numerics", ["models", "objective", "objective_numpy", "graph", "optimizers", "step_metrics",
-                  "weights", "evaluation"]),
-    ("training", ["train", "train.*"]),
-    ("stages", ["pretrain", "siamese", "initialise", "training", "collapse", "neighbors",
-                "timing"]),
+    ("core", ["core", "core.*"]),
     ("report", ["report", "report.*"]),
-    ("entrances", ["pipeline", "estimator", "sweep", "sweep.*", "__init__"]),
-    ("commands", ["commands", "report.cli", "sweep.run", "*.__main__"]),
+    ("backend", ["backend", "backend.*"]),
+    ("numerics", ["numerics", "numerics.*"]),
+    ("train", ["train", "train.*"]),
+    ("stages", ["stages", "stages.*"]),
+    ("audit", ["audit", "audit.*"]),
+    ("api", ["api", "api.*", "__init__"]),
+    ("sweep", ["sweep", "sweep.*"]),
+    ("cli", ["cli", "cli.*", "sweep.run", "*.__main__"]),
 ]
+
+#: The layers that run without TensorFlow, Keras or JAX: they import none of them and
+#: no module of another layer that does, at the top or inside a function; the
+#: ``sweep`` orchestrates its cells without them too, except the module that runs a
+#: cell in its own process (``sweep.run``). ``backend.startup`` is the one
+#: Keras-aware module they may import: it loads Keras only when asked to start it.
+TF_FREE = ["core", "core.*", "report", "report.*", "sweep", "sweep.cells", "sweep.curves",
+           "sweep.protocols", "sweep.results", "sweep.summary", "cli.commands", "cli.report"]
+TF_FREE_MAY_IMPORT = ["backend", "backend.startup"]
 
 
 def _modules():
@@ -139,3 +149,57 @@ def test_tensorflow_imported_inside_functions_says_why():
                     bad.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not bad, "TensorFlow imported inside a function without '# lazy: why': " + \
         ", ".join(bad)
+
+
+def _tf_free(module):
+    import fnmatch
+    return not module.endswith("__main__") and any(
+        module == p or fnmatch.fnmatch(module, p) for p in TF_FREE)
+
+
+def _third_party_imports(path):
+    """[(top-level package, lineno, inside a function)] of a module's non-dgg_tf imports."""
+    tree = ast.parse(path.read_text())
+    top = {id(n) for n in tree.body}
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(a.name.split(".")[0], node.lineno, id(node) not in top) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            out.append((node.module.split(".")[0], node.lineno, id(node) not in top))
+    return out
+
+
+def test_tensorflow_free_layers_need_no_lazy_import():
+    """The TF-free layers import neither Keras, TensorFlow nor JAX, nor a module that
+    does, and import nothing inside a function: the folder boundary keeps them free."""
+    bad = []
+    for module, path in _modules().items():
+        if not _tf_free(module):
+            continue
+        for pkg, lineno, inside in _third_party_imports(path):
+            if pkg in ("keras", "tensorflow", "jax"):
+                bad.append(f"dgg_tf.{module}:{lineno} imports {pkg}")
+        for src, dst, lineno, inside in _imports():
+            if src != module:
+                continue
+            if inside:
+                bad.append(f"dgg_tf.{module}:{lineno} imports dgg_tf.{dst} inside a function")
+            elif not (_tf_free(dst) or dst in TF_FREE_MAY_IMPORT):
+                bad.append(f"dgg_tf.{module}:{lineno} imports dgg_tf.{dst}, which needs Keras")
+    assert not bad, "\n".join(bad)
+
+
+def test_tensorflow_free_modules_load_without_keras():
+    """Importing every TF-free module leaves Keras, TensorFlow and JAX unloaded."""
+    import subprocess
+    import sys
+    names = sorted(f"dgg_tf.{m}" if m else "dgg_tf" for m in _modules() if _tf_free(m)
+                   and not m.endswith("__main__"))
+    code = ("import importlib, sys\n"
+            f"for n in {names!r}: importlib.import_module(n)\n"
+            "loaded = [m for m in ('keras', 'tensorflow', 'jax') if m in sys.modules]\n"
+            "assert not loaded, loaded\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dgg_tf.config import DGGConfig
-from dgg_tf.models import DGGNetwork
+from dgg_tf.core.config import DGGConfig
+from dgg_tf.numerics.models import DGGNetwork
 
 
 @pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])

@@ -1,12 +1,12 @@
 """ELBO terms, priors, similarity weights and the schedule against NumPy by hand."""
 import numpy as np
 import pytest
-
 import reference as ref
-from dgg_tf import objective, objective_numpy
-from dgg_tf.config import DGGConfig
-from dgg_tf.graph import similarity_weights
-from dgg_tf.optimizers import step_lr
+
+from dgg_tf.core.config import DGGConfig
+from dgg_tf.numerics import objective, objective_numpy
+from dgg_tf.numerics.graph import similarity_weights
+from dgg_tf.numerics.optimizers import step_lr
 
 pytestmark = pytest.mark.backends    # also run with KERAS_BACKEND=jax in CI
 
@@ -176,10 +176,10 @@ def test_compiled_steps_keep_the_epsilon_where_outputs_saturate():
     does without the variable epsilon). Checked in the training step (net.step, compiled
     on every backend), the pretraining loss and the ELBO terms, each compiled."""
     from dgg_tf import backend
-    from dgg_tf.models import DGGNetwork
-    from dgg_tf.pretrain import bernoulli_nll_sum
-    from dgg_tf.training import compile_dgg
-    from dgg_tf.weights import set_params
+    from dgg_tf.numerics.models import DGGNetwork
+    from dgg_tf.numerics.weights import set_params
+    from dgg_tf.stages.dgg import compile_dgg
+    from dgg_tf.stages.pretrain import bernoulli_nll_sum
     rng = np.random.default_rng(8)
     params, (x, w, eps), xhat, want = _saturated(rng)
     net = compile_dgg(DGGNetwork(TINY))
@@ -209,8 +209,8 @@ def test_zero_gamma_cluster_code_gives_nan_paper_takes_the_limit():
     """A cluster whose gamma is exactly 0 for a sample and all its neighbours: the code's
     log(pc) has no epsilon, so 0 * log(0) = NaN (as in the original); the paper prior
     takes 0 log 0 = 0 and stays finite, gradients included."""
-    from dgg_tf.models import DGGNetwork
-    from dgg_tf.weights import set_params
+    from dgg_tf.numerics.models import DGGNetwork
+    from dgg_tf.numerics.weights import set_params
     rng = np.random.default_rng(9)
     params = ref.random_params(TINY, rng)
     params["classifier/W"][:, 3] = 0.0

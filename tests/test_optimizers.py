@@ -3,7 +3,7 @@ import keras
 import numpy as np
 import pytest
 
-from dgg_tf.optimizers import TorchAdam, TorchSGD, step_lr
+from dgg_tf.numerics.optimizers import TorchAdam, TorchSGD, step_lr
 
 pytestmark = pytest.mark.backends    # also run with KERAS_BACKEND=jax in CI
 

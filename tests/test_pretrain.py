@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from dgg_tf.config import DGGConfig
-from dgg_tf.models import Autoencoder, encode_mean
-from dgg_tf.pretrain import (bernoulli_nll_sum, check_pretrain_files, pretrain_autoencoder,
-                             pretrain_to_file)
+from dgg_tf.core.config import DGGConfig
+from dgg_tf.numerics.models import Autoencoder, encode_mean
+from dgg_tf.numerics.weights import get_params, load_weights_h5, set_params
+from dgg_tf.stages.pretrain import (bernoulli_nll_sum, check_pretrain_files, pretrain_autoencoder,
+                                    pretrain_to_file)
 from dgg_tf.train.callbacks import EpochEnd, TrainingError
 from dgg_tf.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
-from dgg_tf.weights import get_params, load_weights_h5, set_params
 
 # 2 epochs of 6 batches: the learning rates are 10x section 9's so the effect shows
 TINY = DGGConfig(input_dim=64, encoder_dims=(16, 16, 32), latent_dim=4,

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dgg_tf.config import DGGConfig
-from dgg_tf.objective import elbo_terms
+from dgg_tf.core.config import DGGConfig
+from dgg_tf.numerics.objective import elbo_terms
 
 pytestmark = pytest.mark.backends    # also run with KERAS_BACKEND=jax in CI
 

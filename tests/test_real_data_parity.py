@@ -13,9 +13,8 @@ Runs on the backend of the suite (CI runs it on TensorFlow and on JAX)."""
 import os
 
 import numpy as np
-import pytest
-
 import parity
+import pytest
 
 pytestmark = pytest.mark.backends
 pytest.importorskip("jax")
@@ -42,6 +41,7 @@ def _reference(cache_root):
     """The reference paths, kept in pytest's cache between runs (CI runs the suite on
     TensorFlow, then on JAX: the second run reuses them), keyed by what they depend on."""
     import hashlib
+
     import jax
     key = hashlib.sha256()
     for path in (parity.__file__, *parity.STARTS.values()):
@@ -85,9 +85,10 @@ def test_reference_is_the_formula():
     over samples and columns), on a real batch and the real start, in both row orders,
     on the suite's backend in float64."""
     import keras
-    from keras import ops
     import reference as ref
-    from dgg_tf.config import DGGConfig
+    from keras import ops
+
+    from dgg_tf.core.config import DGGConfig
     on_jax = keras.backend.backend() == "jax"
     if on_jax:
         import jax

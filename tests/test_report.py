@@ -9,14 +9,16 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from dgg_tf import files, report
-from dgg_tf.config import DGGConfig
-from dgg_tf.models import DGGNetwork
-from dgg_tf.report import QUIRK_IDS, audit, read_history_csv, write_history_csv, write_report
-from dgg_tf.report import cli as report_cli
-from dgg_tf.initialise import kmeans_init
-from dgg_tf.training import encode
-from dgg_tf.weights import get_params
+from dgg_tf import report
+from dgg_tf.audit import audit, running_vs_full
+from dgg_tf.cli import report as report_cli
+from dgg_tf.core import files
+from dgg_tf.core.config import DGGConfig
+from dgg_tf.numerics.models import DGGNetwork
+from dgg_tf.numerics.weights import get_params
+from dgg_tf.report import QUIRK_IDS, read_history_csv, write_history_csv, write_report
+from dgg_tf.stages.dgg import encode
+from dgg_tf.stages.initialise import kmeans_init
 
 SMALL = DGGConfig(input_dim=64, encoder_dims=(32, 32, 64), latent_dim=10, n_clusters=10,
                   epochs=3, classifier_epochs=2, kmeans_n_init=2)
@@ -197,7 +199,7 @@ def test_write_report_and_compare_runs(code_audit, paper_audit, tmp_path, capsys
 def test_clean_and_running_vs_full():
     assert files.clean({"a": np.float32(1.5), "b": [np.int64(2), math.nan], "c": -math.inf}) == \
         {"a": 1.5, "b": [2, None], "c": "-inf"}
-    assert "note" in report.running_vs_full([{"epoch": 1, "loss": 1.0}])
+    assert "note" in running_vs_full([{"epoch": 1, "loss": 1.0}])
 
 
 def test_third_switch_value_and_new_switch(digits, monkeypatch):
@@ -205,7 +207,7 @@ def test_third_switch_value_and_new_switch(digits, monkeypatch):
     value is compared with each alternative (keys then name it), a value the port cannot
     compute is reported as an error or not measured; a switch added to CHOICES later
     must not break build_report / render_markdown."""
-    from dgg_tf import config
+    from dgg_tf.core import config
     extra = {"neighbor_selection": "mutual", "gmm_init_posterior": "pi_only",
              "classifier_input": "z_mode", "classifier_pretrain_loss": "focal",
              "sigma_mode": "fixed", "lr_schedule": "cosine", "prior": "uniform",

@@ -11,8 +11,9 @@ import sys
 
 import pytest
 
-from dgg_tf import files, report
-from dgg_tf.report import cli as report_cli
+from dgg_tf import report
+from dgg_tf.cli import report as report_cli
+from dgg_tf.core import files
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -9,14 +9,15 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from dgg_tf import report
-from dgg_tf.config import DGGConfig
-from dgg_tf.models import DGGNetwork
+from dgg_tf import report  # noqa: F401
+from dgg_tf.audit import audit
+from dgg_tf.cli import report as report_cli
+from dgg_tf.core.config import DGGConfig
+from dgg_tf.numerics.models import DGGNetwork
 from dgg_tf.report import QUIRK_IDS, write_history_csv, write_report
-from dgg_tf.report import cli as report_cli
 from dgg_tf.report.findings import NOT_MEASURED, findings_rows, measured_line
-from dgg_tf.initialise import kmeans_init
-from dgg_tf.training import encode
+from dgg_tf.stages.dgg import encode
+from dgg_tf.stages.initialise import kmeans_init
 
 SMALL = DGGConfig(input_dim=64, encoder_dims=(32, 32, 64), latent_dim=10, n_clusters=10,
                   epochs=3, classifier_epochs=2, kmeans_n_init=2)
@@ -48,7 +49,7 @@ def audited():
         init = kmeans_init(encode(net, x), SMALL)
         net.gmm.mean.assign(init["mean"])
         net.gmm.std.assign(init["std"])
-        return report.audit(net, x, tables["random_top100"], y, SMALL, n_batches=2, seed=0,
+        return audit(net, x, tables["random_top100"], y, SMALL, n_batches=2, seed=0,
                             tables=tables)
 
 
@@ -78,7 +79,7 @@ def assert_findings_table(md):
 
 
 def test_findings_of_an_audited_run(audited, tmp_path):
-    from dgg_tf.run_summary import run_summary
+    from dgg_tf.core.record import run_summary
     summary = run_summary(HIST, {}, "run")
     rep = write_report(tmp_path, audited, [{"name": "run", "history": HIST}], summary=summary)
     md = (tmp_path / "report.md").read_text()

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from dgg_tf.commands import SHARED_MNIST
-from dgg_tf.config import DGGConfig
+from dgg_tf.cli.commands import SHARED_MNIST
+from dgg_tf.core.config import DGGConfig
+from dgg_tf.numerics.weights import load_weights_h5
 from dgg_tf.report import QUIRK_IDS, read_history_csv
-from dgg_tf.weights import load_weights_h5
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _spec = importlib.util.spec_from_file_location("reproduce_mnist", os.path.join(ROOT, "reproduce", "mnist.py"))
@@ -68,8 +68,8 @@ def tiny(tmp_path_factory):
     """idx directory (240 train + 60 test images) and a tiny autoencoder weight file."""
     import keras
 
-    from dgg_tf.models import DGGNetwork
-    from dgg_tf.weights import get_params, save_weights_h5
+    from dgg_tf.numerics.models import DGGNetwork
+    from dgg_tf.numerics.weights import get_params, save_weights_h5
     root = tmp_path_factory.mktemp("tiny_mnist")
     d = load_digits()
     imgs = np.pad(np.kron(d.images[:N], np.ones((3, 3))), ((0, 0), (2, 2), (2, 2))) * (255 / 16)
@@ -263,7 +263,7 @@ def test_bad_set_exits_2_with_choices(tmp_path, capsys, setting, expect):
 
 
 def test_user_errors_exit_2(tiny, tmp_path, capsys):
-    from dgg_tf.tables import save_table
+    from dgg_tf.core.tables import save_table
     cases = []
     # missing data
     cases.append((["--data", str(tmp_path / "nowhere")], "does not exist"))
@@ -329,7 +329,7 @@ def test_unusable_out_and_mismatched_neighbors(tiny, tmp_path, capsys):
     assert mnist.main(base_args(tiny, tmp_path / "afile" / "run", "--epochs", "1")) == 2
     assert "is not a directory" in capsys.readouterr().err
     # --subset with a table for all 300 samples: refused, not silently rebuilt
-    from dgg_tf.tables import save_table
+    from dgg_tf.core.tables import save_table
     table = (np.arange(N)[:, None] + np.arange(41)[None]) % N
     save_table(tmp_path / "t300.npz", table.astype(np.int32), neighbor_selection="random_top100")
     args = base_args(tiny, tmp_path / "sub", "--epochs", "1", "--neighbors", str(tmp_path / "t300.npz"))

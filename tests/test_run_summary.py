@@ -3,10 +3,10 @@ are those of history.csv and config.json."""
 import json
 
 import pytest
-
-from dgg_tf.report import read_history_csv
-from dgg_tf.run_summary import run_summary, summary_lines
 from test_reproduce import base_args, mnist, one_thread_for_kmeans, reference, tiny  # noqa: F401
+
+from dgg_tf.core.record import run_summary, summary_lines
+from dgg_tf.report import read_history_csv
 
 
 def test_summary_equals_history_and_config(reference):

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from dgg_tf.rundir import LOCK, RunDirError, RunLock, check_writable, open_run_dir
+from dgg_tf.core.rundir import LOCK, RunDirError, RunLock, check_writable, open_run_dir
 
 
 def dead_pid():

@@ -7,14 +7,14 @@ import keras
 import numpy as np
 import pytest
 
-from dgg_tf.config import DGGConfig
-from dgg_tf.knn import knn
-from dgg_tf.siamese import (SiameseNet, build_neighbors, embed, hinge_loss, make_pairs,
-                            subset_neighbors, train_siamese)
-from dgg_tf.tables import load_table, neighbor_purity, neighbor_table, table_paths
+from dgg_tf.core.config import DGGConfig
+from dgg_tf.core.tables import load_table, neighbor_purity, table_paths
+from dgg_tf.numerics.knn import knn, neighbor_table
+from dgg_tf.numerics.weights import get_params, load_weights_h5, save_weights_h5, set_params
+from dgg_tf.stages.siamese import (SiameseNet, build_neighbors, embed, hinge_loss, make_pairs,
+                                   subset_neighbors, train_siamese)
 from dgg_tf.train.callbacks import EpochEnd, TrainingError
 from dgg_tf.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
-from dgg_tf.weights import get_params, load_weights_h5, save_weights_h5, set_params
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = os.path.join(ROOT, "pretrained", "mnist_siamese.h5")
@@ -304,7 +304,7 @@ def embed_shipped(x):
 
 @pytest.mark.skipif(not os.path.isdir(MNIST_DIR), reason="no local MNIST")
 def test_subset_neighbors_on_first_500_mnist_images():
-    from dgg_tf.data import load_mnist
+    from dgg_tf.core.data import load_mnist
     x, y = load_mnist(MNIST_DIR)
     x, y = x[:500], y[:500]
     config = DGGConfig()

@@ -6,11 +6,11 @@ import os
 
 import numpy as np
 import pytest
-
 from blob_inputs import blob_inputs
+
 from dgg_tf import report
-from dgg_tf.config import DGGConfig
-from dgg_tf.report import cli as report_cli
+from dgg_tf.cli import report as report_cli
+from dgg_tf.core.config import DGGConfig
 from dgg_tf.sweep import curves as sweep_curves
 from dgg_tf.sweep.cells import cell_config, cell_dir, cell_state, prepare, read_json
 from dgg_tf.sweep.protocols import DIAGNOSTIC_GRID, sweep_configs, with_best
@@ -90,7 +90,7 @@ def test_rerun_skips_finished_cells(swept):
 
 def test_resumes_a_killed_cell(inputs, tmp_path):
     """A cell killed after its epoch-1 checkpoint of 2 is resumed (as a subprocess)."""
-    from dgg_tf.pipeline import run_dgg
+    from dgg_tf.api.pipeline import run_dgg
     x, y, tables, weights = inputs
     protocol = {**PROTOCOL, "epochs": 2, "seeds": 1}
     plan = _prepare(tmp_path, inputs, protocol, ["code"])

@@ -19,9 +19,9 @@ import time
 
 import numpy as np
 import pytest
-
 from blob_inputs import blob_inputs
-from dgg_tf.config import DGGConfig
+
+from dgg_tf.core.config import DGGConfig
 from dgg_tf.sweep.cells import cell_dir, cell_state, prepare
 from dgg_tf.sweep.protocols import sweep_configs
 
@@ -225,7 +225,7 @@ def test_a_stop_lost_in_a_weakref_callback_still_stops_training():
 
     import keras
 
-    from dgg_tf.commands import Terminated, run_main
+    from dgg_tf.cli.commands import Terminated, run_main
     from dgg_tf.train.fit import LossTrainer, fit_epochs
 
     lost = []

@@ -8,13 +8,12 @@ import sys
 import numpy as np
 import pytest
 
-from dgg_tf import tables as tables_module
-from dgg_tf.config import DGGConfig
-from dgg_tf.knn import knn
-from dgg_tf.neighbors import as_tables, load_tables, rebuild_raw
-from dgg_tf.tables import (TableError, check_table, check_table_size, load_table,
-                           neighbor_purity, neighbor_table, save_table, sibling_path,
-                           table_paths, tables_of_embedding)
+from dgg_tf.core import tables as tables_module
+from dgg_tf.core.config import DGGConfig
+from dgg_tf.core.tables import (TableError, check_table, check_table_size, load_table,
+                                neighbor_purity, save_table, sibling_path, table_paths)
+from dgg_tf.numerics.knn import knn, neighbor_table, tables_of_embedding
+from dgg_tf.stages.neighbors import as_tables, load_tables, rebuild_raw
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = DGGConfig(input_dim=64, encoder_dims=(16, 16, 32), latent_dim=4, siamese_batch_size=100,
@@ -163,7 +162,7 @@ def test_width_rule_is_the_one_check_from_files_arrays_and_the_estimator(tmp_pat
 
 def test_width_rule_from_the_pipeline_entry(tmp_path):
     """``pipeline.prepare_inputs`` (run_dgg's checks before any work) refuses it too."""
-    from dgg_tf.pipeline import prepare_inputs
+    from dgg_tf.api.pipeline import prepare_inputs
     config = DGGConfig(input_dim=4)
     x = np.linspace(0, 1, 600 * 4, dtype=np.float32).reshape(600, 4)
     with pytest.raises(TableError, match="has 5 columns; num_neighbors=20 needs 21"):

@@ -3,12 +3,12 @@ backward pass and changes nothing a run depends on (weights, optimizer state, th
 seeded streams), so a run's history is the same with it or without it; and run_dgg's
 options are declared once."""
 import numpy as np
-
-from dgg_tf import timing
-from dgg_tf.models import DGGNetwork
-from dgg_tf.training import compile_dgg, train_dgg
-from dgg_tf.weights import get_params, set_params
 from test_fit import TINY, tiny_data
+
+from dgg_tf.numerics.models import DGGNetwork
+from dgg_tf.numerics.weights import get_params, set_params
+from dgg_tf.stages import timing
+from dgg_tf.stages.dgg import compile_dgg, train_dgg
 
 
 def test_warm_up_times_without_changing_the_run():
@@ -42,7 +42,7 @@ def test_run_dgg_options_are_declared_once(tmp_path):
 
     import pytest
 
-    from dgg_tf.pipeline import RunOptions, run_dgg
+    from dgg_tf.api.pipeline import RunOptions, run_dgg
     x, table, y = tiny_data()
     with pytest.raises(TypeError, match="unknown option.*verbosity.*the options are"):
         run_dgg(TINY, x, y, neighbors=table, weights={}, workdir=tmp_path / "run",

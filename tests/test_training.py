@@ -4,15 +4,15 @@ import pytest
 import tensorflow as tf
 from sklearn.datasets import load_digits
 
-from dgg_tf.config import DGGConfig
-from dgg_tf.knn import knn
-from dgg_tf.models import DGGNetwork
-from dgg_tf.pretrain import pretrain_autoencoder
+from dgg_tf.core.config import DGGConfig
+from dgg_tf.numerics.knn import knn
+from dgg_tf.numerics.models import DGGNetwork
+from dgg_tf.numerics.weights import get_params, set_params
+from dgg_tf.stages.dgg import TrainingError, compile_dgg, encode, train_dgg
+from dgg_tf.stages.initialise import (classifier_loss, gmm_posterior, init_gmm, kmeans_init,
+                                      pretrain_classifier)
+from dgg_tf.stages.pretrain import pretrain_autoencoder
 from dgg_tf.train.checkpoint import restore_network
-from dgg_tf.initialise import (classifier_loss, gmm_posterior, init_gmm, kmeans_init,
-                               pretrain_classifier)
-from dgg_tf.training import TrainingError, compile_dgg, encode, train_dgg
-from dgg_tf.weights import get_params, set_params
 
 SMALL = DGGConfig(input_dim=64, encoder_dims=(64, 64, 128), latent_dim=10, n_clusters=10,
                   epochs=3, classifier_epochs=20, kmeans_n_init=3, layerwise_epochs=5,

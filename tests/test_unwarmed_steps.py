@@ -12,13 +12,13 @@ stops at its second step: that is what this catches, in small form of
 import os
 
 import numpy as np
+import parity
 import pytest
 
-import parity
-from dgg_tf.config import DGGConfig
-from dgg_tf.data import load_mnist
-from dgg_tf.neighbors import rebuild_raw
-from dgg_tf.pipeline import run_dgg
+from dgg_tf.api.pipeline import run_dgg
+from dgg_tf.core.config import DGGConfig
+from dgg_tf.core.data import load_mnist
+from dgg_tf.stages.neighbors import rebuild_raw
 
 pytestmark = pytest.mark.backends
 

@@ -5,14 +5,14 @@ resume; N = 0 and N = 1 leave the step as it was."""
 import keras
 import numpy as np
 import pytest
-
-from dgg_tf.train.checkpoint import restore_network
-from dgg_tf.config import DGGConfig
-from dgg_tf.models import DGGNetwork
-from dgg_tf.optimizers import TorchAdam, warmup_factor
-from dgg_tf.training import compile_dgg, train_dgg
-from dgg_tf.weights import get_params, set_params
 from test_fit import TINY, tiny_data
+
+from dgg_tf.core.config import DGGConfig
+from dgg_tf.numerics.models import DGGNetwork
+from dgg_tf.numerics.optimizers import TorchAdam, warmup_factor
+from dgg_tf.numerics.weights import get_params, set_params
+from dgg_tf.stages.dgg import compile_dgg, train_dgg
+from dgg_tf.train.checkpoint import restore_network
 
 G = np.array([[0.3, -1.2, 2.0], [0.05, 0.7, -0.4]], np.float32)   # a constant gradient
 

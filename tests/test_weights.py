@@ -5,11 +5,11 @@ import h5py
 import numpy as np
 import pytest
 
-from dgg_tf.config import DGGConfig
-from dgg_tf.models import Autoencoder, DGGNetwork
-from dgg_tf.weights import (FORMAT_TAG, WeightsError, autoencoder_layers, check_params,
-                            expected_shapes, get_params, load_any, load_dgg_out,
-                            load_vade_h5, load_weights_h5, save_weights_h5, set_params)
+from dgg_tf.core.config import DGGConfig
+from dgg_tf.numerics.models import Autoencoder, DGGNetwork
+from dgg_tf.numerics.weights import (FORMAT_TAG, WeightsError, autoencoder_layers, check_params,
+                                     expected_shapes, get_params, load_any, load_dgg_out,
+                                     load_vade_h5, load_weights_h5, save_weights_h5, set_params)
 
 SMALL = DGGConfig(input_dim=12, encoder_dims=(8, 8, 16), latent_dim=3)
 # sizes 12-8-8-16-3: the kernels every loader must return, in Keras layout [in, out]
@@ -291,7 +291,7 @@ def test_partial_set_params_into_dgg_and_autoencoder(tmp_path):
 def test_source_commit_of_this_checkout_and_outside_git(tmp_path, monkeypatch):
     import subprocess
 
-    from dgg_tf import weights
+    from dgg_tf.numerics import weights
     commit = weights.source_commit()
     root = os.path.dirname(os.path.dirname(os.path.abspath(weights.__file__)))
     if os.path.isdir(os.path.join(root, ".git")):

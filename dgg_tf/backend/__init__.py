@@ -19,29 +19,38 @@ way, by ``keras.backend.backend()`` (``KERAS_BACKEND``, or ``~/.keras/keras.json
 - ``split_cpu``, ``make_strategy``, ``strategy_scope``, ``model_scope``, ``replicas``:
   ``tf.distribute`` on TensorFlow, ``keras.distribution.DataParallel`` on JAX;
 - ``JIT_COMPILE``, ``log_eps``, ``WIDE_FLOAT``, ``versions``.
+
+Importing this package loads nothing: the chosen backend's module is imported when one
+of these names is first used, so that ``backend.startup`` (picking the backend and
+starting TensorFlow quietly) and ``backend.devices`` come before Keras starts.
 """
 from __future__ import annotations
 
-import keras
+import importlib
 
-NAME = keras.backend.backend()
 SUPPORTED = ("tensorflow", "jax")
-
-if NAME == "tensorflow":
-    from .tensorflow_backend import (  # noqa: F401  # lazy: only the chosen backend's
-        JIT_COMPILE, WIDE_FLOAT, OptimizerBase, Trainer, batch_total, compiled,
-        device_array, gradient_function, log_eps, make_strategy, model_scope, normal, replicas,
-        split_cpu, strategy_scope, sum_over_replicas, versions)
-elif NAME == "jax":
-    from .jax_backend import (  # noqa: F401  # lazy: only the chosen backend's
-        JIT_COMPILE, WIDE_FLOAT, OptimizerBase, Trainer, batch_total, compiled,
-        device_array, gradient_function, log_eps, make_strategy, model_scope, normal, replicas,
-        split_cpu, strategy_scope, sum_over_replicas, versions)
-else:
-    raise ImportError(f"dgg_tf runs on the Keras backends {', '.join(SUPPORTED)}; this Keras "
-                      f"uses {NAME!r}: set KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax")
-
 __all__ = ["NAME", "SUPPORTED", "JIT_COMPILE", "WIDE_FLOAT", "OptimizerBase",
            "Trainer", "batch_total", "compiled", "device_array", "gradient_function", "log_eps",
            "make_strategy", "model_scope", "normal", "replicas", "split_cpu", "strategy_scope",
            "sum_over_replicas", "versions"]
+
+
+def _chosen():
+    """The module of the backend Keras runs on (importing Keras, if nobody has)."""
+    import keras  # lazy: Keras starts its backend on import; only when a name is used
+    name = keras.backend.backend()
+    if name not in SUPPORTED:
+        raise ImportError(f"dgg_tf runs on the Keras backends {', '.join(SUPPORTED)}; this "
+                          f"Keras uses {name!r}: set KERAS_BACKEND=tensorflow or "
+                          "KERAS_BACKEND=jax")
+    return importlib.import_module(f"{__name__}.{name}_backend")
+
+
+def __getattr__(name):
+    if name == "NAME":
+        return _chosen().__name__.rsplit(".", 1)[1][:-len("_backend")]
+    if name in __all__:
+        value = getattr(_chosen(), name)
+        globals()[name] = value         # later lookups are plain attribute reads
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,6 +16,7 @@ import jax
 import keras
 from keras.src.backend.common.stateless_scope import get_stateless_scope
 
+
 def log_eps():
     """The original's epsilon inside log(xhat), log(1 - xhat) and log(gamma), as a value
     XLA cannot see through (``optimization_barrier``). As a plain constant, XLA's

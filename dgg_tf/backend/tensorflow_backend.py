@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ..files import aligned_float32
+from dgg_tf.core.files import aligned_float32
 
 _LOG_EPS = []
 

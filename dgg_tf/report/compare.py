@@ -3,7 +3,7 @@ the settings that differ between the runs' configs, each final metric side by si
 its difference to the first run, and warnings (single seed, short run, unfinished run)."""
 from __future__ import annotations
 
-from .findings import n
+from dgg_tf.report.findings import n
 
 FINAL_METRICS = ("full_acc", "full_nmi", "loss")
 SHORT_RUN = 50

@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime
 import os
 
-from ..collapse import collapse_epochs
-from ..files import clean, write_json_atomic, write_text_atomic
-from .compare import build_comparison
-from .effects import sweep_effects
-from .markdown import render_markdown
-from .measures_run import running_vs_full
-from .quirks import QUIRK_IDS, REPORT_FORMAT, measured_part, quirk_text
+import numpy as np
+
+from dgg_tf.core.collapse import collapse_epochs
+from dgg_tf.core.files import clean, write_json_atomic, write_text_atomic
+from dgg_tf.report.compare import build_comparison
+from dgg_tf.report.effects import sweep_effects
+from dgg_tf.report.markdown import render_markdown
+from dgg_tf.report.quirks import QUIRK_IDS, REPORT_FORMAT, measured_part, quirk_text
 
 
 def summarize_run(run):
@@ -89,3 +90,25 @@ def write_report(out_dir, audit_dict=None, runs=None, sweep=None, summary=None):
     write_json_atomic(os.path.join(out_dir, "report.json"), rep)
     write_text_atomic(os.path.join(out_dir, "report.md"), render_markdown(rep))
     return rep
+
+
+def running_vs_full(history):
+    """Q12 numbers of one training history: final and mean gaps between the running
+    (the original's) and the full-pass ACC/NMI."""
+    rows = [r for r in history if r.get("running_acc") is not None and r.get("full_acc") is not None]
+    if not rows:
+        return {"note": "no labelled epochs"}
+    last = rows[-1]
+    gap_acc = [r["running_acc"] - r["full_acc"] for r in rows]
+    gap_nmi = [r["running_nmi"] - r["full_nmi"] for r in rows]
+    out = {"epochs": len(rows),
+           "final": {"running_acc": last["running_acc"], "full_acc": last["full_acc"],
+                     "running_nmi_max": last["running_nmi"], "full_nmi_max": last["full_nmi"],
+                     "full_nmi_arithmetic": last.get("full_nmi_arithmetic")},
+           "acc_gap (running - full)": {"final": gap_acc[-1], "mean": float(np.mean(gap_acc)),
+                                        "max_abs": float(np.max(np.abs(gap_acc)))},
+           "nmi_gap (running - full)": {"final": gap_nmi[-1], "mean": float(np.mean(gap_nmi)),
+                                        "max_abs": float(np.max(np.abs(gap_nmi)))}}
+    if last.get("full_nmi_arithmetic") is not None:
+        out["final_nmi_max_minus_arithmetic"] = last["full_nmi"] - last["full_nmi_arithmetic"]
+    return out

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import os
 
-from ..console import signed
-from .quirks import QUIRK_SWITCHES
+from dgg_tf.core.console import signed
+from dgg_tf.report.quirks import QUIRK_SWITCHES
 
 
 def _quirk_of(name):

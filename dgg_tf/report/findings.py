@@ -4,8 +4,8 @@ object so that report.md leads with what was found. One small function per quirk
 its measured dict into the line; a quirk without measurements says so in words."""
 from __future__ import annotations
 
-from .quirks import QUIRKS, QUIRK_IDS, QUIRK_SWITCHES, measured_part
-from .switches import choices
+from dgg_tf.report.quirks import QUIRK_IDS, QUIRK_SWITCHES, QUIRKS, measured_part
+from dgg_tf.report.switches import choices
 
 NOT_MEASURED = "not measured in this report (no audit)"
 

@@ -1,13 +1,13 @@
 """report.md: the report object (``build_report``) rendered as markdown tables."""
 from __future__ import annotations
 
-from .. import config as config_module
-from ..config import DIAGNOSTICS
-from ..run_summary import summary_lines
-from .compare import comparison_section
-from .effects import effects_section
-from .findings import findings_section
-from .quirks import QUIRKS, QUIRK_IDS, QUIRK_SWITCHES, measured_part
+from dgg_tf.core import config as config_module
+from dgg_tf.core.config import DIAGNOSTICS
+from dgg_tf.core.record import summary_lines
+from dgg_tf.report.compare import comparison_section
+from dgg_tf.report.effects import effects_section
+from dgg_tf.report.findings import findings_section
+from dgg_tf.report.quirks import QUIRK_IDS, QUIRK_SWITCHES, QUIRKS, measured_part
 
 _INTRO = ("One section per quirk of `docs/quirks.md` in the dgg_tf repository (Q1..Q12): what the "
           "original code does, what the paper says, and measurements of both settings on "

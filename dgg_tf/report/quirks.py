@@ -3,7 +3,7 @@ paper says (section numbers of docs/quirks.md in brackets). The switch line of a
 switch in ``CHOICES`` is written from CHOICES, so it always lists the allowed values."""
 from __future__ import annotations
 
-from .switches import switch_line
+from dgg_tf.report.switches import switch_line
 
 REPORT_FORMAT = "dgg_tf-report-v1"
 QUIRK_IDS = tuple(f"Q{i}" for i in range(1, 13))

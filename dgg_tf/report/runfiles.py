@@ -7,9 +7,10 @@ import io
 import json
 import os
 
+from matplotlib.figure import Figure
 
-from ..files import atomic_path, write_text_atomic
-from .quirks import QUIRK_IDS
+from dgg_tf.core.files import atomic_path, write_text_atomic
+from dgg_tf.report.quirks import QUIRK_IDS
 
 
 def write_history_csv(path, history):
@@ -66,11 +67,9 @@ def plot_curves(path, runs):
     """ACC and NMI against epoch (full pass solid, running dashed; the pretrained
     classifier's ACC dotted) and the loss, for one or more runs: each run's loss on its
     own axis (the variants' losses differ in scale, Q10)."""
-    import matplotlib  # lazy: only when plotting, with the Agg backend chosen first
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     n_loss = max(1, len(runs))
-    fig, axes = plt.subplots(1, 2 + n_loss, figsize=(5 * (2 + n_loss), 4), squeeze=False)
+    fig = Figure(figsize=(5 * (2 + n_loss), 4))
+    axes = fig.subplots(1, 2 + n_loss, squeeze=False)
     titles = {"acc": "ACC: full pass (solid), running (dashed), classifier (dotted)",
               "nmi": "NMI: full pass (solid), running (dashed)", "loss": "loss (epoch mean)"}
     panels = [("acc", runs, "acc"), ("nmi", runs, "nmi")] + [
@@ -91,14 +90,12 @@ def plot_curves(path, runs):
 
 
 def save_figure(fig, path):
-    """Save a matplotlib figure as PNG at ``path`` atomically, then close it."""
-    import matplotlib.pyplot as plt
+    """Save a matplotlib ``Figure`` as PNG at ``path`` atomically. Figures are made with
+    ``matplotlib.figure.Figure``, not pyplot: no global backend or figure list is
+    touched in the user's process."""
     fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=100)
-    finally:
-        plt.close(fig)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
 
 
 def load_run(run_dir):

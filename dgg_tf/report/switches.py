@@ -6,7 +6,7 @@ Comparisons keep their historical keys (``gradient_cosine``) while a switch has 
 alternative; with several, ``keyed`` names each one (``gradient_cosine [b]``)."""
 from __future__ import annotations
 
-from .. import config
+from dgg_tf.core import config
 
 
 def choices(switch):

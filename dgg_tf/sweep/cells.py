@@ -8,9 +8,8 @@ import os
 
 import numpy as np
 
-from ..config import DGGConfig
-from ..files import fingerprint, write_bytes_atomic, write_json_atomic
-
+from dgg_tf.core.config import DGGConfig
+from dgg_tf.core.files import fingerprint, write_bytes_atomic, write_json_atomic
 
 PLAN, INPUTS = "plan.json", "inputs.npz"
 

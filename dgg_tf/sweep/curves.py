@@ -8,10 +8,11 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from matplotlib.figure import Figure
 
-from ..train.checkpoint import RUN_CHECKPOINT, CheckpointFormatError, read_record
-from ..report.runfiles import read_history_csv, save_figure
-from .cells import cell_dir, read_json
+from dgg_tf.core.checkpoints import RUN_CHECKPOINT, CheckpointFormatError, read_record
+from dgg_tf.report.runfiles import read_history_csv, save_figure
+from dgg_tf.sweep.cells import cell_dir, read_json
 
 #: Epochs over which the end-of-run slope is fitted.
 SLOPE_EPOCHS = 20
@@ -72,11 +73,9 @@ def collect_curves(sweep_dir, plan):
 def plot_curves(path, sweep, title=""):
     """Full-pass ACC against epoch for every cell, one colour per configuration, with
     the mean pretrained-classifier ACC (dashed) and GMM init ACC (dotted) of the sweep."""
-    import matplotlib  # lazy: only when plotting, with the Agg backend chosen first
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(10, 6))
+    fig = Figure(figsize=(10, 6))
+    ax = fig.subplots()
     for i, (name, entry) in enumerate(sweep["configs"].items()):
         for j, curve in enumerate((entry.get("curves") or {}).values()):
             if curve:

@@ -3,8 +3,7 @@ switch flips, the diagnostic grid, and the configurations a protocol runs. Pure 
 (no TensorFlow): the plan is written from these."""
 from __future__ import annotations
 
-from ..config import PRESETS
-
+from dgg_tf.core.config import PRESETS
 
 #: One switch flipped from the code's value, per configuration that flips one: the
 #: switch, its other value, and the configuration it is compared with.

@@ -11,9 +11,8 @@ import os
 
 import numpy as np
 
-from .cells import PLAN, cell_result, read_json
-from .curves import collect_curves
-
+from dgg_tf.sweep.cells import PLAN, cell_result, read_json
+from dgg_tf.sweep.curves import collect_curves
 
 METRICS = ("full_acc", "full_nmi")
 

@@ -28,13 +28,15 @@ import subprocess
 import sys
 import time
 
-from .. import stopping
-from ..commands import run_main
-from ..console import duration, number, quiet_tensorflow
-from ..pipeline import run_dgg
-from .cells import PLAN, cell_config, cell_dir, cell_result, cell_state, load_inputs, read_json
-from .curves import cell_curve
-from .summary import write_summary
+from dgg_tf.api.pipeline import run_dgg
+from dgg_tf.backend.startup import quiet_tensorflow
+from dgg_tf.cli.commands import run_main
+from dgg_tf.core import stopping
+from dgg_tf.core.console import duration, number
+from dgg_tf.sweep.cells import (PLAN, cell_config, cell_dir, cell_result, cell_state, load_inputs,
+                                read_json)
+from dgg_tf.sweep.curves import cell_curve
+from dgg_tf.sweep.summary import write_summary
 
 #: Seconds a stopped sweep waits for its cells to save and exit before it kills them
 #: (a cell stops after its current batch, or once a long native call, such as an XLA

@@ -9,14 +9,13 @@ import os
 import textwrap
 
 import numpy as np
+from matplotlib.figure import Figure
 
-from ..console import number, signed
-from ..files import write_json_atomic, write_text_atomic
-from ..report.runfiles import save_figure
-from .curves import SLOPE_EPOCHS, plot_curves
-from .results import METRICS, baselines, collect, describe, effects, protocol_line
-
-
+from dgg_tf.core.console import number, signed
+from dgg_tf.core.files import write_json_atomic, write_text_atomic
+from dgg_tf.report.runfiles import save_figure
+from dgg_tf.sweep.curves import SLOPE_EPOCHS, plot_curves
+from dgg_tf.sweep.results import METRICS, baselines, collect, describe, effects, protocol_line
 
 
 def render_sweep(sweep, ranked):
@@ -71,12 +70,10 @@ def _convergence_lines(sweep):
 
 def plot_sweep(path, sweep):
     """Per configuration, the seeds' final ACC and NMI as dots over a box."""
-    import matplotlib  # lazy: only when plotting, with the Agg backend chosen first
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     names = list(sweep["configs"])
-    fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.1 * len(names) + 3), 5))
+    fig = Figure(figsize=(max(8, 1.1 * len(names) + 3), 5))
+    axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, METRICS):
         data = [[v for v in sweep["configs"][n][metric] if v is not None] for n in names]
         ax.boxplot([d if d else [np.nan] for d in data], showfliers=False)

@@ -6,11 +6,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from .. import stopping
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (non-finite loss, bad inputs)."""
+from dgg_tf.core import stopping
+from dgg_tf.core.errors import TrainingError  # noqa: F401  (raised by the stages)
 
 
 class EpochEnd(keras.callbacks.Callback):

@@ -18,10 +18,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from .. import backend
-from ..optimizers import step_lr
-from .callbacks import NonFiniteStop, StopWhenAsked, TrainingError
-from ..step_metrics import FirstNonFinite
+from dgg_tf import backend
+from dgg_tf.numerics.optimizers import step_lr
+from dgg_tf.numerics.step_metrics import FirstNonFinite
+from dgg_tf.train.callbacks import NonFiniteStop, StopWhenAsked, TrainingError
 
 
 def steps_per_epoch(n, batch_size):
