@@ -98,8 +98,7 @@ def matmul_floor(steps, batch=100, neighbours=20):
     from keras import ops
 
     from dgg_tf import backend
-    from dgg_tf.core.config import DGGConfig
-    from dgg_tf.numerics.models import encoder_sizes
+    from dgg_tf.core.config import DGGConfig, encoder_sizes
     sizes = encoder_sizes(DGGConfig(num_neighbors=neighbours))
     layers = list(zip(sizes[:-2], sizes[1:-1])) + [(sizes[-2], 2 * sizes[-1])]   # heads as one
     layers += [(b, a) for a, b in zip(sizes[:-1], sizes[1:])][::-1]              # decoder

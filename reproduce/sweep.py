@@ -103,7 +103,8 @@ def load_data(args, protocol):
 
     from dgg_tf.core.config import DGGConfig
     from dgg_tf.core.data import load_mnist
-    from dgg_tf.stages.neighbors import load_tables, subset_tables
+    from dgg_tf.core.tables import load_tables
+    from dgg_tf.stages.neighbors import subset_tables
     data = mnist_source(args.data)
     x, y = load_mnist(data)
     config = DGGConfig().replace(**{k: tuple(v) if k == "encoder_dims" else v

@@ -5,9 +5,10 @@ import keras
 import numpy as np
 
 from dgg_tf.core.config import DGGConfig
+from dgg_tf.core.weight_files import load_weights_h5
 from dgg_tf.numerics.evaluation import predict
 from dgg_tf.numerics.models import DGGNetwork, encode_mean
-from dgg_tf.numerics.weights import get_params, load_weights_h5, save_weights_h5, set_params
+from dgg_tf.numerics.weights import get_params, save_weights_h5, set_params
 from dgg_tf.stages.dgg import compile_dgg, train_dgg
 
 CONFIG = DGGConfig(input_dim=12, encoder_dims=(9, 8, 16), latent_dim=3, n_clusters=4,

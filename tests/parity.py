@@ -63,8 +63,9 @@ def make_start(data="mnist", seed=0):
     import keras
 
     from dgg_tf.core.config import DGGConfig
+    from dgg_tf.core.weight_files import load_autoencoder
     from dgg_tf.numerics.models import DGGNetwork, encode_mean
-    from dgg_tf.numerics.weights import get_params, load_autoencoder, set_params
+    from dgg_tf.numerics.weights import get_params, set_params
     from dgg_tf.stages.initialise import init_gmm, pretrain_classifier
     keras.utils.set_random_seed(seed)
     config = DGGConfig.preset("code", seed=seed, **(SUBSET_START if data != "mnist" else {}))
@@ -90,7 +91,7 @@ def make_start(data="mnist", seed=0):
 
 def start(config, data="mnist", seed=0):
     """The real start as a float32 params dict of every DGG weight."""
-    from dgg_tf.numerics.weights import load_autoencoder
+    from dgg_tf.core.weight_files import load_autoencoder
     params = dict(load_autoencoder(AUTOENCODER, config)[0])
     with np.load(STARTS[data]) as saved:
         params.update({k: saved[k] for k in saved.files if k != "provenance"})

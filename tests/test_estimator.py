@@ -10,7 +10,7 @@ from sklearn.exceptions import NotFittedError
 from dgg_tf import DGG
 from dgg_tf.api.estimator import small_data_settings
 from dgg_tf.core.config import CHOICES, DGGConfig
-from dgg_tf.numerics import objective, objective_numpy
+from dgg_tf.numerics import objective_numpy
 
 TINY = DGGConfig(input_dim=12, encoder_dims=(9, 8, 16), latent_dim=3, n_clusters=4)
 
@@ -146,10 +146,11 @@ def test_bernoulli_range_error_and_gaussian_logs():
     import tensorflow as tf
 
     from dgg_tf.numerics.models import post_step_reconstruction, torch_bce_mean
-    objective.check_data_range(np.array([[0.0, 1.0]]), "bernoulli")
-    objective.check_data_range(np.array([[-5.0, 9.0]]), "gaussian")
+    from dgg_tf.core.inputs import check_data
+    check_data(np.array([[0.0, 1.0]]), likelihood="bernoulli")
+    check_data(np.array([[-5.0, 9.0]]), likelihood="gaussian")
     with pytest.raises(ValueError, match=r"\[-0.5, 1\].*likelihood='gaussian'"):
-        objective.check_data_range(np.array([[-0.5, 1.0]]), "bernoulli")
+        check_data(np.array([[-0.5, 1.0]]), likelihood="bernoulli")
     r, t = tf.constant([[0.2, 0.9]]), tf.constant([[0.0, 1.0]])
     assert float(post_step_reconstruction(r, t, "bernoulli")) == float(torch_bce_mean(r, t))
     assert float(post_step_reconstruction(r, t, "gaussian")) == pytest.approx((0.04 + 0.01) / 2)

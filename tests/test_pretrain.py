@@ -9,8 +9,9 @@ import pytest
 from sklearn.datasets import load_digits
 
 from dgg_tf.core.config import DGGConfig
+from dgg_tf.core.weight_files import load_weights_h5
 from dgg_tf.numerics.models import Autoencoder, encode_mean
-from dgg_tf.numerics.weights import get_params, load_weights_h5, set_params
+from dgg_tf.numerics.weights import get_params, set_params
 from dgg_tf.stages.pretrain import (bernoulli_nll_sum, check_pretrain_files, pretrain_autoencoder,
                                     pretrain_to_file)
 from dgg_tf.train.callbacks import EpochEnd, TrainingError

@@ -9,7 +9,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 from dgg_tf.core.tables import load_table
-from dgg_tf.numerics.weights import load_weights_h5
+from dgg_tf.core.weight_files import load_weights_h5
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N = 150

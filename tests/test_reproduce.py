@@ -17,7 +17,7 @@ from sklearn.datasets import load_digits
 
 from dgg_tf.cli.commands import SHARED_MNIST
 from dgg_tf.core.config import DGGConfig
-from dgg_tf.numerics.weights import load_weights_h5
+from dgg_tf.core.weight_files import load_weights_h5
 from dgg_tf.report import QUIRK_IDS, read_history_csv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -9,8 +9,9 @@ import pytest
 
 from dgg_tf.core.config import DGGConfig
 from dgg_tf.core.tables import load_table, neighbor_purity, table_paths
+from dgg_tf.core.weight_files import load_weights_h5
 from dgg_tf.numerics.knn import knn, neighbor_table
-from dgg_tf.numerics.weights import get_params, load_weights_h5, save_weights_h5, set_params
+from dgg_tf.numerics.weights import get_params, save_weights_h5, set_params
 from dgg_tf.stages.siamese import (SiameseNet, build_neighbors, embed, hinge_loss, make_pairs,
                                    subset_neighbors, train_siamese)
 from dgg_tf.train.callbacks import EpochEnd, TrainingError

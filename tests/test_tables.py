@@ -10,10 +10,11 @@ import pytest
 
 from dgg_tf.core import tables as tables_module
 from dgg_tf.core.config import DGGConfig
-from dgg_tf.core.tables import (TableError, check_table, check_table_size, load_table,
-                                neighbor_purity, save_table, sibling_path, table_paths)
+from dgg_tf.core.tables import (TableError, as_tables, check_table, check_table_size, load_table,
+                                load_tables, neighbor_purity, save_table, sibling_path,
+                                table_paths)
 from dgg_tf.numerics.knn import knn, neighbor_table, tables_of_embedding
-from dgg_tf.stages.neighbors import as_tables, load_tables, rebuild_raw
+from dgg_tf.stages.neighbors import rebuild_raw
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = DGGConfig(input_dim=64, encoder_dims=(16, 16, 32), latent_dim=4, siamese_batch_size=100,

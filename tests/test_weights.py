@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from dgg_tf.core.config import DGGConfig
+from dgg_tf.core.weight_files import (FORMAT_TAG, WeightsError, autoencoder_layers, check_params,
+                                      expected_shapes, load_any, load_dgg_out, load_vade_h5,
+                                      load_weights_h5)
 from dgg_tf.numerics.models import Autoencoder, DGGNetwork
-from dgg_tf.numerics.weights import (FORMAT_TAG, WeightsError, autoencoder_layers, check_params,
-                                     expected_shapes, get_params, load_any, load_dgg_out,
-                                     load_vade_h5, load_weights_h5, save_weights_h5, set_params)
+from dgg_tf.numerics.weights import get_params, save_weights_h5, set_params
 
 SMALL = DGGConfig(input_dim=12, encoder_dims=(8, 8, 16), latent_dim=3)
 # sizes 12-8-8-16-3: the kernels every loader must return, in Keras layout [in, out]
@@ -291,9 +292,10 @@ def test_partial_set_params_into_dgg_and_autoencoder(tmp_path):
 def test_source_commit_of_this_checkout_and_outside_git(tmp_path, monkeypatch):
     import subprocess
 
+    from dgg_tf.core import weight_files
+    from dgg_tf.core.data import REPO as root
     from dgg_tf.numerics import weights
-    commit = weights.source_commit()
-    root = os.path.dirname(os.path.dirname(os.path.abspath(weights.__file__)))
+    commit = weight_files.source_commit()
     if os.path.isdir(os.path.join(root, ".git")):
         head = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,
                               text=True).stdout.strip()
@@ -303,4 +305,4 @@ def test_source_commit_of_this_checkout_and_outside_git(tmp_path, monkeypatch):
     def no_git(*a, **k):
         raise FileNotFoundError("git")
     monkeypatch.setattr(subprocess, "run", no_git)
-    assert weights.source_commit() == "unknown"
+    assert weight_files.source_commit() == "unknown"

@@ -4,10 +4,12 @@
     model = DGG(n_clusters=10).fit(x)          # x: [N, D] floats
     labels = model.predict(x)
 
-``fit`` pretrains the autoencoder (``dgg_tf.pretrain``) unless weights are given,
-builds the neighbour table (exact kNN on the inputs, or the Siamese network first, as
-the original), then runs ``pipeline.run_dgg`` (GMM init from K-means, classifier
-pretraining, DGG training) in a temporary or given work directory.
+``fit`` checks its parameters (``_parameter_constraints``) and the data once, then
+pretrains the autoencoder (``stages.pretrain``) unless weights are given, builds the
+neighbour table (exact kNN on the inputs, or the Siamese network first, as the
+original), and runs DGG (GMM init from K-means, classifier pretraining, DGG training)
+in memory (``api.core``), or with a run's files when ``workdir`` is set. The Keras
+half of the work is ``api.fitting``, loaded on first use.
 
 Defaults. Every setting not named here comes from ``DGGConfig.preset(variant)``, so
 the estimator trains what the reproduction trains (300 DGG epochs, section-9
@@ -22,37 +24,24 @@ from 100 to the largest size that leaves no such batch. What was adapted is in
 from __future__ import annotations
 
 import json
+import numbers
 import os
-import shutil
-import tempfile
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.exceptions import NotFittedError
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from dgg_tf.backend.startup import retracing_notices_off, start_tensorflow_quietly
-from dgg_tf.core.config import SIGMA_ROW, DGGConfig, q7_failing_last_batch
-from dgg_tf.core.console import say, stage
+from dgg_tf.core.config import CHOICES, PRESETS, SIGMA_ROW, DGGConfig, q7_failing_last_batch
+from dgg_tf.core.console import say
 from dgg_tf.core.files import clean, write_bytes_atomic
+from dgg_tf.core.inputs import check_data, check_labels
+from dgg_tf.core.record import stage_scores
 from dgg_tf.core.tables import check_table, columns_needed
+from dgg_tf.core.weight_files import check_params, load_weights_h5
 
 ESTIMATOR_FORMAT = "dgg_tf-estimator-v1"
-
-
-def check_array(x, name="x"):
-    """A finite float32 [N, D] copy of ``x``, or a ValueError saying what is wrong."""
-    try:
-        x = np.asarray(x, np.float32)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{name} must be a numeric array: {e}") from None
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be 2-D [N samples, D features], got shape {x.shape}")
-    if x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"{name} is empty: shape {x.shape}")
-    if not np.all(np.isfinite(x)):
-        bad = int(np.sum(~np.isfinite(x)))
-        raise ValueError(f"{name} holds {bad} non-finite value(s) (NaN or Inf)")
-    return x
 
 
 def small_data_settings(config: DGGConfig, n, fixed=()):
@@ -87,8 +76,9 @@ class DGG(ClusterMixin, BaseEstimator):
     "bernoulli" (data in [0, 1]) or "gaussian" (real-valued), None for the preset's
     (bernoulli). ``config_overrides``: any other ``DGGConfig`` field (widths,
     num_neighbors, switches...). ``random_state``: seed of every stage. ``workdir``:
-    where run_dgg writes its files (None: a temporary directory, removed after
-    fit). ``verbose``: as in Keras' ``fit``: 1 (default) a line per stage and a bar per
+    where the run's files go (config.json, history.csv, checkpoints, model.h5, the
+    report), as ``run_dgg`` writes them; None (default): the run stays in memory and
+    writes no file. ``verbose``: as in Keras' ``fit``: 1 (default) a line per stage and a bar per
     epoch, 2 one line per epoch, 0 nothing at all (Python ``warnings`` still show).
     TensorFlow's C++ start-up lines stay off unless ``TF_CPP_MIN_LOG_LEVEL`` is set.
 
@@ -98,6 +88,22 @@ class DGG(ClusterMixin, BaseEstimator):
     ``stage_scores_`` (each stage's ACC when ``fit`` got labels: ``stage_scores``),
     ``n_features_in_``.
     """
+
+    #: Each parameter's allowed values, checked once in ``fit`` (scikit-learn's
+    #: ``_validate_params``); DGGConfig checks every config_overrides value itself.
+    _parameter_constraints = {
+        "n_clusters": [Interval(numbers.Integral, 2, None, closed="left")],
+        "variant": [StrOptions(set(PRESETS))],
+        "epochs": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "pretrain_epochs": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "classifier_epochs": [Interval(numbers.Integral, 0, None, closed="left"), None],
+        "siamese_epochs": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "likelihood": [StrOptions(set(CHOICES["likelihood"])), None],
+        "config_overrides": [dict, None],
+        "random_state": [Interval(numbers.Integral, 0, None, closed="left")],
+        "workdir": [str, os.PathLike, None],
+        "verbose": [Interval(numbers.Integral, 0, 2, closed="both")],
+    }
 
     def __init__(self, n_clusters=10, variant="code", *, epochs=None, pretrain_epochs=None,
                  classifier_epochs=None, siamese_epochs=None, likelihood=None,
@@ -136,8 +142,7 @@ class DGG(ClusterMixin, BaseEstimator):
         if clash:
             raise ValueError(f"config_overrides sets {', '.join(clash)}, which DGG's own "
                              "parameters (or the data) set; use those parameters instead")
-        if not isinstance(self.n_clusters, (int, np.integer)) or not \
-                2 <= self.n_clusters <= n_samples:
+        if self.n_clusters > n_samples:
             raise ValueError(f"n_clusters must be an integer in [2, N={n_samples}], "
                              f"got {self.n_clusters!r}")
         config = DGGConfig.preset(self.variant).replace(
@@ -152,19 +157,12 @@ class DGG(ClusterMixin, BaseEstimator):
         metrics. ``neighbors``: "knn" (exact kNN on the inputs), "siamese" (train the
         Siamese network on the inputs first, as the original), or an (N, 1 + k) index
         table (column 0 the sample itself). ``weights``: a pretrained autoencoder file
-        (see ``weights.load_autoencoder``) or a params dict. Returns self."""
-        start_tensorflow_quietly()
-        with retracing_notices_off():
-            return self._fit(x, y, neighbors, weights)
-
-    def _fit(self, x, y, neighbors, weights):
-        from dgg_tf.api.pipeline import run_dgg  # lazy: TF starts in fit, quietly
-        from dgg_tf.numerics.objective import check_data_range  # lazy: TF starts in fit, quietly
-        x = check_array(x)
+        (see ``core.weight_files.load_autoencoder``) or a params dict. Runs in memory;
+        files only in ``workdir`` when it is set. Returns self."""
+        self._validate_params()
+        x = check_data(x, likelihood=self._likelihood())
         config, adapted = self.make_config(*x.shape)
-        check_data_range(x, config.likelihood, "x")
-        if y is not None and len(y) != len(x):
-            raise ValueError(f"y has {len(y)} labels for {len(x)} samples")
+        y = check_labels(y, len(x))
         if isinstance(neighbors, str) and neighbors not in ("knn", "siamese"):
             raise ValueError(f"neighbors must be 'knn', 'siamese' or an (N, 1 + k) index "
                              f"table, got {neighbors!r}")
@@ -173,67 +171,21 @@ class DGG(ClusterMixin, BaseEstimator):
                                     config.num_neighbors).astype(np.int32)
         if adapted:
             say(self.verbose, f"DGG: settings adapted to {len(x)} samples: {adapted}")
-        params = self._autoencoder(x, config, weights)
-        self.autoencoder_ = params
-        tables, info = self._tables(x, config, neighbors, params)
-        workdir = self.workdir
-        scratch = tempfile.mkdtemp(prefix="dgg_") if workdir is None else None
-        try:
-            result = run_dgg(config, x, y, neighbors=tables, weights=params,
-                             workdir=workdir or os.path.join(scratch, "run"), audit=False,
-                             verbose=self.verbose, info={"source": "dgg_tf.DGG.fit"},
-                             neighbor_info=info)
-        finally:
-            if scratch is not None:
-                shutil.rmtree(scratch, ignore_errors=True)
-        from dgg_tf.numerics.weights import get_params  # lazy: TF starts in fit, quietly
-        self._net = result["network"]
-        self.params_ = get_params(self._net)
-        self.config_, self.adapted_ = config, adapted
-        self.labels_ = np.asarray(result["predictions"], np.int64)
-        self.history_ = list(result["history"])
-        self.stage_scores_ = stage_scores(result["config_json"])
+        with retracing_notices_off():
+            net, history, record, pred, params = _keras().fit(
+                config, x, y, neighbors, weights, self.workdir, self.verbose)
+        self._net, self.params_ = net, _keras().weights_of(net)
+        self.autoencoder_, self.config_, self.adapted_ = params, config, adapted
+        self.labels_ = np.asarray(pred, np.int64)
+        self.history_ = list(history)
+        self.stage_scores_ = stage_scores(record)
         self.n_features_in_ = x.shape[1]
         return self
 
-    def _autoencoder(self, x, config, weights):
-        """The autoencoder's params: pretrained here when ``weights`` is None."""
-        from dgg_tf.numerics.weights import check_params  # lazy: TF starts in fit, quietly
-        from dgg_tf.numerics.weights import load_autoencoder
-        if weights is None:
-            from dgg_tf.stages.pretrain import \
-                pretrain_autoencoder  # lazy: TF starts in fit, quietly
-            with stage(self.verbose, f"DGG: autoencoder pretraining ({config.pretrain_schedule})"):
-                params, _ = pretrain_autoencoder(x, config, seed=config.seed,
-                                                 verbose=1 if self.verbose == 1 else 0)
-            return params
-        if isinstance(weights, dict):
-            return check_params(dict(weights), config, "weights")
-        return load_autoencoder(os.fspath(weights), config)[0]
-
-    def _tables(self, x, config, neighbors, params):
-        """{selection mode: table} and a note on how it was made (the embedding
-        or inputs go to ``knn.tables_of_embedding``, the one builder)."""
-        if not isinstance(neighbors, str):
-            return {config.neighbor_selection: neighbors}, {"source": "arrays"}
-        space = x
-        if neighbors == "siamese":
-            from dgg_tf.numerics.models import encode_mean  # lazy: TF starts in fit, quietly
-            from dgg_tf.numerics.weights import set_params  # lazy: TF starts in fit, quietly
-            from dgg_tf.stages.siamese import SiameseNet  # lazy: TF starts in fit, quietly
-            from dgg_tf.stages.siamese import train_siamese
-            with stage(self.verbose, f"DGG: Siamese training ({config.siamese_epochs} epochs)"):
-                siamese, _ = train_siamese(x, config, init_params=params, seed=config.seed,
-                                           verbose=1 if self.verbose == 1 else 0)
-            net = SiameseNet(config)
-            set_params(net, siamese, partial=True)
-            space = encode_mean(net, x)
-        from dgg_tf.numerics.knn import tables_of_embedding  # lazy: TF starts in fit, quietly
-        with stage(self.verbose, "DGG: neighbour tables"):
-            tables, _, _ = tables_of_embedding(space, config, seed=config.seed)
-        note = (f"exact {config.table_top}-NN on the {'Siamese embedding' if space is not x else 'inputs'}, "
-                f"then neighbor_selection={config.neighbor_selection}")
-        return tables, {"source": neighbors, "note": note}
+    def _likelihood(self):
+        """The likelihood the config will have (the data's range depends on it)."""
+        return (self.likelihood or (self.config_overrides or {}).get("likelihood")
+                or DGGConfig.preset(self.variant).likelihood)
 
     # ------------------------------------------------------------------ inference
     def _network(self):
@@ -241,15 +193,12 @@ class DGG(ClusterMixin, BaseEstimator):
         if not hasattr(self, "params_"):
             raise NotFittedError("this DGG instance is not fitted yet; call fit(x) first")
         if getattr(self, "_net", None) is None:
-            from dgg_tf.numerics.models import DGGNetwork  # lazy: TF starts in fit, quietly
-            from dgg_tf.numerics.weights import set_params  # lazy: TF starts in fit, quietly
-            self._net = DGGNetwork(self.config_)
-            set_params(self._net, self.params_)
+            self._net = _keras().network(self.config_, self.params_)
         return self._net
 
     def _checked(self, x):
         net = self._network()
-        x = check_array(x)
+        x = check_data(x)
         if x.shape[1] != self.n_features_in_:
             raise ValueError(f"x has {x.shape[1]} features, but DGG was fitted on "
                              f"{self.n_features_in_}")
@@ -257,15 +206,14 @@ class DGG(ClusterMixin, BaseEstimator):
 
     def transform(self, x):
         """The encoder means of ``x`` [N, D]: float32 [N, latent_dim]."""
-        from dgg_tf.numerics.models import encode_mean  # lazy: TF starts in fit, quietly
         net, x = self._checked(x)
-        return encode_mean(net, x)
+        return _keras().encode(net, x)
 
     def predict_proba(self, x):
         """Cluster probabilities f2(encoder mean) of ``x``: float32 [N, n_clusters],
         rows summing to 1."""
         net, x = self._checked(x)
-        return np.asarray(net.classify(self.transform(x)), np.float32)
+        return _keras().cluster_probabilities(net, _keras().encode(net, x))
 
     def predict(self, x):
         """The cluster of every row of ``x``: int64 [N] (argmax of ``predict_proba``)."""
@@ -279,12 +227,10 @@ class DGG(ClusterMixin, BaseEstimator):
     def save(self, directory):
         """Write the fitted model to ``directory``: model.h5 (all weights) and
         estimator.json (parameters, config, fitted attributes); both atomically."""
-        from dgg_tf.numerics.weights import save_weights_h5  # lazy: TF starts in fit, quietly
         self._network()
         os.makedirs(directory, exist_ok=True)
         params = {k: v for k, v in self.get_params().items() if k != "workdir"}
-        save_weights_h5(os.path.join(directory, "model.h5"), self.params_,
-                        {"source": "dgg_tf.DGG.save", "config": self.config_.to_dict()})
+        _keras().save(directory, self.params_, self.config_)
         state = {"format": ESTIMATOR_FORMAT, "params": params,
                  "config": self.config_.to_dict(), "adapted": self.adapted_,
                  "n_features_in": int(self.n_features_in_),
@@ -297,9 +243,8 @@ class DGG(ClusterMixin, BaseEstimator):
 
     @classmethod
     def load(cls, directory):
-        """A fitted DGG from a directory written by ``save``."""
-        from dgg_tf.numerics.weights import check_params  # lazy: TF starts in fit, quietly
-        from dgg_tf.numerics.weights import load_weights_h5
+        """A fitted DGG from a directory written by ``save`` (TensorFlow starts only
+        when the model is first used)."""
         path = os.path.join(directory, "estimator.json")
         if not os.path.exists(path):
             raise ValueError(f"{directory} holds no estimator.json (written by DGG.save)")
@@ -319,24 +264,9 @@ class DGG(ClusterMixin, BaseEstimator):
         return model
 
 
-#: The stages ``stage_scores`` reads from a run's config.json record, in pipeline order.
-STAGES = ("neighbor_purity", "kmeans_acc", "gmm_init_acc", "classifier_acc", "step1_acc",
-          "final_acc")
-
-
-def stage_scores(run_info):
-    """Each stage's accuracy from a run's config.json record (``run_dgg``'s
-    ``config_json``): the neighbour table's purity, K-means on the encoder means, the
-    initial GMM's posterior as the code computes it (Q3, no pi), the pretrained
-    classifier, the full pass after DGG's first step, and the final full pass. Empty
-    without labels (none of them can be measured); a stage the run did not reach is None."""
-    gmm = run_info.get("gmm_init") or {}
-    if "kmeans_acc" not in gmm:
-        return {}
-    first = [s for s in run_info.get("first_steps") or [] if s.get("step") == 1]
-    return {"neighbor_purity": (run_info.get("neighbors") or {}).get("purity"),
-            "kmeans_acc": gmm.get("kmeans_acc"),
-            "gmm_init_acc": gmm.get("gmm_no_pi_acc"),
-            "classifier_acc": (run_info.get("classifier") or {}).get("acc"),
-            "step1_acc": first[0]["full_acc"] if first else None,
-            "final_acc": (run_info.get("finished") or {}).get("acc")}
+def _keras():
+    """The estimator's Keras half (``api.fitting``), loaded on first use after starting
+    TensorFlow quietly, so that ``dgg_tf.DGG`` itself loads no TensorFlow."""
+    start_tensorflow_quietly()
+    from dgg_tf.api import fitting  # lazy: the one place the estimator starts Keras
+    return fitting

@@ -233,6 +233,12 @@ PRESETS = {
 SIGMA_ROW = 11
 
 
+def encoder_sizes(config: DGGConfig):
+    """The widths of the encoder's layers, input first: [input_dim, *encoder_dims,
+    latent_dim] (784, 500, 500, 2000, 10 for MNIST)."""
+    return [config.input_dim, *config.encoder_dims, config.latent_dim]
+
+
 def q7_failing_last_batch(n, batch_size, sigma_mode):
     """The size of the last batch of ``n`` samples if the original would fail on it
     (sigma_mode 'code' indexes row ``SIGMA_ROW`` of a batch of at most that many

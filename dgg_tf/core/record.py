@@ -51,3 +51,26 @@ def summary_lines(s):
         f"clusters in use at the end: {s['clusters_used'] if s['clusters_used'] is not None else 'n/a'}",
         f"report: {s['report']}; curves: {s['curves']}",
     ]
+
+
+#: The stages ``stage_scores`` reads from a run record, in pipeline order.
+STAGES = ("neighbor_purity", "kmeans_acc", "gmm_init_acc", "classifier_acc", "step1_acc",
+          "final_acc")
+
+
+def stage_scores(run_info):
+    """Each stage's accuracy from a run's record (config.json's content): the neighbour
+    table's purity, K-means on the encoder means, the initial GMM's posterior as the
+    code computes it (Q3, no pi), the pretrained classifier, the full pass after DGG's
+    first step, and the final full pass. Empty without labels (none of them can be
+    measured); a stage the run did not reach is None."""
+    gmm = run_info.get("gmm_init") or {}
+    if "kmeans_acc" not in gmm:
+        return {}
+    first = [s for s in run_info.get("first_steps") or [] if s.get("step") == 1]
+    return {"neighbor_purity": (run_info.get("neighbors") or {}).get("purity"),
+            "kmeans_acc": gmm.get("kmeans_acc"),
+            "gmm_init_acc": gmm.get("gmm_no_pi_acc"),
+            "classifier_acc": (run_info.get("classifier") or {}).get("acc"),
+            "step1_acc": first[0]["full_acc"] if first else None,
+            "final_acc": (run_info.get("finished") or {}).get("acc")}

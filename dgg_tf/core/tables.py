@@ -146,6 +146,50 @@ def sibling_path(path, selection):
 
 
 # ----------------------------------------------------------------------------
+# what a run is given
+# ----------------------------------------------------------------------------
+def load_tables(path, n, config: DGGConfig):
+    """The table at ``path`` for ``n`` samples, checked against the config, plus its
+    sibling when present: ``(tables {mode: table}, stored_purity, info)``."""
+    table, settings = load_table(path, n_samples=n, num_neighbors=config.num_neighbors)
+    selection = settings.get("neighbor_selection")
+    if selection is not None and selection != config.neighbor_selection:
+        raise ValueError(f"neighbour table {path} was built with neighbor_selection={selection} "
+                         f"but the config says {config.neighbor_selection}; pass the matching "
+                         f"table or --set neighbor_selection={selection}")
+    tables = {config.neighbor_selection: table}
+    sibling = sibling_path(path, config.neighbor_selection)
+    if sibling and os.path.exists(sibling):
+        try:
+            other = [m for m in CHOICES["neighbor_selection"] if m != config.neighbor_selection]
+            tables[other[0]] = load_table(sibling, n_samples=n)[0]
+        except ValueError as e:
+            print(f"note: ignoring {sibling} for Q1: {e}", flush=True)
+    stored = settings.get("purity") if isinstance(settings.get("purity"), dict) else None
+    keep = ("format", "neighbor_selection", "table_top", "table_columns", "seed", "date", "purity")
+    info = {"source": "file", "path": os.path.abspath(path),
+            "settings": {k: settings[k] for k in keep if k in settings},
+            "note": f"loaded {path} ({table.shape[0]} x {table.shape[1]})"}
+    return tables, stored, info
+
+
+def as_tables(neighbors, n, config: DGGConfig):
+    """What ``run_dgg`` accepts as ``neighbors`` (a path, an (N, 1 + k) array, or a dict
+    {selection mode: array}) as ``(tables, stored_purity, info)``."""
+    if isinstance(neighbors, (str, os.PathLike)):
+        return load_tables(os.fspath(neighbors), n, config)
+    tables = dict(neighbors) if isinstance(neighbors, dict) else \
+        {config.neighbor_selection: neighbors}
+    if config.neighbor_selection not in tables:
+        raise ValueError(f"neighbors: no table for neighbor_selection={config.neighbor_selection} "
+                         f"(got {', '.join(tables)})")
+    for mode, table in tables.items():
+        tables[mode] = check_table(np.asarray(table), f"neighbors[{mode!r}]", n,
+                                   config.num_neighbors)
+    return tables, None, {"source": "arrays", "path": None}
+
+
+# ----------------------------------------------------------------------------
 # scoring
 # ----------------------------------------------------------------------------
 def neighbor_purity(table, labels, num_neighbors):

@@ -17,7 +17,7 @@ import numpy as np
 from keras import layers, ops
 
 from dgg_tf import backend
-from dgg_tf.core.config import DGGConfig
+from dgg_tf.core.config import DGGConfig, encoder_sizes
 from dgg_tf.numerics.objective import TERMS, forward_terms
 from dgg_tf.numerics.step_metrics import FirstNonFinite, StepMean, StepSum
 
@@ -33,10 +33,6 @@ def torch_default_dense(units, name, fan_in, activation=None, dtype=None):
 
 def _policy(config):
     return "mixed_bfloat16" if config.precision == "mixed_bfloat16" else "float32"
-
-
-def encoder_sizes(config):
-    return [config.input_dim, *config.encoder_dims, config.latent_dim]
 
 
 class Encoder(layers.Layer):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 from keras import ops
 
 from dgg_tf import backend
@@ -52,18 +51,6 @@ def reconstruction_rows(target, recon, likelihood="bernoulli", scale=1.0):
                          f"got {likelihood!r}")
     return ops.sum(target * ops.log(recon + backend.log_eps())
                          + (1.0 - target) * ops.log((1.0 - recon) + backend.log_eps()), axis=-1)
-
-
-def check_data_range(x, likelihood, source="data"):
-    """The Bernoulli term needs every value in [0, 1] (it takes log(1 - xhat) against
-    1 - x); raise ValueError naming the range found, and the switch that lifts it."""
-    if likelihood != "bernoulli" or np.size(x) == 0:
-        return
-    lo, hi = float(np.min(x)), float(np.max(x))
-    if lo < 0.0 or hi > 1.0:
-        raise ValueError(f"{source} lies in [{lo:.6g}, {hi:.6g}]; likelihood='bernoulli' needs "
-                         "values in [0, 1]: scale the data to [0, 1], or use "
-                         "likelihood='gaussian' for real-valued features")
 
 
 def elbo_terms(target, recon, mean, logvar, gamma, log_pc, w_rows, gmm_mean, gmm_std,

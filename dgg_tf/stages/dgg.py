@@ -15,12 +15,13 @@ import numpy as np
 from keras import ops
 
 from dgg_tf import backend
-from dgg_tf.core.config import SIGMA_ROW, DGGConfig, q7_failing_last_batch
-from dgg_tf.core.tables import check_width, columns_needed
+from dgg_tf.core.config import SIGMA_ROW, DGGConfig
+from dgg_tf.core.inputs import check_batches, check_data, check_labels
+from dgg_tf.core.tables import check_table, columns_needed
 from dgg_tf.numerics.evaluation import full_pass_scores
 from dgg_tf.numerics.graph import needs_distances, similarity_weights_ops
 from dgg_tf.numerics.models import DGGNetwork, encode_mean
-from dgg_tf.numerics.objective import TERMS, check_data_range
+from dgg_tf.numerics.objective import TERMS
 from dgg_tf.numerics.optimizers import TorchAdam, step_lr
 from dgg_tf.numerics.step_metrics import Contingency
 from dgg_tf.train.callbacks import NonFiniteStop, StopWhenAsked, TrainingError
@@ -106,55 +107,6 @@ def dgg_dataset(table, labels, config: DGGConfig, first_epoch=0, last_epoch=None
                          make, stream=2)
 
 
-def check_data(x, config: DGGConfig):
-    """The data x: [N, input_dim], finite, and in the likelihood's range."""
-    if x.ndim != 2 or x.shape[1] != config.input_dim:
-        raise ValueError(f"x must be [N, {config.input_dim}], got {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError("x contains NaN or Inf")
-    check_data_range(x, config.likelihood)
-
-
-def check_training_inputs(x, table, labels, config: DGGConfig):
-    """Everything about the data that would stop training later, checked up front."""
-    check_data(x, config)
-    _check_training_table(x, table, config)
-    check_labels_and_batches(x, labels, config)
-
-
-def _check_training_table(x, table, config: DGGConfig):
-    """The neighbour table against checked data x (``run_dgg`` has checked its tables
-    already, with ``tables.check_table``)."""
-    if table.ndim != 2 or table.shape[0] != len(x):
-        raise ValueError(f"neighbour table must be [N={len(x)}, >= "
-                         f"{columns_needed(config.num_neighbors)}], got {table.shape}")
-    check_width(table, "for training", config.num_neighbors)
-    if not np.issubdtype(table.dtype, np.integer) or table.min() < 0 or table.max() >= len(x):
-        raise ValueError(f"neighbour table indices must be integers in [0, {len(x)})")
-
-
-def check_labels_and_batches(x, labels, config: DGGConfig):
-    """The labels against checked data x, and the Q7 last batch."""
-    if labels is not None and len(labels) != len(x):
-        raise ValueError(f"labels has {len(labels)} entries for {len(x)} samples")
-    last = q7_failing_last_batch(len(x), config.batch_size, config.sigma_mode)
-    if last:
-        raise ValueError(
-            f"N={len(x)} leaves a last batch of {last} samples; with sigma_mode='code' the "
-            f"original raises IndexError there (Q7: sigma from batch row {SIGMA_ROW}). "
-            "Choose N so the last batch is empty or has 12+ samples, or use sigma_mode='honoured'")
-
-
-def check_steps_per_execution(n, batch_size, per_execution):
-    """Keras runs ``per_execution`` steps per call even across the end of an epoch, so
-    with epochs of batches keyed by (seed, epoch, step) it must divide an epoch's steps."""
-    steps = steps_per_epoch(n, batch_size)
-    if per_execution > 1 and steps % per_execution:
-        fits = [d for d in range(per_execution, 0, -1) if steps % d == 0][0]
-        raise ValueError(f"steps_per_execution={per_execution} must divide the {steps} steps "
-                         f"of an epoch (N={n}, batch {batch_size}); use e.g. {fits}")
-
-
 class EpochRecorder(keras.callbacks.Callback):
     """Turns each epoch into the run's history record (the original's printout: the
     step means and sums, lr, running and full-pass ACC/NMI), appended to ``history``
@@ -206,19 +158,18 @@ def train_dgg(net: DGGNetwork, x, table, labels=None, *, history=None, initial_e
     callbacks; ``callbacks`` (yours) run after them, when ``history[-1]`` is the epoch's
     record. Checks its inputs first (an entrance); ``fit_dgg`` trusts them."""
     cfg = net.config
-    x = np.asarray(x, np.float32)
-    table = np.asarray(table)
-    labels = None if labels is None else np.asarray(labels)
-    check_training_inputs(x, table, labels, cfg)
-    check_steps_per_execution(len(x), cfg.batch_size, net.steps_per_execution)
+    x = check_data(x, input_dim=cfg.input_dim, likelihood=cfg.likelihood)
+    table = check_table(np.asarray(table), "for training", len(x), cfg.num_neighbors)
+    labels = check_labels(labels, len(x), "labels")
+    check_batches(len(x), cfg, net.steps_per_execution)
     return fit_dgg(net, x, table, labels, history=history, initial_epoch=initial_epoch,
                    epochs=epochs, callbacks=callbacks, verbose=verbose)
 
 
 def fit_dgg(net: DGGNetwork, x, table, labels=None, *, history=None, initial_epoch=0,
             epochs=None, callbacks=(), verbose=1):
-    """``train_dgg`` on inputs already checked (float32 x, integer table, labels or
-    None): what ``run_dgg`` calls after its own checks."""
+    """``train_dgg`` on inputs already checked (``core.inputs``: float32 x, integer
+    table, labels or None): what ``run_dgg`` calls after its own checks."""
     cfg = net.config
     history = [] if history is None else history
     n_classes = None if labels is None else int(labels.max()) + 1

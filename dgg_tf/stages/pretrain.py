@@ -32,16 +32,18 @@ import numpy as np
 from keras import ops
 
 from dgg_tf import backend
-from dgg_tf.core.config import DGGConfig
+from dgg_tf.core.config import DGGConfig, encoder_sizes
 from dgg_tf.core.files import check_output_path, fingerprint
+from dgg_tf.core.inputs import check_stage_data
 from dgg_tf.core.metrics import kmeans_scores
-from dgg_tf.numerics.models import Autoencoder, encode_mean, encoder_sizes, torch_default_dense
+from dgg_tf.core.weight_files import load_any
+from dgg_tf.numerics.models import Autoencoder, encode_mean, torch_default_dense
 from dgg_tf.numerics.optimizers import TorchAdam, TorchSGD, step_lr
-from dgg_tf.numerics.weights import get_params, load_any, save_weights_h5, set_params
+from dgg_tf.numerics.weights import get_params, save_weights_h5, set_params
 from dgg_tf.train.callbacks import EpochEnd
 from dgg_tf.train.checkpoint import (checkpoint_path, optimizer_arrays, restore_optimizer,
                                      resume_checkpoint, save_checkpoint)
-from dgg_tf.train.fit import LossTrainer, check_samples, fit_epochs, step_lr_callback
+from dgg_tf.train.fit import LossTrainer, fit_epochs, step_lr_callback
 
 
 # ----------------------------------------------------------------------------
@@ -213,7 +215,12 @@ def pretrain_autoencoder(x, config: DGGConfig, seed=0, state=None, on_epoch=None
     1-based) and at the end of every stage (``epoch`` None); ``callbacks`` are Keras
     callbacks added to every stage's ``fit``.
     """
-    x = check_samples(x, config, "pretraining")
+    x, _ = check_stage_data(x, config, "pretraining")
+    return pretrain_checked(x, config, seed, state, on_epoch, verbose, callbacks)
+
+
+def pretrain_checked(x, config, seed=0, state=None, on_epoch=None, verbose=1, callbacks=()):
+    """``pretrain_autoencoder`` on data already checked (``core.inputs``)."""
     stages = stage_names(config)
     state = _start_state(state)  # never mutate the caller's
     keras.utils.set_random_seed(seed)
@@ -283,9 +290,7 @@ def pretrain_to_file(config, x, out_path, *, labels=None, seed=0, resume=False, 
     as ``metrics``. ``provenance``: extra fields for the file (command, data, ...).
     """
     init_params = check_pretrain_files(out_path, resume=resume, init=init, config=config)
-    x = check_samples(x, config, "pretraining")
-    if labels is not None and len(labels) != len(x):
-        raise ValueError(f"pretraining: {len(labels)} labels for {len(x)} samples")
+    x, labels = check_stage_data(x, config, "pretraining", labels)
     ckpt, t0 = checkpoint_path(out_path), time.time()
     expected = {"seed": seed, "schedule": config.pretrain_schedule,
                 "data_fingerprint": fingerprint(x)}
@@ -303,8 +308,7 @@ def pretrain_to_file(config, x, out_path, *, labels=None, seed=0, resume=False, 
             print(f"[{label} {epoch or 'done'}] {_kmeans_line(ae, x, labels, config, 1)[1]} "
                   f"elapsed={time.time() - t0:.0f}s", flush=True)
 
-    params, state = pretrain_autoencoder(x, config, seed=seed, state=state, on_epoch=on_epoch,
-                                         verbose=verbose, callbacks=callbacks)
+    params, state = pretrain_checked(x, config, seed, state, on_epoch, verbose, callbacks)
     metrics = {}
     if labels is not None:
         ae = Autoencoder(config)

@@ -28,16 +28,18 @@ from keras import ops
 
 from dgg_tf.core.config import DGGConfig
 from dgg_tf.core.files import check_output_path, fingerprint, write_bytes_atomic
+from dgg_tf.core.inputs import check_stage_data
 from dgg_tf.core.metrics import kmeans_scores
 from dgg_tf.core.tables import check_table_size, save_table, table_paths
+from dgg_tf.core.weight_files import check_params, load_any
 from dgg_tf.numerics.knn import knn, tables_of_embedding
 from dgg_tf.numerics.models import Encoder, encode_mean
 from dgg_tf.numerics.optimizers import TorchAdam, step_lr
-from dgg_tf.numerics.weights import check_params, get_params, load_any, save_weights_h5, set_params
+from dgg_tf.numerics.weights import get_params, save_weights_h5, set_params
 from dgg_tf.train.callbacks import EpochEnd
 from dgg_tf.train.checkpoint import (checkpoint_path, optimizer_arrays, restore_optimizer,
                                      resume_checkpoint, save_checkpoint)
-from dgg_tf.train.fit import LossTrainer, check_samples, fit_epochs, step_lr_callback
+from dgg_tf.train.fit import LossTrainer, fit_epochs, step_lr_callback
 
 
 # ----------------------------------------------------------------------------
@@ -172,7 +174,14 @@ def train_siamese(x, config: DGGConfig, init_params=None, seed=0, epochs=None, o
     the same result as an uninterrupted run. ``epochs`` (default
     ``config.siamese_epochs``) is the total, not the number still to run.
     """
-    x = check_samples(x, config, "train_siamese")
+    x, _ = check_stage_data(x, config, "train_siamese")
+    return train_siamese_checked(x, config, init_params, seed, epochs, on_epoch, state,
+                                 verbose, pairs, callbacks)
+
+
+def train_siamese_checked(x, config, init_params=None, seed=0, epochs=None, on_epoch=None,
+                          state=None, verbose=1, pairs=None, callbacks=()):
+    """``train_siamese`` on data already checked (``core.inputs``)."""
     epochs = config.siamese_epochs if epochs is None else int(epochs)
     keras.utils.set_random_seed(seed)
     net = SiameseNet(config)
@@ -319,10 +328,8 @@ def build_neighbors(config, x, *, weights, out_weights, out_table, labels=None, 
     out_weights, out_table = os.fspath(out_weights), os.fspath(out_table)
     init_params = check_neighbor_files(config, weights=weights, out_weights=out_weights,
                                        out_table=out_table, resume=resume, epochs=epochs)
-    x = check_samples(x, config, "build_neighbors")
+    x, labels = check_stage_data(x, config, "build_neighbors", labels)
     check_table_size(len(x), config, "build_neighbors")
-    if labels is not None and len(labels) != len(x):
-        raise ValueError(f"build_neighbors: {len(labels)} labels for {len(x)} samples")
     t0, ckpt = time.time(), checkpoint_path(out_weights)
     expected = {"seed": seed, "precision": config.precision,
                 "data_fingerprint": fingerprint(x)}
@@ -336,10 +343,10 @@ def build_neighbors(config, x, *, weights, out_weights, out_table, labels=None, 
                 "config": config.to_dict(), "wall_seconds": round(time.time() - t0, 1),
                 **(extra or {})}
 
-    params, state = train_siamese(
-        x, config, init_params=init_params, seed=seed, epochs=epochs, state=state, pairs=pairs,
-        on_epoch=lambda st, net: save_checkpoint(ckpt, "siamese", st, file_provenance(st)),
-        verbose=verbose, callbacks=callbacks)
+    params, state = train_siamese_checked(
+        x, config, init_params, seed, epochs,
+        lambda st, net: save_checkpoint(ckpt, "siamese", st, file_provenance(st)), state,
+        verbose, pairs, callbacks)
     net = SiameseNet(config)
     set_params(net, params)
     tables, purity, metrics = _embedding_metrics(net, x, labels, config, seed, verbose)
@@ -376,10 +383,8 @@ def subset_neighbors(x, siamese_weights_path, config: DGGConfig, seed=0, labels=
     Raises ValueError when ``x`` has ``table_top`` rows or fewer, or when the weight
     file is missing or does not fit the config's encoder.
     """
-    x = check_samples(x, config, "subset_neighbors")
+    x, labels = check_stage_data(x, config, "subset_neighbors", labels)
     check_table_size(len(x), config, "subset_neighbors")
-    if labels is not None and len(labels) != len(x):
-        raise ValueError(f"subset_neighbors: {len(labels)} labels for {len(x)} samples")
     path = os.fspath(siamese_weights_path)
     if not os.path.exists(path):
         raise ValueError(f"Siamese weights {path} do not exist; build them with "

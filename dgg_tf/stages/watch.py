@@ -19,26 +19,45 @@ from dgg_tf.core.metrics import clusters_used
 from dgg_tf.numerics.evaluation import full_pass_scores, predict
 
 
+class CollapseWatch(keras.callbacks.Callback):
+    """Flags each epoch's record (``history[-1]``, written by ``stages.dgg.fit_dgg``:
+    ``clusters_used``, ``collapse``) and prints a warning on a collapse; run it before
+    the callbacks that save the record. A run of fewer than ``SHORT_RUN_EPOCHS`` epochs
+    says why that is expected; ``verbose=0`` flags without printing. What it watches
+    is given by ``watch(...)``, or by the run itself (``on_stages_end``, as an observer
+    of ``api.core``)."""
+
+    def __init__(self, verbose=1, stream=None):
+        super().__init__()
+        self.verbose, self.stream = verbose, stream
+
+    def watch(self, history, x, n_clusters, reference_acc=None, epochs=None):
+        self.history, self.x, self.n_clusters = history, x, n_clusters
+        self.reference_acc = reference_acc
+        self.note = f"; {SHORT_RUN_NOTE}" if epochs is not None and epochs < SHORT_RUN_EPOCHS \
+            else ""
+        return self
+
+    def on_stages_end(self, run):
+        self.watch(run.history, run.inputs.x, run.config.n_clusters, run.classifier_acc,
+                   run.config.epochs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        record = self.history[-1]
+        if record.get("clusters_used") is None:
+            record["clusters_used"] = clusters_used(predict(self.model, self.x))
+        reasons = collapse_reasons(record, self.n_clusters, self.reference_acc)
+        record["collapse"] = int(bool(reasons))
+        if reasons and self.verbose:
+            print(f"WARNING: epoch {record.get('epoch', epoch + 1)}: the clustering has "
+                  f"collapsed ({'; '.join(reasons)}); training goes on{self.note}",
+                  file=self.stream or sys.stdout, flush=True)
+
+
 def collapse_callback(history, x, n_clusters, reference_acc=None, stream=None, epochs=None,
                       verbose=1):
-    """A Keras callback that flags each epoch's record (``history[-1]``, written by
-    ``training.train_dgg``) and prints a warning on a collapse; run it before the
-    callbacks that save the record. A run of fewer than ``SHORT_RUN_EPOCHS`` epochs
-    (``epochs``) says why that is expected; ``verbose=0`` flags without printing."""
-    note = f"; {SHORT_RUN_NOTE}" if epochs is not None and epochs < SHORT_RUN_EPOCHS else ""
-
-    class CollapseWatch(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            record = history[-1]
-            if record.get("clusters_used") is None:
-                record["clusters_used"] = clusters_used(predict(self.model, x))
-            reasons = collapse_reasons(record, n_clusters, reference_acc)
-            record["collapse"] = int(bool(reasons))
-            if reasons and verbose:
-                print(f"WARNING: epoch {record.get('epoch', epoch + 1)}: the clustering has "
-                      f"collapsed ({'; '.join(reasons)}); training goes on{note}",
-                      file=stream or sys.stdout, flush=True)
-    return CollapseWatch()
+    """A ``CollapseWatch`` of ``history`` (epoch records of a run on ``x``)."""
+    return CollapseWatch(verbose, stream).watch(history, x, n_clusters, reference_acc, epochs)
 
 
 def first_steps_callback(records, x, labels, steps=(1,), reference_acc=None, say=print):

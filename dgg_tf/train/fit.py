@@ -151,13 +151,3 @@ def fit_epochs(trainer, optimizer, make_batch, n, batch_size, seed, first_epoch,
     except TrainingError as e:
         raise TrainingError(f"{label}: {e}; the weights diverged or the input holds extreme "
                             f"values") from None
-
-
-def check_samples(x, config, what):
-    """``x`` as float32 [N, input_dim], finite, or a ValueError naming ``what``."""
-    x = np.asarray(x, np.float32)
-    if x.ndim != 2 or x.shape[1] != config.input_dim or len(x) == 0:
-        raise ValueError(f"{what} expects x of shape [N, {config.input_dim}], got {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"{what}: x contains NaN or Inf")
-    return x

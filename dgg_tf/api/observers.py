@@ -1,0 +1,157 @@
+"""What watches a DGG run from outside the in-memory core (``api.core``), each a Keras
+callback: the console (progress bar, the early time estimate, one line per epoch),
+the collapse watch, TensorBoard, and the run directory's files (``RunFiles``: the
+checkpoint, history.csv and curves after every epoch). ``run_dgg`` attaches them all;
+the estimator the console and the collapse watch."""
+from __future__ import annotations
+
+import datetime
+import os
+import time
+
+import keras
+import numpy as np
+
+from dgg_tf import report as rep
+from dgg_tf.core.checkpoints import RUN_CHECKPOINT, save_checkpoint
+from dgg_tf.core.console import duration, say
+from dgg_tf.core.files import write_json_atomic
+from dgg_tf.numerics.weights import get_params
+from dgg_tf.stages.dgg import format_record
+from dgg_tf.train.checkpoint import optimizer_arrays
+
+
+class EpochSummary(keras.callbacks.Callback):
+    """Prints each epoch's record, and after this run's first epoch the time left."""
+
+    def __init__(self, verbose):
+        super().__init__()
+        self.verbose, self.first = verbose, True
+
+    def on_stages_end(self, run):
+        self.history, self.total_epochs = run.history, run.config.epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        record = self.history[-1]
+        say(self.verbose, format_record(record))
+        if self.first and epoch + 1 < self.total_epochs:
+            self.first = False
+            say(self.verbose, _time_left(epoch, self.total_epochs, record["seconds"]))
+
+
+def _time_left(epoch, total_epochs, seconds):
+    left = (total_epochs - epoch - 1) * seconds
+    finish = datetime.datetime.now() + datetime.timedelta(seconds=left)
+    return (f"epoch {epoch + 1} took {seconds:.0f} s; the {total_epochs - epoch - 1} epochs "
+            f"left take about {duration(left)} (done about {finish:%Y-%m-%d %H:%M})")
+
+
+class EarlyEstimate(keras.callbacks.Callback):
+    """Prints an estimate of the whole training from its first steps (the median of
+    steps 2..``steps`` + 1 of this run: step 1 includes tracing), long before the first
+    epoch ends; ``EpochSummary`` refines it after that epoch. Reads the clock only."""
+
+    def __init__(self, verbose, steps=10):
+        super().__init__()
+        self.verbose, self.times, self.most = verbose, [], steps
+
+    def on_stages_end(self, run):
+        self.total = steps_left(run)
+        self.steps = min(self.most, self.total // 2)      # a short run: half its steps
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.t0 = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if len(self.times) > self.steps:
+            return
+        self.times.append(time.perf_counter() - self.t0)
+        if len(self.times) == self.steps + 1 and self.steps:
+            per = float(np.median(self.times[1:])) / max(self.model.steps_per_execution, 1)
+            say(self.verbose, f"estimate from the first steps: {per:.3f} s a step, about "
+                 f"{duration(per * self.total)} for the {self.total} steps of training (plus a "
+                 "full-pass evaluation per epoch)")
+
+
+def steps_left(run):
+    """The training steps of ``run`` from its first epoch not yet trained."""
+    n, config = len(run.inputs.x), run.config
+    return -(-n // config.batch_size) * (config.epochs - len(run.history))
+
+
+def console(verbose):
+    """The console's observers: Keras' progress bar (verbose 1), the early estimate and
+    one line per epoch. Keras adds its own bar after the callbacks it is given; given
+    first, the bar ends its line before the epoch's line is printed."""
+    bar = [keras.callbacks.ProgbarLogger()] if verbose == 1 else []
+    return bar + [EarlyEstimate(verbose), EpochSummary(verbose)]
+
+
+class RecordBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard callback, given each epoch's whole record (loss terms, lr,
+    ACC, NMI) rather than the progress bar's running loss."""
+
+    def __init__(self, log_dir):
+        super().__init__(log_dir, write_graph=False, update_freq="epoch", profile_batch=0)
+
+    def on_stages_end(self, run):
+        self.history = run.history
+
+    def on_epoch_end(self, epoch, logs=None):
+        record = {k: v for k, v in self.history[-1].items() if k not in ("epoch", "seconds")}
+        super().on_epoch_end(epoch, record)
+
+
+class RunFiles(keras.callbacks.Callback):
+    """The run directory while the run goes: when the stages before training are done,
+    config.json (from then on the directory holds a run), then the checkpoint (epoch 0)
+    and the audit's report, or, for a resumed run, the files made to agree with its
+    checkpoint again; after every epoch the checkpoint, history.csv and curves.png.
+    ``provenance``: what a resume must match, and the variant. ``audit_only``: the
+    run stops after the audit, and keeps no checkpoint."""
+
+    def __init__(self, workdir, provenance, wall_before=0.0, audit_only=False):
+        super().__init__()
+        self.workdir, self.provenance, self.audit_only = workdir, dict(provenance), audit_only
+        self.t0, self.wall_before, self.run = time.time(), wall_before, None
+
+    def path(self, name):
+        return os.path.join(self.workdir, name)
+
+    def on_stages_end(self, run):
+        self.run = run
+        self.write_record(run.record)
+        if self.audit_only:
+            return
+        if not run.history:
+            self.checkpoint()
+            rep.write_report(self.workdir, run.stages.audit)
+        else:
+            self.curves()
+
+    def write_record(self, record):
+        write_json_atomic(self.path("config.json"), record)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.checkpoint()
+        self.curves()
+
+    def checkpoint(self):
+        run = self.run
+        meta = {**self.provenance, "wall_seconds": self.wall_before + time.time() - self.t0}
+        state = {"params": get_params(run.net), "optimizer": optimizer_arrays(run.net.optimizer),
+                 "arrays": {"kmeans_labels": np.asarray(run.stages.kmeans_labels)},
+                 "epoch": len(run.history), "history": run.history, **run.stages.summary()}
+        save_checkpoint(self.path(RUN_CHECKPOINT), "dgg", state, meta)
+
+    def report_run(self):
+        """The run as the report sees it: name, variant, history, classifier ACC, and
+        the full-pass ACC after the first steps."""
+        run = self.run
+        return {"name": os.path.basename(os.path.normpath(self.workdir)),
+                "variant": self.provenance.get("variant"), "history": run.history,
+                "classifier_acc": run.classifier_acc, "first_steps": run.stages.first_steps}
+
+    def curves(self):
+        rep.write_history_csv(self.path("history.csv"), self.run.history)
+        rep.plot_curves(self.path("curves.png"), [self.report_run()])
