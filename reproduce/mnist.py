@@ -122,12 +122,9 @@ def run(args, x=None, y=None, callbacks=()):
     config = make_config(args)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = args.out = args.out or os.path.join("runs", f"mnist-{args.variant}-{stamp}")
-    from dgg_tf.core.rundir import check_new_or_resumable, check_writable, holds_run
-    check_writable(out)
-    check_new_or_resumable(out, args.resume or args.resume_or_start)
-    if args.resume and not holds_run(out):            # after the busy check: a PID says more
-        raise UsageError(f"--resume: {out} holds no run to continue (no config.json); "
-                         "check the path, or pass --resume-or-start to start a run there")
+    from dgg_tf.core.rundir import RunDir
+    run_dir = RunDir(out)
+    run_dir.check(resume=args.resume or args.resume_or_start, must_hold_run=args.resume)
     if not os.path.exists(args.weights):
         raise UsageError(f"weights {args.weights} do not exist; pass --weights or create them "
                          "with reproduce/pretrain_mnist.py")
@@ -135,7 +132,6 @@ def run(args, x=None, y=None, callbacks=()):
     split_cpu(args.virtual_cpus)
     from dgg_tf.api.pipeline import run_dgg
     from dgg_tf.core.data import load_mnist
-    from dgg_tf.train.checkpoint import RUN_CHECKPOINT
     data = mnist_source(args.data)
     desc = "arrays passed to run()" if x is not None else os.path.abspath(data or "keras cache")
     if x is None:
@@ -157,7 +153,7 @@ def run(args, x=None, y=None, callbacks=()):
             steps_per_execution=args.steps_per_execution, tensorboard=args.tensorboard,
             probe_steps=args.probe_steps,
             callbacks=callbacks)
-    ckpt = os.path.join(out, RUN_CHECKPOINT)
+    ckpt = run_dir.checkpoint
     if args.drop_checkpoint and os.path.exists(ckpt):
         os.remove(ckpt)
         print(f"deleted {ckpt} (--drop-checkpoint); model.h5 keeps the trained network",

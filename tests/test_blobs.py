@@ -8,7 +8,7 @@ import pytest
 from sklearn.datasets import make_blobs
 
 from dgg_tf import DGG
-from dgg_tf.api.estimator import STAGES, stage_scores
+from dgg_tf.core.record import STAGES, RunRecord
 
 #: reproduce/results/blobs/README.md: the faithful code preset collapses to one cluster
 #: on these data; with a 1000x smaller DGG learning rate ACC stays >= 0.95 (seeds 0-4).
@@ -56,5 +56,6 @@ def test_documented_config_keeps_the_blobs(run):
 def test_stage_scores_saved_and_empty_without_labels(run, tmp_path):
     model, record, x, _ = run
     assert DGG.load(model.save(tmp_path / "m")).stage_scores_ == model.stage_scores_
-    assert stage_scores({k: v for k, v in record.items() if k != "gmm_init"}) == {}
-    assert stage_scores({**record, "first_steps": []})["step1_acc"] is None
+    without_gmm = {k: v for k, v in record.items() if k != "gmm_init"}
+    assert RunRecord.from_json(without_gmm).stage_scores() == {}
+    assert RunRecord.from_json({**record, "first_steps": []}).stage_scores()["step1_acc"] is None

@@ -14,9 +14,10 @@ from dgg_tf.audit import audit, running_vs_full
 from dgg_tf.cli import report as report_cli
 from dgg_tf.core import files
 from dgg_tf.core.config import DGGConfig
+from dgg_tf.core.history import read_history_csv, write_history_csv
 from dgg_tf.numerics.models import DGGNetwork
 from dgg_tf.numerics.weights import get_params
-from dgg_tf.report import QUIRK_IDS, read_history_csv, write_history_csv, write_report
+from dgg_tf.report import QUIRK_IDS, write_report
 from dgg_tf.stages.dgg import encode
 from dgg_tf.stages.initialise import kmeans_init
 

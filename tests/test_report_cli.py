@@ -14,6 +14,7 @@ import pytest
 from dgg_tf import report
 from dgg_tf.cli import report as report_cli
 from dgg_tf.core import files
+from dgg_tf.core.history import write_history_csv
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -25,7 +26,7 @@ def run_dir(tmp_path):
     d.mkdir()
     hist = [{"epoch": 1, "loss": 1.0, "running_acc": 0.5, "running_nmi": 0.4,
              "full_acc": 0.6, "full_nmi": 0.45, "seconds": 1.0}]
-    report.write_history_csv(d / "history.csv", hist)
+    write_history_csv(d / "history.csv", hist)
     (d / "config.json").write_text(json.dumps({"variant": "code"}))
     report.write_report(d, None, [{"name": d.name, "variant": "code", "history": hist}])
     return d
@@ -36,7 +37,7 @@ def test_refuses_to_write_into_a_run_it_reads(run_dir, tmp_path, capsys, out):
     before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
     other = tmp_path / "other"
     other.mkdir()
-    report.write_history_csv(other / "history.csv", [{"epoch": 1, "loss": 1.0}])
+    write_history_csv(other / "history.csv", [{"epoch": 1, "loss": 1.0}])
     assert report_cli.main([str(other), str(run_dir), "--out", str(run_dir / out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and str(run_dir) in err

@@ -13,8 +13,9 @@ from dgg_tf import report  # noqa: F401
 from dgg_tf.audit import audit
 from dgg_tf.cli import report as report_cli
 from dgg_tf.core.config import DGGConfig
+from dgg_tf.core.history import write_history_csv
 from dgg_tf.numerics.models import DGGNetwork
-from dgg_tf.report import QUIRK_IDS, write_history_csv, write_report
+from dgg_tf.report import QUIRK_IDS, write_report
 from dgg_tf.report.findings import NOT_MEASURED, findings_rows, measured_line
 from dgg_tf.stages.dgg import encode
 from dgg_tf.stages.initialise import kmeans_init
@@ -79,8 +80,9 @@ def assert_findings_table(md):
 
 
 def test_findings_of_an_audited_run(audited, tmp_path):
-    from dgg_tf.core.record import run_summary
-    summary = run_summary(HIST, {}, "run")
+    from dgg_tf.core.record import RunRecord, run_summary
+    from dgg_tf.core.rundir import RunDir
+    summary = run_summary(HIST, RunRecord(), RunDir("run"))
     rep = write_report(tmp_path, audited, [{"name": "run", "history": HIST}], summary=summary)
     md = (tmp_path / "report.md").read_text()
     assert md.index("## Summary") < md.index("## Findings at a glance") < md.index("## Q1:")

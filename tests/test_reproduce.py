@@ -17,8 +17,9 @@ from sklearn.datasets import load_digits
 
 from dgg_tf.cli.commands import SHARED_MNIST
 from dgg_tf.core.config import DGGConfig
+from dgg_tf.core.history import read_history_csv
 from dgg_tf.core.weight_files import load_weights_h5
-from dgg_tf.report import QUIRK_IDS, read_history_csv
+from dgg_tf.report import QUIRK_IDS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _spec = importlib.util.spec_from_file_location("reproduce_mnist", os.path.join(ROOT, "reproduce", "mnist.py"))

@@ -5,8 +5,9 @@ import json
 import pytest
 from test_reproduce import base_args, mnist, one_thread_for_kmeans, reference, tiny  # noqa: F401
 
-from dgg_tf.core.record import run_summary, summary_lines
-from dgg_tf.report import read_history_csv
+from dgg_tf.core.history import read_history_csv
+from dgg_tf.core.record import RunRecord, run_summary, summary_lines
+from dgg_tf.core.rundir import RunDir
 
 
 def test_summary_equals_history_and_config(reference):
@@ -33,11 +34,14 @@ def test_summary_equals_history_and_config(reference):
 def test_best_is_the_first_epoch_at_the_maximum_and_labels_are_optional():
     hist = [{"epoch": 1, "full_acc": 0.5, "full_nmi": 0.4}, {"epoch": 2, "full_acc": 0.7,
             "full_nmi": 0.3}, {"epoch": 3, "full_acc": 0.7, "full_nmi": 0.35}]
-    s = run_summary(hist, {}, "run")
+    s = run_summary(hist, RunRecord(), RunDir("run"))
     assert (s["best_acc"], s["best_acc_epoch"], s["best_nmi_epoch"]) == (0.7, 2, 1)
     assert (s["final_acc"], s["classifier_acc"], s["step1_acc"]) == (0.7, None, None)
-    none = run_summary([{"epoch": 1, "loss": 3.0}], {}, "run")
+    assert summary_lines(s)[-1] == "report: run/report.md; curves: run/curves.png"
+    none = run_summary([{"epoch": 1, "loss": 3.0}], RunRecord())
     assert none["best_acc"] is None and "ACC n/a" in summary_lines(none)[0]
+    assert (none["report"], none["curves"]) == (None, None)     # a run without files
+    assert len(summary_lines(none)) == 3 and not any("report:" in ln for ln in summary_lines(none))
 
 
 def test_every_stage_says_when_it_starts_and_ends(tiny, tmp_path, capsys):

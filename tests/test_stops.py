@@ -9,7 +9,7 @@ from test_reproduce import (STOP_MID_EPOCH, assert_same_run, base_args, mnist,  
                             one_thread_for_kmeans, reference, run_fresh, tiny)
 
 from dgg_tf.core.config import DGGConfig
-from dgg_tf.report import read_history_csv
+from dgg_tf.core.history import read_history_csv
 
 
 def test_sigterm_stops_like_ctrl_c_and_resumes_bit_for_bit(tiny, tmp_path):

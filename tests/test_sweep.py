@@ -11,6 +11,7 @@ from blob_inputs import blob_inputs
 from dgg_tf import report
 from dgg_tf.cli import report as report_cli
 from dgg_tf.core.config import DGGConfig
+from dgg_tf.core.rundir import RunDir
 from dgg_tf.sweep import curves as sweep_curves
 from dgg_tf.sweep.cells import cell_config, cell_dir, cell_state, prepare, read_json
 from dgg_tf.sweep.protocols import DIAGNOSTIC_GRID, sweep_configs, with_best
@@ -105,7 +106,7 @@ def test_resumes_a_killed_cell(inputs, tmp_path):
         (tmp_path / "logs" / "code-seed-0.log").read_text()
     info = read_json(os.path.join(cell, "config.json"))
     assert info["finished"]["epochs"] == 2 and info["resumed"][0]["from_epoch"] == 1
-    hist = report.read_history_csv(os.path.join(cell, "history.csv"))
+    hist = RunDir(cell).read_history()
     assert hist[0]["full_acc"] == first[0]["full_acc"] and len(hist) == 2
     assert read_json(tmp_path / "sweep.json")["configs"]["code"]["full_acc"][0] is not None
 

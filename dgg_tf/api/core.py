@@ -26,6 +26,7 @@ from dgg_tf.audit import audit as measure_audit
 from dgg_tf.core.collapse import classifier_acc
 from dgg_tf.core.console import duration, say, stage
 from dgg_tf.core.metrics import cluster_acc, nmi
+from dgg_tf.core.record import RunRecord
 from dgg_tf.numerics.evaluation import predict
 from dgg_tf.numerics.models import DGGNetwork
 from dgg_tf.numerics.weights import get_params, library_versions, set_params
@@ -62,13 +63,13 @@ class Stages:
 @dataclasses.dataclass
 class Run:
     """A run while it trains: what the observers see. ``history`` grows by one record
-    per epoch; ``record`` is the run record (config.json's content)."""
+    per epoch; ``record`` is the run record (``core.record.RunRecord``)."""
     config: object
     inputs: object
     net: DGGNetwork
     stages: Stages
     history: list
-    record: dict
+    record: RunRecord
 
     @property
     def classifier_acc(self):
@@ -104,23 +105,24 @@ class RunResult:
     final clusters of the training data, and the stages before training."""
     net: DGGNetwork
     history: list
-    record: dict
+    record: RunRecord
     predictions: np.ndarray | None
     stages: Stages
 
 
 def start_record(config, inputs, info=None, out=None):
-    """A new run record (config.json's content): the caller's ``info`` entries, then
-    what the run is: seed, config, library versions, data size, neighbour table,
-    weights, fingerprints, start time."""
+    """A new ``RunRecord``: the caller's ``info`` entries, then what the run is: seed,
+    config, library versions, data size, neighbour table, weights, fingerprints, where
+    its files go (``out``; None in memory), start time."""
     keep = ("source", "schedule", "stage", "command", "epochs", "metrics", "date", "format",
             "path")
-    return {**(info or {}), "seed": config.seed, "config": config.to_dict(),
-            "epochs": config.epochs, "library_versions": library_versions(),
-            "n_samples": int(len(inputs.x)), "neighbors": inputs.neighbors,
-            "weights_provenance": {k: v for k, v in inputs.weights.items() if k in keep},
-            **({"out": os.path.abspath(out)} if out else {}), **inputs.fingerprints,
-            "started": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+    return RunRecord(
+        info=dict(info or {}), seed=config.seed, config=config.to_dict(),
+        epochs=config.epochs, library_versions=library_versions(),
+        n_samples=int(len(inputs.x)), neighbors=inputs.neighbors,
+        weights_provenance={k: v for k, v in inputs.weights.items() if k in keep},
+        out=os.path.abspath(out) if out else None, **inputs.fingerprints,
+        started=datetime.datetime.now(datetime.timezone.utc).isoformat())
 
 
 def report_purity(purity, config, verbose):
@@ -183,19 +185,19 @@ def initial_stages(net, inputs, config, opts: Options) -> Stages:
 
 def _record_stages(record, stages):
     if stages.classifier_history:
-        record["classifier"] = stages.classifier_history[-1]
+        record.classifier = stages.classifier_history[-1]
     if stages.init:
-        record["gmm_init"] = stages.init
+        record.gmm_init = stages.init
     if stages.audit is not None:
-        record["audit_seconds"] = stages.audit["setup"]["seconds"]
+        record.audit_seconds = stages.audit["setup"]["seconds"]
 
 
 def run_in_memory(config, inputs, record, *, observers=(), resume: Resume = None,
                   options: Options = None) -> RunResult:
     """The whole run on checked ``inputs``: the stages before training (or those of
     ``resume``), then DGG training to ``config.epochs`` with ``observers`` (Keras
-    callbacks) attached, then the final clusters. ``record`` (a dict, config.json's
-    content) is filled in as the run goes; nothing is written."""
+    callbacks) attached, then the final clusters. ``record`` (a ``RunRecord``) is
+    filled in as the run goes; nothing is written."""
     opts, t0 = options or Options(), time.time()
     net = build_dgg(config, inputs.params, opts.strategy, opts.steps_per_execution,
                     opts.verbose)
@@ -232,7 +234,7 @@ def _train(run, observers, verbose):
         say(verbose, f"estimate before training (a timed warm-up: one batch's forward and "
                      f"backward pass): about {per:.3f} s a step, {duration(per * total)} for "
                      f"the {total} steps; refined from the first steps and after epoch 1")
-    where = f", out {run.record['out']}" if run.record.get("out") else ""
+    where = f", out {run.record.out}" if run.record.out else ""
     say(verbose, f"DGG training: epochs {start + 1}..{net.config.epochs}{where}")
     with stage(verbose, "DGG training"):
         fit_dgg(net, inputs.x, inputs.table, inputs.y, history=run.history,
@@ -244,11 +246,11 @@ def _finish(run, wall_seconds):
     """The final clusters of the training data, and what the record keeps of the end."""
     pred = predict(run.net, run.inputs.x)
     if run.stages.first_steps:
-        run.record["first_steps"] = run.stages.first_steps
-    run.record["finished"] = {"at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        run.record.first_steps = run.stages.first_steps
+    run.record.finished = {"at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                               "epochs": len(run.history), "wall_seconds": round(wall_seconds, 1)}
     y = run.inputs.y
     if y is not None:
-        run.record["finished"].update(acc=cluster_acc(y, pred), nmi_max=nmi(y, pred, "max"),
+        run.record.finished.update(acc=cluster_acc(y, pred), nmi_max=nmi(y, pred, "max"),
                                       nmi_arithmetic=nmi(y, pred))
     return pred

@@ -37,7 +37,6 @@ from dgg_tf.core.config import CHOICES, PRESETS, SIGMA_ROW, DGGConfig, q7_failin
 from dgg_tf.core.console import say
 from dgg_tf.core.files import clean, write_bytes_atomic
 from dgg_tf.core.inputs import check_data, check_labels
-from dgg_tf.core.record import stage_scores
 from dgg_tf.core.tables import check_table, columns_needed
 from dgg_tf.core.weight_files import check_params, load_weights_h5
 
@@ -178,7 +177,7 @@ class DGG(ClusterMixin, BaseEstimator):
         self.autoencoder_, self.config_, self.adapted_ = params, config, adapted
         self.labels_ = np.asarray(pred, np.int64)
         self.history_ = list(history)
-        self.stage_scores_ = stage_scores(record)
+        self.stage_scores_ = record.stage_scores()
         self.n_features_in_ = x.shape[1]
         return self
 

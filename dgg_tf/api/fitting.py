@@ -11,8 +11,9 @@ import numpy as np
 from dgg_tf.api import observers
 from dgg_tf.api.core import Options, report_purity, run_in_memory, start_record
 from dgg_tf.api.pipeline import run_checked
-from dgg_tf.core.console import stage
+from dgg_tf.core.console import say, stage
 from dgg_tf.core.inputs import check_weights, run_inputs
+from dgg_tf.core.record import run_summary, summary_lines
 from dgg_tf.numerics.knn import tables_of_embedding
 from dgg_tf.numerics.models import DGGNetwork, encode_mean
 from dgg_tf.numerics.weights import get_params, save_weights_h5, set_params
@@ -70,6 +71,10 @@ def fit(config, x, y, neighbors, weights, workdir=None, verbose=1):
         watch = observers.console(verbose) + [CollapseWatch(verbose)]
         result = run_in_memory(config, inputs, record, observers=watch,
                                options=Options(verbose=verbose, audit=False))
+        record.summary = run_summary(result.history, record)
+        say(verbose, f"done: {len(result.history)} epochs")
+        for line in summary_lines(record.summary):
+            say(verbose, "  " + line)
     return result.net, result.history, result.record, result.predictions, params
 
 

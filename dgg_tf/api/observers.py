@@ -6,16 +6,15 @@ the estimator the console and the collapse watch."""
 from __future__ import annotations
 
 import datetime
-import os
 import time
 
 import keras
 import numpy as np
 
 from dgg_tf import report as rep
-from dgg_tf.core.checkpoints import RUN_CHECKPOINT, save_checkpoint
+from dgg_tf.core.checkpoints import save_checkpoint
 from dgg_tf.core.console import duration, say
-from dgg_tf.core.files import write_json_atomic
+from dgg_tf.core.rundir import RunDir
 from dgg_tf.numerics.weights import get_params
 from dgg_tf.stages.dgg import format_record
 from dgg_tf.train.checkpoint import optimizer_arrays
@@ -110,27 +109,21 @@ class RunFiles(keras.callbacks.Callback):
     ``provenance``: what a resume must match, and the variant. ``audit_only``: the
     run stops after the audit, and keeps no checkpoint."""
 
-    def __init__(self, workdir, provenance, wall_before=0.0, audit_only=False):
+    def __init__(self, run_dir: RunDir, provenance, wall_before=0.0, audit_only=False):
         super().__init__()
-        self.workdir, self.provenance, self.audit_only = workdir, dict(provenance), audit_only
+        self.dir, self.provenance, self.audit_only = run_dir, dict(provenance), audit_only
         self.t0, self.wall_before, self.run = time.time(), wall_before, None
-
-    def path(self, name):
-        return os.path.join(self.workdir, name)
 
     def on_stages_end(self, run):
         self.run = run
-        self.write_record(run.record)
+        self.dir.write_record(run.record)
         if self.audit_only:
             return
         if not run.history:
             self.checkpoint()
-            rep.write_report(self.workdir, run.stages.audit)
+            rep.write_report(self.dir.path, run.stages.audit)
         else:
             self.curves()
-
-    def write_record(self, record):
-        write_json_atomic(self.path("config.json"), record)
 
     def on_epoch_end(self, epoch, logs=None):
         self.checkpoint()
@@ -142,16 +135,16 @@ class RunFiles(keras.callbacks.Callback):
         state = {"params": get_params(run.net), "optimizer": optimizer_arrays(run.net.optimizer),
                  "arrays": {"kmeans_labels": np.asarray(run.stages.kmeans_labels)},
                  "epoch": len(run.history), "history": run.history, **run.stages.summary()}
-        save_checkpoint(self.path(RUN_CHECKPOINT), "dgg", state, meta)
+        save_checkpoint(self.dir.checkpoint, "dgg", state, meta)
 
     def report_run(self):
         """The run as the report sees it: name, variant, history, classifier ACC, and
         the full-pass ACC after the first steps."""
         run = self.run
-        return {"name": os.path.basename(os.path.normpath(self.workdir)),
+        return {"name": self.dir.name,
                 "variant": self.provenance.get("variant"), "history": run.history,
                 "classifier_acc": run.classifier_acc, "first_steps": run.stages.first_steps}
 
     def curves(self):
-        rep.write_history_csv(self.path("history.csv"), self.run.history)
-        rep.plot_curves(self.path("curves.png"), [self.report_run()])
+        self.dir.write_history(self.run.history)
+        rep.plot_curves(self.dir.curves_png, [self.report_run()])

@@ -12,21 +12,16 @@ predictions.npy, curves.png, report.md/json.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-
-import numpy as np
 
 from dgg_tf import report as rep
 from dgg_tf.api import observers
 from dgg_tf.api.core import Options, Resume, Stages, report_purity, run_in_memory, start_record
-from dgg_tf.core.checkpoints import RUN_CHECKPOINT, resume_checkpoint
+from dgg_tf.core.checkpoints import resume_checkpoint
 from dgg_tf.core.config import DGGConfig
 from dgg_tf.core.console import say
-from dgg_tf.core.files import write_bytes_atomic
 from dgg_tf.core.inputs import check_run_inputs
 from dgg_tf.core.record import run_summary, summary_lines
-from dgg_tf.core.rundir import open_run_dir
+from dgg_tf.core.rundir import RunDir
 from dgg_tf.numerics.weights import get_params, save_weights_h5
 from dgg_tf.stages.watch import CollapseWatch
 
@@ -102,9 +97,10 @@ def run_checked(config, inputs, workdir, record, **options):
 
 def _run_in_dir(config, inputs, workdir, record, opts):
     report_purity(inputs.neighbors.get("purity"), config, opts.verbose)
-    lock = open_run_dir(workdir, opts.resume)      # checks, then creates and locks it
+    run_dir = RunDir(workdir)
+    lock = run_dir.open(opts.resume)      # checks, then creates and locks it
     try:
-        return _run_locked(config, inputs, workdir, record, opts)
+        return _run_locked(config, inputs, run_dir, record, opts)
     finally:
         lock.release()
 
@@ -117,30 +113,20 @@ def _same_run(config, inputs):
     return {"config": settings, **inputs.fingerprints}
 
 
-def _resume(config, inputs, workdir, record, verbose):
+def _resume(config, inputs, run_dir, record, verbose):
     """The checkpoint to continue from (``Resume``) and the record it continues, or
     ``(None, record)`` when the directory holds no checkpoint yet."""
-    found = resume_checkpoint(os.path.join(workdir, RUN_CHECKPOINT), "dgg",
-                              _same_run(config, inputs), verbose)
+    found = resume_checkpoint(run_dir.checkpoint, "dgg", _same_run(config, inputs), verbose)
     if not found:
         return None, record
     state, provenance = found
     resume = Resume(params=state["params"], optimizer=state["optimizer"] or [],
                     stages=Stages.from_checkpoint(state), history=list(state["history"]),
                     wall_seconds=provenance.get("wall_seconds", 0.0))
-    old_path = os.path.join(workdir, "config.json")
-    old = record
-    if os.path.exists(old_path):
-        with open(old_path) as f:
-            old = json.load(f)
-    continued = {**old, "epochs": config.epochs, "resumed": old.get("resumed", []) + [
-        {"at": record["started"], "from_epoch": state["epoch"], "epochs": config.epochs,
-         "command": record.get("command"), "library_versions": record["library_versions"]}]}
-    continued["config"]["epochs"] = config.epochs
-    return resume, continued
+    return resume, (run_dir.read_record() or record).resumed_by(record, state["epoch"])
 
 
-def _observers(workdir, record, opts, files):
+def _observers(opts, files):
     """The console, the collapse watch, the files and TensorBoard, then the user's."""
     own = observers.console(opts.verbose) + [CollapseWatch(opts.verbose), files]
     own += [observers.RecordBoard(opts.tensorboard)] if opts.tensorboard else []
@@ -151,43 +137,42 @@ def _core_options(opts):
     return Options(**{f.name: getattr(opts, f.name) for f in dataclasses.fields(Options)})
 
 
-def _write_outputs(result, inputs, workdir, files):
+def _write_outputs(result, inputs, files):
     """The final files: model.h5, predictions.npy, history, curves, report, config.json,
     and the last checkpoint."""
-    record, final = result.record, (result.history[-1] if result.history else {})
-    save_weights_h5(os.path.join(workdir, "model.h5"), get_params(result.net), {
+    record, run_dir = result.record, files.dir
+    final = result.history[-1] if result.history else {}
+    save_weights_h5(run_dir.model_h5, get_params(result.net), {
         "source": "dgg_tf.pipeline.run_dgg", "config": result.net.config.to_dict(),
-        "variant": record.get("variant"), "epochs": len(result.history),
-        "command": record.get("command"), "seed": result.net.config.seed,
+        "variant": record.variant, "epochs": len(result.history),
+        "command": record.info.get("command"), "seed": result.net.config.seed,
         "init_weights": inputs.weights.get("path"),
         "metrics": {k: final.get(k) for k in ("full_acc", "full_nmi", "running_acc",
                                               "running_nmi")}})
-    write_bytes_atomic(os.path.join(workdir, "predictions.npy"),
-                       lambda f: np.save(f, result.predictions.astype(np.int64)))
+    run_dir.write_predictions(result.predictions)
     files.curves()
-    record["summary"] = run_summary(result.history, record, workdir)
-    rep.write_report(workdir, result.stages.audit,
-                     [{**files.report_run(), "variant": record.get("variant")}],
-                     summary=record["summary"])
-    files.write_record(record)
+    record.summary = run_summary(result.history, record, run_dir)
+    rep.write_report(run_dir.path, result.stages.audit,
+                     [{**files.report_run(), "variant": record.variant}],
+                     summary=record.summary)
+    run_dir.write_record(record)
     files.checkpoint()
 
 
-def _run_locked(config, inputs, workdir, record, opts):
-    resume, record = (_resume(config, inputs, workdir, record, opts.verbose) if opts.resume
+def _run_locked(config, inputs, run_dir, record, opts):
+    resume, record = (_resume(config, inputs, run_dir, record, opts.verbose) if opts.resume
                       else (None, record))
-    files = observers.RunFiles(workdir, {**_same_run(config, inputs),
-                                         "variant": record.get("variant")},
+    files = observers.RunFiles(run_dir, {**_same_run(config, inputs), "variant": record.variant},
                                resume.wall_seconds if resume else 0.0, opts.audit_only)
     result = run_in_memory(config, inputs, record, resume=resume,
-                           observers=_observers(workdir, record, opts, files),
-                           options=_core_options(opts))
+                           observers=_observers(opts, files), options=_core_options(opts))
     if opts.audit_only:
-        rep.write_report(workdir, result.stages.audit)
-        return {"workdir": workdir, "history": [], "audit": result.stages.audit}
-    _write_outputs(result, inputs, workdir, files)
-    say(opts.verbose, f"done: {len(result.history)} epochs; outputs in {workdir}")
-    for line in summary_lines(record["summary"]):
+        rep.write_report(run_dir.path, result.stages.audit)
+        return {"workdir": run_dir.path, "history": [], "audit": result.stages.audit}
+    _write_outputs(result, inputs, files)
+    say(opts.verbose, f"done: {len(result.history)} epochs; outputs in {run_dir.path}")
+    for line in summary_lines(record.summary):
         say(opts.verbose, "  " + line)
-    return {"workdir": workdir, "history": result.history, "predictions": result.predictions,
-            "network": result.net, "audit": result.stages.audit, "config_json": record}
+    return {"workdir": run_dir.path, "history": result.history,
+            "predictions": result.predictions, "network": result.net,
+            "audit": result.stages.audit, "record": record, "config_json": record.to_json()}

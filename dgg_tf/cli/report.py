@@ -10,6 +10,7 @@ import json
 import os
 import sys
 
+from dgg_tf.core.rundir import CURVES, REPORT_JSON, REPORT_MD
 from dgg_tf.report.document import summarize_run, write_report
 from dgg_tf.report.markdown import fmt
 from dgg_tf.report.runfiles import load_run, plot_curves
@@ -67,7 +68,7 @@ def main(argv=None):
             sweep = (args.sweep, protocol_line(found["protocol"]), ranked)
         write_report(out, None, runs, sweep)
         if runs:
-            plot_curves(os.path.join(out, "curves.png"), runs)
+            plot_curves(os.path.join(out, CURVES), runs)
     except (ValueError, OSError, json.JSONDecodeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -76,5 +77,5 @@ def main(argv=None):
         fin = s.get("final") or {}
         print(f"{s['name']}: {s['epochs']} epochs, final ACC={fmt(fin.get('full_acc'))} "
               f"NMI={fmt(fin.get('full_nmi'))}")
-    print(f"wrote {os.path.join(out, 'report.md')}, report.json" + (", curves.png" if runs else ""))
+    print(f"wrote {os.path.join(out, REPORT_MD)}, {REPORT_JSON}" + (f", {CURVES}" if runs else ""))
     return 0

@@ -33,7 +33,6 @@ from dgg_tf.core.files import clean, write_bytes_atomic
 
 FORMAT = "dgg_tf-checkpoint-v3"
 KINDS = ("dgg", "autoencoder", "siamese")
-RUN_CHECKPOINT = "checkpoint.npz"      # a DGG run's, in its run directory
 _ARRAY_ENTRIES = ("params", "optimizer", "arrays")
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 

@@ -15,12 +15,16 @@ Modules: ``quirks`` (texts and ids), ``switches`` (switch values, from CHOICES),
 ``document`` (report.json), ``markdown`` (report.md), ``findings`` (the 'Findings at a
 glance' table report.md leads with: one line per quirk), ``compare`` (several runs:
 differing settings, final metrics side by side, single-seed / short / unfinished runs),
-``runfiles`` (history.csv, curves, reading a run back), ``stats`` and ``effects``.
+``runfiles`` (curves, reading a run back), ``stats`` and ``effects``. A run's files
+themselves (history.csv, config.json, ...) are ``core.rundir.RunDir``'s;
+``write_history_csv``/``read_history_csv`` (``core.history``) are re-exported here for
+callers of the earlier layout.
 """
+from dgg_tf.core.history import read_history_csv, write_history_csv
 from dgg_tf.report.document import build_report, summarize_run, write_report
 from dgg_tf.report.markdown import render_markdown
 from dgg_tf.report.quirks import QUIRK_IDS, QUIRKS, REPORT_FORMAT, TEXT_KEYS
-from dgg_tf.report.runfiles import load_run, plot_curves, read_history_csv, write_history_csv
+from dgg_tf.report.runfiles import load_run, plot_curves
 
 __all__ = ["write_report", "build_report", "render_markdown", "write_history_csv",
            "read_history_csv", "plot_curves", "load_run", "summarize_run", "QUIRKS",

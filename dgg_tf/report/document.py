@@ -9,6 +9,7 @@ import numpy as np
 
 from dgg_tf.core.collapse import collapse_epochs
 from dgg_tf.core.files import clean, write_json_atomic, write_text_atomic
+from dgg_tf.core.rundir import REPORT_JSON, REPORT_MD
 from dgg_tf.report.compare import build_comparison
 from dgg_tf.report.effects import sweep_effects
 from dgg_tf.report.markdown import render_markdown
@@ -87,8 +88,8 @@ def write_report(out_dir, audit_dict=None, runs=None, sweep=None, summary=None):
     the final result."""
     os.makedirs(out_dir, exist_ok=True)
     rep = build_report(audit_dict, runs, sweep, summary)
-    write_json_atomic(os.path.join(out_dir, "report.json"), rep)
-    write_text_atomic(os.path.join(out_dir, "report.md"), render_markdown(rep))
+    write_json_atomic(os.path.join(out_dir, REPORT_JSON), rep)
+    write_text_atomic(os.path.join(out_dir, REPORT_MD), render_markdown(rep))
     return rep
 
 

@@ -1,48 +1,14 @@
-"""Files of a run: history.csv, the curves plot, and reading a run directory back
-(``load_run``)."""
+"""A run's figures (the curves plot) and reading a run directory back as the report's
+run dict (``load_run``, through ``core.rundir.RunDir``)."""
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
 
 from matplotlib.figure import Figure
 
-from dgg_tf.core.files import atomic_path, write_text_atomic
+from dgg_tf.core.files import atomic_path
+from dgg_tf.core.rundir import HISTORY, RunDir
 from dgg_tf.report.quirks import QUIRK_IDS
-
-
-def write_history_csv(path, history):
-    """history.csv: one row per epoch, every key of the records (floats round-trip exactly)."""
-    keys = []
-    for r in history:
-        keys += [k for k in r if k not in keys]
-    buf = io.StringIO()
-    wr = csv.writer(buf, lineterminator="\n")
-    wr.writerow(keys)
-    for r in history:
-        wr.writerow(["" if r.get(k) is None else repr(r[k]) if isinstance(r[k], float) else r[k]
-                     for k in keys])
-    write_text_atomic(path, buf.getvalue())
-
-
-def _parse_cell(text):
-    """A history.csv cell as None, int, float or the text itself."""
-    if text == "":
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
-def read_history_csv(path):
-    """The records of a history.csv written by ``write_history_csv``."""
-    with open(path, newline="") as f:
-        return [{k: _parse_cell(v) for k, v in r.items()} for r in csv.DictReader(f)]
 
 
 def _plot_metric(ax, runs, metric):
@@ -99,30 +65,25 @@ def save_figure(fig, path):
 
 
 def load_run(run_dir):
-    """A finished (or running) run directory of reproduce/mnist.py as a run dict."""
-    run_dir = os.fspath(run_dir)
-    if not os.path.isdir(run_dir):
-        raise ValueError(f"run directory {run_dir} does not exist")
-    hist_path = os.path.join(run_dir, "history.csv")
-    if not os.path.exists(hist_path):
-        raise ValueError(f"{run_dir} holds no history.csv (not a training run of reproduce/mnist.py)")
-    run = {"name": os.path.basename(os.path.normpath(run_dir)), "dir": run_dir,
-           "history": read_history_csv(hist_path)}
-    cfg_path = os.path.join(run_dir, "config.json")
-    if os.path.exists(cfg_path):
-        with open(cfg_path) as f:
-            meta = json.load(f)
-        run["variant"] = meta.get("variant")
-        run["config"] = meta.get("config")
-        run["classifier_acc"] = (meta.get("classifier") or {}).get("acc")
-        run["first_steps"] = meta.get("first_steps") or []
-        run["has_config"] = True
-        run["seed"] = meta.get("seed")
-        run["finished"] = meta.get("finished")
-        run["configured_epochs"] = (run["config"] or {}).get("epochs", meta.get("epochs"))
-    rep_path = os.path.join(run_dir, "report.json")
-    if os.path.exists(rep_path):
-        with open(rep_path) as f:
-            rep = json.load(f)
+    """A finished (or running) run directory of reproduce/mnist.py as a run dict: name,
+    directory and history; with its record (config.json) the variant, config, seed,
+    pretrained classifier's ACC, first steps, how it finished and the configured epochs;
+    with its report.json the stored audit."""
+    rd = RunDir(run_dir)
+    if not os.path.isdir(rd.path):
+        raise ValueError(f"run directory {rd.path} does not exist")
+    history = rd.read_history()
+    if history is None:
+        raise ValueError(f"{rd.path} holds no {HISTORY} (not a training run of "
+                         "reproduce/mnist.py)")
+    run = {"name": rd.name, "dir": rd.path, "history": history}
+    record = rd.read_record()
+    if record is not None:
+        run.update(variant=record.variant, config=record.config,
+                   classifier_acc=record.classifier_acc, first_steps=record.first_steps or [],
+                   has_config=True, seed=record.seed, finished=record.finished,
+                   configured_epochs=record.configured_epochs)
+    rep = rd.read_report()
+    if rep is not None:
         run["audit"] = {k: v for k, v in rep.items() if k in QUIRK_IDS or k == "setup"}
     return run

@@ -10,6 +10,7 @@ import numpy as np
 
 from dgg_tf.core.config import DGGConfig
 from dgg_tf.core.files import fingerprint, write_bytes_atomic, write_json_atomic
+from dgg_tf.core.rundir import RunDir
 
 PLAN, INPUTS = "plan.json", "inputs.npz"
 
@@ -33,11 +34,9 @@ def read_json(path):
 
 def cell_state(path, epochs):
     """"done" (finished with ``epochs`` epochs), "resume" (started) or "new"."""
-    info_path = os.path.join(path, "config.json")
-    if os.path.exists(info_path):
-        finished = read_json(info_path).get("finished") or {}
-        if finished.get("epochs") == epochs:
-            return "done"
+    record = RunDir(path).read_record()
+    if record is not None and record.is_finished(epochs):
+        return "done"
     return "resume" if os.path.isdir(path) else "new"
 
 
@@ -95,8 +94,15 @@ def load_inputs(sweep_dir):
 
 def cell_result(sweep_dir, name, seed):
     """{classifier_acc, full_acc, full_nmi, epochs, wall_seconds} of a finished cell."""
-    info = read_json(os.path.join(cell_dir(sweep_dir, name, seed), "config.json"))
-    fin = info.get("finished") or {}
-    return {"classifier_acc": (info.get("classifier") or {}).get("acc"),
-            "full_acc": fin.get("acc"), "full_nmi": fin.get("nmi_max"),
-            "epochs": fin.get("epochs"), "wall_seconds": fin.get("wall_seconds")}
+    run = RunDir(cell_dir(sweep_dir, name, seed))
+    record = run.read_record()
+    if record is None:
+        raise FileNotFoundError(f"{run.config_json}: the cell has not started")
+    return record_result(record)
+
+
+def record_result(record):
+    """``cell_result``'s entries of a run's ``RunRecord`` (None entries while unfinished)."""
+    return {"classifier_acc": record.classifier_acc, "full_acc": record.final_acc,
+            "full_nmi": record.final_nmi, "epochs": record.finished_epochs,
+            "wall_seconds": record.wall_seconds}

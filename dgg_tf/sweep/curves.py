@@ -10,9 +10,10 @@ import os
 import numpy as np
 from matplotlib.figure import Figure
 
-from dgg_tf.core.checkpoints import RUN_CHECKPOINT, CheckpointFormatError, read_record
-from dgg_tf.report.runfiles import read_history_csv, save_figure
-from dgg_tf.sweep.cells import cell_dir, read_json
+from dgg_tf.core.checkpoints import CheckpointFormatError
+from dgg_tf.core.rundir import RunDir
+from dgg_tf.report.runfiles import save_figure
+from dgg_tf.sweep.cells import cell_dir
 
 #: Epochs over which the end-of-run slope is fitted.
 SLOPE_EPOCHS = 20
@@ -20,28 +21,26 @@ SLOPE_EPOCHS = 20
 
 def cell_curve(run_dir):
     """[full-pass ACC after epoch 1, 2, ...] of one run directory ([] if none yet)."""
-    path = os.path.join(run_dir, "history.csv")
-    if not os.path.exists(path):
-        return []
-    return [float(r["full_acc"]) for r in read_history_csv(path)
+    return [float(r["full_acc"]) for r in RunDir(run_dir).read_history() or []
             if r.get("full_acc") is not None]
 
 
 def gmm_init_acc(run_dir):
-    """The GMM init's ACC (code posterior, Q3) of a run: from config.json, else from
-    the checkpoint's record of the stages (runs made before config.json held it)."""
-    info_path = os.path.join(run_dir, "config.json")
-    if os.path.exists(info_path):
-        init = read_json(info_path).get("gmm_init") or {}
-        if "gmm_no_pi_acc" in init:
-            return init["gmm_no_pi_acc"]
-    ckpt = os.path.join(run_dir, RUN_CHECKPOINT)
-    if not os.path.exists(ckpt):
-        return None
+    """The GMM init's ACC (code posterior, Q3) of a run: from its record (config.json),
+    else from the checkpoint's record of the stages (runs made before config.json held
+    it)."""
+    run = RunDir(run_dir)
+    record = run.read_record()
+    if record is not None and record.gmm_init_acc is not None:
+        return record.gmm_init_acc
     try:
-        stages = read_record(ckpt, "dgg")["state"]
+        checkpoint = run.checkpoint_record()
     except CheckpointFormatError as e:      # an older run's: its record, read-only
         stages = e.record or {}
+    else:
+        if checkpoint is None:
+            return None
+        stages = checkpoint["state"]
     return (stages.get("init") or {}).get("gmm_no_pi_acc")
 
 

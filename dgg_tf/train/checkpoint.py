@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from dgg_tf.core.checkpoints import KINDS  # noqa: F401  (one import for the stages)
-from dgg_tf.core.checkpoints import (RUN_CHECKPOINT, CheckpointFormatError, checkpoint_path,
-                                     load_checkpoint, read_record, resume_checkpoint,
-                                     save_checkpoint)
+from dgg_tf.core.checkpoints import (CheckpointFormatError, checkpoint_path, load_checkpoint,
+                                     read_record, resume_checkpoint, save_checkpoint)
+from dgg_tf.core.rundir import CHECKPOINT as RUN_CHECKPOINT  # noqa: F401  (a run's, by name)
 from dgg_tf.numerics.weights import set_params
 
 
