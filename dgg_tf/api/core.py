@@ -198,7 +198,7 @@ def run_in_memory(config, inputs, record, *, observers=(), resume: Resume = None
     ``resume``), then DGG training to ``config.epochs`` with ``observers`` (Keras
     callbacks) attached, then the final clusters. ``record`` (a ``RunRecord``) is
     filled in as the run goes; nothing is written."""
-    opts, t0 = options or Options(), time.time()
+    opts = options or Options()
     net = build_dgg(config, inputs.params, opts.strategy, opts.steps_per_execution,
                     opts.verbose)
     if resume is not None:
@@ -213,8 +213,9 @@ def run_in_memory(config, inputs, record, *, observers=(), resume: Resume = None
             o.on_stages_end(run)
     if opts.audit_only:
         return RunResult(net, history, record, None, stages)
+    t0 = time.time()
     _train(run, observers, opts.verbose)
-    wall = (resume.wall_seconds if resume else 0.0) + time.time() - t0
+    wall = (resume.wall_seconds if resume else 0.0) + time.time() - t0      # training's
     pred = _finish(run, wall)
     return RunResult(net, history, record, pred, stages)
 

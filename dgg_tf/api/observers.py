@@ -12,12 +12,12 @@ import keras
 import numpy as np
 
 from dgg_tf import report as rep
-from dgg_tf.core.checkpoints import save_checkpoint
 from dgg_tf.core.console import duration, say
 from dgg_tf.core.rundir import RunDir
 from dgg_tf.numerics.weights import get_params
 from dgg_tf.stages.dgg import format_record
 from dgg_tf.train.checkpoint import optimizer_arrays
+from dgg_tf.train.resumable import ResumableStage
 
 
 class EpochSummary(keras.callbacks.Callback):
@@ -106,16 +106,16 @@ class RunFiles(keras.callbacks.Callback):
     config.json (from then on the directory holds a run), then the checkpoint (epoch 0)
     and the audit's report, or, for a resumed run, the files made to agree with its
     checkpoint again; after every epoch the checkpoint, history.csv and curves.png.
-    ``provenance``: what a resume must match, and the variant. ``audit_only``: the
-    run stops after the audit, and keeps no checkpoint."""
+    ``stage``: the run's checkpoint (``train.resumable.ResumableStage``, kind "dgg").
+    ``audit_only``: the run stops after the audit, and keeps no checkpoint."""
 
-    def __init__(self, run_dir: RunDir, provenance, wall_before=0.0, audit_only=False):
+    def __init__(self, run_dir: RunDir, stage: ResumableStage, audit_only=False):
         super().__init__()
-        self.dir, self.provenance, self.audit_only = run_dir, dict(provenance), audit_only
-        self.t0, self.wall_before, self.run = time.time(), wall_before, None
+        self.dir, self.stage, self.audit_only, self.run = run_dir, stage, audit_only, None
 
     def on_stages_end(self, run):
         self.run = run
+        self.stage.start_clock()          # wall seconds: training's, as the core counts
         self.dir.write_record(run.record)
         if self.audit_only:
             return
@@ -131,18 +131,17 @@ class RunFiles(keras.callbacks.Callback):
 
     def checkpoint(self):
         run = self.run
-        meta = {**self.provenance, "wall_seconds": self.wall_before + time.time() - self.t0}
         state = {"params": get_params(run.net), "optimizer": optimizer_arrays(run.net.optimizer),
                  "arrays": {"kmeans_labels": np.asarray(run.stages.kmeans_labels)},
                  "epoch": len(run.history), "history": run.history, **run.stages.summary()}
-        save_checkpoint(self.dir.checkpoint, "dgg", state, meta)
+        self.stage.save(state)
 
     def report_run(self):
         """The run as the report sees it: name, variant, history, classifier ACC, and
         the full-pass ACC after the first steps."""
         run = self.run
         return {"name": self.dir.name,
-                "variant": self.provenance.get("variant"), "history": run.history,
+                "variant": run.record.variant, "history": run.history,
                 "classifier_acc": run.classifier_acc, "first_steps": run.stages.first_steps}
 
     def curves(self):

@@ -16,7 +16,6 @@ import dataclasses
 from dgg_tf import report as rep
 from dgg_tf.api import observers
 from dgg_tf.api.core import Options, Resume, Stages, report_purity, run_in_memory, start_record
-from dgg_tf.core.checkpoints import resume_checkpoint
 from dgg_tf.core.config import DGGConfig
 from dgg_tf.core.console import say
 from dgg_tf.core.inputs import check_run_inputs
@@ -24,12 +23,13 @@ from dgg_tf.core.record import run_summary, summary_lines
 from dgg_tf.core.rundir import RunDir
 from dgg_tf.numerics.weights import get_params, save_weights_h5
 from dgg_tf.stages.watch import CollapseWatch
+from dgg_tf.train.resumable import ResumableStage
 
 
 @dataclasses.dataclass
-class RunOptions:
+class RunOptions(Options):
     """How ``run_dgg`` runs (everything but the config and the inputs); each is a
-    keyword of ``run_dgg``.
+    keyword of ``run_dgg``: the in-memory core's ``Options`` and what concerns files.
 
     ``resume`` continues the checkpoint in the run directory exactly. ``callbacks``:
     Keras callbacks for DGG training (``history[-1]`` of the result is each epoch's
@@ -46,13 +46,7 @@ class RunOptions:
     """
     resume: bool = False
     callbacks: tuple = ()
-    verbose: int = 1
     audit: bool = True
-    audit_only: bool = False
-    audit_batches: int = 10
-    audit_classifier_epochs: int = None
-    strategy: object = None
-    steps_per_execution: int = 1
     tensorboard: str = None
     info: dict = None
     neighbor_info: dict = None
@@ -113,16 +107,15 @@ def _same_run(config, inputs):
     return {"config": settings, **inputs.fingerprints}
 
 
-def _resume(config, inputs, run_dir, record, verbose):
+def _resume(stage, run_dir, record, verbose):
     """The checkpoint to continue from (``Resume``) and the record it continues, or
     ``(None, record)`` when the directory holds no checkpoint yet."""
-    found = resume_checkpoint(run_dir.checkpoint, "dgg", _same_run(config, inputs), verbose)
-    if not found:
+    state = stage.resume(verbose)
+    if state is None:
         return None, record
-    state, provenance = found
     resume = Resume(params=state["params"], optimizer=state["optimizer"] or [],
                     stages=Stages.from_checkpoint(state), history=list(state["history"]),
-                    wall_seconds=provenance.get("wall_seconds", 0.0))
+                    wall_seconds=stage.wall_before)
     return resume, (run_dir.read_record() or record).resumed_by(record, state["epoch"])
 
 
@@ -160,10 +153,11 @@ def _write_outputs(result, inputs, files):
 
 
 def _run_locked(config, inputs, run_dir, record, opts):
-    resume, record = (_resume(config, inputs, run_dir, record, opts.verbose) if opts.resume
+    stage = ResumableStage(run_dir.checkpoint, "dgg", _same_run(config, inputs),
+                           {"variant": record.variant})
+    resume, record = (_resume(stage, run_dir, record, opts.verbose) if opts.resume
                       else (None, record))
-    files = observers.RunFiles(run_dir, {**_same_run(config, inputs), "variant": record.variant},
-                               resume.wall_seconds if resume else 0.0, opts.audit_only)
+    files = observers.RunFiles(run_dir, stage, opts.audit_only)
     result = run_in_memory(config, inputs, record, resume=resume,
                            observers=_observers(opts, files), options=_core_options(opts))
     if opts.audit_only:

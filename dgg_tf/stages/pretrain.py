@@ -40,10 +40,9 @@ from dgg_tf.core.weight_files import load_any
 from dgg_tf.numerics.models import Autoencoder, encode_mean, torch_default_dense
 from dgg_tf.numerics.optimizers import TorchAdam, TorchSGD, step_lr
 from dgg_tf.numerics.weights import get_params, save_weights_h5, set_params
-from dgg_tf.train.callbacks import EpochEnd
-from dgg_tf.train.checkpoint import (checkpoint_path, optimizer_arrays, restore_optimizer,
-                                     resume_checkpoint, save_checkpoint)
+from dgg_tf.train.checkpoint import checkpoint_path, restore_optimizer
 from dgg_tf.train.fit import LossTrainer, fit_epochs, step_lr_callback
+from dgg_tf.train.resumable import EpochState, ResumableStage
 
 
 # ----------------------------------------------------------------------------
@@ -166,28 +165,17 @@ def _train_stage(label, index, ae, x, config, seed, state, on_epoch, callbacks, 
         restore_optimizer(stage.optimizer, stage.network.trainable_variables, state["optimizer"],
                           f"pretraining checkpoint ({label})")
     base, gamma, step = stage.lr
-    clock = [time.time()]
-
-    def end_of_epoch(epoch, logs):
-        if stage.write_back is not None:
-            stage.write_back()
-        now = time.time()
-        history.append({"epoch": epoch + 1, "loss": float(logs["loss"]),
-                        "lr": step_lr(base, gamma, step, epoch, config.lr_schedule),
-                        "seconds": round(now - clock[0], 2)})
-        clock[0] = now
-        state.update(epoch=epoch + 1, params=get_params(ae),
-                     optimizer=optimizer_arrays(stage.optimizer))
-        if on_epoch is not None:
-            on_epoch(state, ae, label, epoch + 1)
-
+    keep = EpochState(state, history, ae, stage.optimizer,
+                      lambda epoch: step_lr(base, gamma, step, epoch, config.lr_schedule),
+                      None if on_epoch is None else
+                      (lambda st: on_epoch(st, ae, label, st["epoch"])), stage.write_back)
     if verbose:
         print(f"pretraining stage {label}: epochs {done + 1}..{stage.epochs}", flush=True)
     inputs = stage.inputs
     fit_epochs(LossTrainer(stage.network, lambda net, batch: stage.loss(batch, net(batch))),
                stage.optimizer, lambda index_: inputs[index_], len(stage.inputs),
                stage.batch_size, _stage_seed(seed, index), done, stage.epochs,
-               [step_lr_callback(base, gamma, step, config.lr_schedule), EpochEnd(end_of_epoch),
+               [step_lr_callback(base, gamma, step, config.lr_schedule), keep,
                 *callbacks], verbose, f"pretraining {label}")
 
 
@@ -291,19 +279,18 @@ def pretrain_to_file(config, x, out_path, *, labels=None, seed=0, resume=False, 
     """
     init_params = check_pretrain_files(out_path, resume=resume, init=init, config=config)
     x, labels = check_stage_data(x, config, "pretraining", labels)
-    ckpt, t0 = checkpoint_path(out_path), time.time()
-    expected = {"seed": seed, "schedule": config.pretrain_schedule,
-                "data_fingerprint": fingerprint(x)}
-    found = resume_checkpoint(ckpt, "autoencoder", expected, verbose) if resume else None
-    state = found[0] if found else (None if init_params is None else {"params": init_params})
-
-    def file_provenance(state, extra=None):
-        return {**(provenance or {}), **expected, "precision": config.precision,
-                "init_weights": os.fspath(init) if init else None, "config": config.to_dict(),
-                "wall_seconds": round(time.time() - t0, 1), **(extra or {})}
+    t0 = time.time()
+    job = ResumableStage(checkpoint_path(out_path), "autoencoder",
+                         {"seed": seed, "schedule": config.pretrain_schedule,
+                          "data_fingerprint": fingerprint(x)},
+                         {**(provenance or {}), "precision": config.precision,
+                          "init_weights": os.fspath(init) if init else None,
+                          "config": config.to_dict()})
+    state = (job.resume(verbose) if resume else None) or \
+        (None if init_params is None else {"params": init_params})
 
     def on_epoch(state, ae, label, epoch):
-        save_checkpoint(ckpt, "autoencoder", state, file_provenance(state))
+        job.save(state)
         if labels is not None and verbose and (epoch is None or epoch % kmeans_every == 0):
             print(f"[{label} {epoch or 'done'}] {_kmeans_line(ae, x, labels, config, 1)[1]} "
                   f"elapsed={time.time() - t0:.0f}s", flush=True)
@@ -317,9 +304,8 @@ def pretrain_to_file(config, x, out_path, *, labels=None, seed=0, resume=False, 
         if verbose:
             print(line, flush=True)
     epochs = {label: len(h) for label, h in state["history"].items()}
-    save_weights_h5(out_path, params, file_provenance(state, {
-        "stage": state["stage"], "history": state["history"], "metrics": metrics,
-        "epochs": epochs}))
+    save_weights_h5(out_path, params, job.description(
+        stage=state["stage"], history=state["history"], metrics=metrics, epochs=epochs))
     if verbose:
         print(f"wrote {out_path} ({time.time() - t0:.0f} s)", flush=True)
     return params, metrics

@@ -36,10 +36,9 @@ from dgg_tf.numerics.knn import knn, tables_of_embedding
 from dgg_tf.numerics.models import Encoder, encode_mean
 from dgg_tf.numerics.optimizers import TorchAdam, step_lr
 from dgg_tf.numerics.weights import get_params, save_weights_h5, set_params
-from dgg_tf.train.callbacks import EpochEnd
-from dgg_tf.train.checkpoint import (checkpoint_path, optimizer_arrays, restore_optimizer,
-                                     resume_checkpoint, save_checkpoint)
+from dgg_tf.train.checkpoint import checkpoint_path, optimizer_arrays, restore_optimizer
 from dgg_tf.train.fit import LossTrainer, fit_epochs, step_lr_callback
+from dgg_tf.train.resumable import EpochState, ResumableStage
 
 
 # ----------------------------------------------------------------------------
@@ -200,23 +199,13 @@ def train_siamese_checked(x, config, init_params=None, seed=0, epochs=None, on_e
         restore_optimizer(optimizer, net.trainable_variables, state["optimizer"],
                           "Siamese checkpoint")
     lr_args = (config.siamese_lr, config.siamese_lr_gamma, config.siamese_lr_step)
-    clock = [time.time()]
-
-    def end_of_epoch(epoch, logs):
-        now = time.time()
-        state["history"].append({"epoch": epoch + 1, "loss": float(logs["loss"]),
-                                 "lr": step_lr(*lr_args, epoch, config.lr_schedule),
-                                 "seconds": round(now - clock[0], 2)})
-        clock[0] = now
-        state.update(epoch=epoch + 1, params=get_params(net),
-                     optimizer=optimizer_arrays(optimizer))
-        if on_epoch is not None:
-            on_epoch(state, net)
-
+    keep = EpochState(state, state["history"], net, optimizer,
+                      lambda epoch: step_lr(*lr_args, epoch, config.lr_schedule),
+                      None if on_epoch is None else (lambda st: on_epoch(st, net)))
     fit_epochs(LossTrainer(net, _pair_loss(float(config.siamese_margin))), optimizer,
                _pair_batches(x, pairs), len(pairs[0]), config.siamese_batch_size, seed,
-               state["epoch"], epochs, [step_lr_callback(*lr_args, config.lr_schedule),
-                                        EpochEnd(end_of_epoch), *callbacks],
+               state["epoch"], epochs, [step_lr_callback(*lr_args, config.lr_schedule), keep,
+                                        *callbacks],
                verbose, "Siamese training")
     if not state.get("params"):
         optimizer.build(net.trainable_variables)
@@ -330,29 +319,25 @@ def build_neighbors(config, x, *, weights, out_weights, out_table, labels=None, 
                                        out_table=out_table, resume=resume, epochs=epochs)
     x, labels = check_stage_data(x, config, "build_neighbors", labels)
     check_table_size(len(x), config, "build_neighbors")
-    t0, ckpt = time.time(), checkpoint_path(out_weights)
-    expected = {"seed": seed, "precision": config.precision,
-                "data_fingerprint": fingerprint(x)}
-    found = resume_checkpoint(ckpt, "siamese", expected, verbose) if resume else None
-    state = found[0] if found else None
+    t0 = time.time()
+    job = ResumableStage(checkpoint_path(out_weights), "siamese",
+                         {"seed": seed, "precision": config.precision,
+                          "data_fingerprint": fingerprint(x)},
+                         {**(provenance or {}), "init_weights": os.fspath(weights or "none"),
+                          "epochs_requested": epochs, "config": config.to_dict()})
+    state = job.resume(verbose) if resume else None
     pairs, raw_seconds = raw_pixel_pairs(x, config, seed, out_weights + ".pairs.npz", verbose)
-
-    def file_provenance(state, extra=None):
-        return {**(provenance or {}), **expected, "init_weights": os.fspath(weights or "none"),
-                "epochs_requested": epochs, "epochs_run": int(state["epoch"]),
-                "config": config.to_dict(), "wall_seconds": round(time.time() - t0, 1),
-                **(extra or {})}
-
     params, state = train_siamese_checked(
         x, config, init_params, seed, epochs,
-        lambda st, net: save_checkpoint(ckpt, "siamese", st, file_provenance(st)), state,
-        verbose, pairs, callbacks)
+        lambda st, net: job.save(st, epochs_run=int(st["epoch"])), state, verbose, pairs,
+        callbacks)
     net = SiameseNet(config)
     set_params(net, params)
     tables, purity, metrics = _embedding_metrics(net, x, labels, config, seed, verbose)
     if raw_seconds is not None:
         metrics["raw_knn_seconds"] = raw_seconds
-    final = file_provenance(state, {"metrics": metrics, "history": state["history"]})
+    final = job.description(epochs_run=int(state["epoch"]), metrics=metrics,
+                            history=state["history"])
     for mode, path in table_paths(out_table).items():
         save_table(path, tables[mode], neighbor_selection=mode, table_top=config.table_top,
                    table_columns=config.table_columns, num_neighbors=config.num_neighbors,
