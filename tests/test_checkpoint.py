@@ -69,12 +69,17 @@ def test_every_stage_round_trips_through_the_one_format(tmp_path, kind):
 
 
 def test_every_stage_uses_the_one_save_and_resume():
+    """DGG training, the pretraining and the Siamese stage resume through one helper
+    (``train.resumable.ResumableStage``), which saves and resumes the one format."""
     from dgg_tf.api import pipeline
     from dgg_tf.stages import pretrain, siamese
+    from dgg_tf.train import resumable
+    assert resumable.save_checkpoint is ck.save_checkpoint
+    assert resumable.resume_checkpoint is ck.resume_checkpoint
     for module in (pipeline, pretrain, siamese):
-        assert module.save_checkpoint is ck.save_checkpoint
-        assert module.resume_checkpoint is ck.resume_checkpoint
-    assert not hasattr(siamese, "load_checkpoint") and not hasattr(pretrain, "load_checkpoint")
+        assert module.ResumableStage is resumable.ResumableStage
+        for name in ("save_checkpoint", "resume_checkpoint", "load_checkpoint"):
+            assert not hasattr(module, name), (module.__name__, name)
 
 
 def test_resume_checks_the_same_run(tmp_path, capsys):

@@ -141,12 +141,12 @@ def test_schedule_off_by_one_and_user_callbacks():
 
 
 def test_tensorboard_logs_every_term(tmp_path):
-    from dgg_tf.api.pipeline import _tensorboard
+    from dgg_tf.api.observers import RecordBoard
     x, table, y = tiny_data()
     net = compile_dgg(DGGNetwork(TINY))
-    history = []
-    train_dgg(net, x, table, y, history=history, verbose=0,
-              callbacks=[_tensorboard(str(tmp_path), history)])
+    history, board = [], RecordBoard(str(tmp_path))
+    board.history = history                 # what on_stages_end gives it in a run
+    train_dgg(net, x, table, y, history=history, verbose=0, callbacks=[board])
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     acc = EventAccumulator(str(tmp_path / "train"))
     acc.Reload()

@@ -102,7 +102,7 @@ def test_the_stage_entrances_check_x_once(tmp_path, counted):
     assert counted["data"] == 2
     train_siamese(x, SMALL, verbose=0)
     assert counted["data"] == 3
-    with pytest.raises(ValueError, match=r"pretraining: x must be \[N, 64\]"):
+    with pytest.raises(ValueError, match=r"pretraining: x must have shape \[N, 64\]"):
         pretrain_autoencoder(x[:, :10], SMALL, verbose=0)
 
 

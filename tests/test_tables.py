@@ -162,8 +162,8 @@ def test_width_rule_is_the_one_check_from_files_arrays_and_the_estimator(tmp_pat
 
 
 def test_width_rule_from_the_pipeline_entry(tmp_path):
-    """``pipeline.prepare_inputs`` (run_dgg's checks before any work) refuses it too."""
-    from dgg_tf.api.pipeline import prepare_inputs
+    """``core.inputs.check_run_inputs`` (run_dgg's checks before any work) refuses it too."""
+    from dgg_tf.core.inputs import check_run_inputs as prepare_inputs
     config = DGGConfig(input_dim=4)
     x = np.linspace(0, 1, 600 * 4, dtype=np.float32).reshape(600, 4)
     with pytest.raises(TableError, match="has 5 columns; num_neighbors=20 needs 21"):

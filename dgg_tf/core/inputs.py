@@ -37,8 +37,8 @@ def check_data(x, *, input_dim=None, likelihood=None, name="x"):
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"{name} is empty: shape {x.shape}")
     if input_dim is not None and x.shape[1] != input_dim:
-        raise ValueError(f"{name} must be [N, {input_dim}] (the config's input_dim), got "
-                         f"{x.shape}")
+        raise ValueError(f"{name} must have shape [N, {input_dim}] (the config's input_dim), "
+                         f"got shape {x.shape}")
     if not np.all(np.isfinite(x)):
         bad = int(np.sum(~np.isfinite(x)))
         raise ValueError(f"{name} holds {bad} non-finite value(s) (NaN or Inf)")
