@@ -65,17 +65,17 @@ def fit(config, x, y, neighbors, weights, workdir=None, verbose=1):
                         {"source": "arrays passed to run_dgg"}, neighbor_info=info)
     record = start_record(config, inputs, {"source": "dgg_tf.DGG.fit"}, workdir)
     if workdir is not None:
-        result = run_checked(config, inputs, workdir, record, audit=False, verbose=verbose)
-    else:
-        report_purity(inputs.neighbors.get("purity"), config, verbose)
-        watch = observers.console(verbose) + [CollapseWatch(verbose)]
-        result = run_in_memory(config, inputs, record, observers=watch,
-                               options=Options(verbose=verbose, audit=False))
-        record.summary = run_summary(result.history, record)
-        say(verbose, f"done: {len(result.history)} epochs")
-        for line in summary_lines(record.summary):
-            say(verbose, "  " + line)
-    return result.net, result.history, result.record, result.predictions, params
+        out = run_checked(config, inputs, workdir, record, audit=False, verbose=verbose)
+        return out["network"], out["history"], out["record"], out["predictions"], params
+    report_purity(inputs.neighbors.get("purity"), config, verbose)
+    watch = observers.console(verbose) + [CollapseWatch(verbose)]
+    result = run_in_memory(config, inputs, record, observers=watch,
+                           options=Options(verbose=verbose, audit=False))
+    record.summary = run_summary(result.history, record)
+    say(verbose, f"done: {len(result.history)} epochs")
+    for line in summary_lines(record.summary):
+        say(verbose, "  " + line)
+    return result.net, result.history, record, result.predictions, params
 
 
 def network(config, params):
