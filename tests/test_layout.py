@@ -19,7 +19,7 @@ LAYERS = [
                 "timing"]),
     ("report", ["report", "report.*"]),
     ("entrances", ["pipeline", "estimator", "sweep", "sweep.*", "__init__"]),
-    ("commands", ["commands", "report.cli", "sweep.run", "*.__main__"]),
+    ("commands", ["commands", "mnist_run", "report.cli", "sweep.run", "*.__main__"]),
 ]
 
 
