@@ -28,7 +28,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from dgg_tf.commands import add_backend_argument, select_backend  # noqa: E402
+from dgg_tf.commands import add_backend_argument, run_main, select_backend  # noqa: E402
 
 
 def blobs():
@@ -102,6 +102,12 @@ def main(argv=None):
         return 2
     from dgg_tf.console import quiet_tensorflow
     quiet_tensorflow()
+    return run_main(lambda: run(args))
+
+
+def run(args):
+    """Every seed's fit (and the diagnosis of the first); a bad --set raises ValueError,
+    which ``run_main`` reports as one ``error:`` line and exit code 2."""
     from dgg_tf.config import DGGConfig
     overrides = {k: getattr(DGGConfig().with_assignments(args.set), k)
                  for k in (a.partition("=")[0].strip() for a in args.set)}
