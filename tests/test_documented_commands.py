@@ -18,6 +18,8 @@ trace the full-size step in fresh processes (15-20 s each at their smallest on 2
 cores; step_rounding.py, five processes, over a minute), and the JAX digits example
 (JAX compiles every stage). Rows that need MNIST are skipped when it is not on this
 machine (nothing may download); rows that need JAX, when JAX is not installed.
+Measured on 2 idle cores (AMD EPYC, 2026-12-04): the default rows 135 s one at a time,
+82 s under ``-n 2``; the heavy rows 171 s more (step_rounding 58 s of it).
 
 Documented, and not exercised for the reason given (besides ``NOT_EXERCISED``):
 - ``reproduce/mnist.py --strategy mirrored --steps-per-execution 50`` (README, "on
@@ -165,7 +167,7 @@ ROWS = [
              files=("digits/results.json", "digits/runs.json"),
              says=("seed 0: dgg ACC=", "wall time")),
     ]),
-    # README (Backends): the JAX example; JAX compiles every stage (56 s under load)
+    # README (Backends): the JAX example; JAX compiles every stage (19 s idle, 56 s busy)
     Row("digits-jax", "reproduce/digits.py", [
         Step(["--backend", "jax", "--config", "{tmp}/digits.json", "--seeds", "0",
               "--verbose", "0", "--out", "{tmp}/digits"],
