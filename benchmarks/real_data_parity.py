@@ -34,8 +34,12 @@ def report(case, runs):
         steps = "  ".join(f"{row[f'step {s}']:.2e}" for s in parity.SAVED)
         count, names = row["wrong-way"]
         lines.append(f"  {path:17s} {steps}  wrong-way {count}{' ' + ', '.join(names) if names else ''}")
-    lines.append(f"  {'band':17s} " + "  ".join(f"{band[f'step {s}']:.2e}" for s in parity.SAVED)
-                 + "  (the float32 reference paths' largest)")
+    if band is None:
+        lines.append(f"  {'band':17s} none: no float32 reference path among --paths")
+    else:
+        lines.append(f"  {'band':17s} " + "  ".join(f"{band[f'step {s}']:.2e}"
+                                                    for s in parity.SAVED)
+                     + "  (the float32 reference paths' largest)")
     return lines
 
 

@@ -28,7 +28,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from dgg_tf.cli.commands import add_backend_argument, select_backend  # noqa: E402
+from dgg_tf.cli.commands import add_backend_argument, run_main, select_backend  # noqa: E402
 
 
 def blobs():
@@ -50,15 +50,18 @@ def diagnose(model, x, y, steps):
     ``net.step`` (any backend)."""
     from keras import ops
 
-    from dgg_tf.api.pipeline import build_dgg, initial_stages, prepare_inputs
+    from dgg_tf.api.core import Options, build_dgg, initial_stages
+    from dgg_tf.api.fitting import tables
+    from dgg_tf.core.inputs import run_inputs
     from dgg_tf.numerics.evaluation import full_pass_scores
     from dgg_tf.numerics.objective_numpy import loss_and_gradients
     from dgg_tf.stages.dgg import BatchFeed, dgg_dataset, encode
     config = model.config_
-    tables, _ = model._tables(x, config, "knn", model.autoencoder_)
-    inputs = prepare_inputs(config, x, y, tables, model.autoencoder_)
+    found, info = tables(x, config, "knn", model.autoencoder_, verbose=0)
+    inputs = run_inputs(config, x, y, found, model.autoencoder_, {"source": "blobs"},
+                        neighbor_info=info)
     net = build_dgg(config, model.autoencoder_, verbose=0)
-    initial_stages(net, inputs, config, audit=False, verbose=0)
+    initial_stages(net, inputs, config, Options(verbose=0))
 
     def log_variance():
         return np.exp(ops.convert_to_numpy(net.encoder(ops.convert_to_tensor(x))[1]))
@@ -68,8 +71,8 @@ def diagnose(model, x, y, steps):
           f"{std.max():.4g}; per cluster mean {np.round(std.mean(0), 4).tolist()}; "
           f"sum_d 1/s^2 per cluster {np.round((1 / std ** 2).sum(0)).tolist()}")
     print(f"untrained log-variance head: exp(logvar) mean {log_variance().mean():.4g}")
-    feed = BatchFeed(x, inputs["table"], config)
-    batches = dgg_dataset(inputs["table"], None, config)
+    feed = BatchFeed(x, inputs.table, config)
+    batches = dgg_dataset(inputs.table, None, config)
     for t in range(min(steps, len(batches))):
         x_nbrs, w, eps = (ops.convert_to_numpy(a) for a in feed.assemble(batches[t]))
         terms, _, grads = loss_and_gradients(net, x_nbrs, w, eps, config)
@@ -102,6 +105,12 @@ def main(argv=None):
         return 2
     from dgg_tf.cli.commands import quiet_tensorflow
     quiet_tensorflow()
+    return run_main(lambda: run(args))
+
+
+def run(args):
+    """Every seed's fit (and the diagnosis of the first); a bad --set raises ValueError,
+    which ``run_main`` reports as one ``error:`` line and exit code 2."""
     from dgg_tf.core.config import DGGConfig
     overrides = {k: getattr(DGGConfig().with_assignments(args.set), k)
                  for k in (a.partition("=")[0].strip() for a in args.set)}

@@ -378,7 +378,8 @@ def run_paths(paths, cases, steps, folder, timeout=900):
 
 def summary(runs, lr):
     """{path: {"step S": distance from float64, "wrong-way": (count, examples)}} for every
-    path but float64, and the band: the float32 reference paths' largest distance."""
+    path but float64, and the band: the float32 reference paths' largest distance (None
+    when no float32 reference path ran, as under ``--paths tensorflow jax``)."""
     ref = runs["float64"]
     table = {}
     for path, run in runs.items():
@@ -387,8 +388,9 @@ def summary(runs, lr):
         row = {f"step {s}": distance(run[s], ref[s], ref[0]) for s in SAVED}
         row["wrong-way"] = wrong_way(run[1], ref[1], ref[0], lr)
         table[path] = row
-    band = {f"step {s}": max(table[p][f"step {s}"] for p in table if p in BAND)
-            for s in SAVED}
+    chosen = [p for p in table if p in BAND]
+    band = ({f"step {s}": max(table[p][f"step {s}"] for p in chosen) for s in SAVED}
+            if chosen else None)
     return table, band
 
 

@@ -22,7 +22,8 @@ def test_cells_probe_small_check():
     # --budget 20: the check and the first configuration always run; the rest as the
     # budget allows (the whole test about 30-40 s on 2 shared CPU cores)
     done = subprocess.run([sys.executable, SCRIPT, "--small", "--check", "--cells", "1", "2",
-                           "--steps", "3", "--scan", "3", "--budget", "20"],
+                           "--steps", "3", "--scan", "3", "--budget", "20",
+                           "--precision", "float32"],
                           env=env, capture_output=True, text=True, timeout=300)
     out = done.stdout
     assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
