@@ -244,3 +244,26 @@ def test_third_switch_value_and_new_switch(digits, monkeypatch):
     assert "- Switch: sigma_mode: code / honoured / fixed" in md
     assert "| epoch | code | nominal | cosine |" in md and "| 0 | 0.002 | 0.002 | 0.001 **differs** |" in md
     assert "terms_per_sample [sample]" in md
+
+
+def test_curves_of_a_one_epoch_run_show_the_first_steps():
+    """The full-pass ACC line starts with the probes after DGG's first steps, each at
+    step / steps_per_epoch; a run without steps per epoch plots its epochs only."""
+    from matplotlib.figure import Figure
+
+    from dgg_tf.core.record import RunRecord
+    from dgg_tf.report.runfiles import _plot_metric
+    record = RunRecord(n_samples=1000, config={"batch_size": 100})
+    assert report.steps_per_epoch(record) == 10 and report.steps_per_epoch(RunRecord()) is None
+    run = {"name": "r", "history": [{"epoch": 1, "full_acc": 0.6, "full_nmi": 0.5}],
+           "first_steps": [{"step": 1, "full_acc": 0.3, "full_nmi": 0.2},
+                           {"step": 5, "full_acc": 0.4, "full_nmi": 0.3}],
+           "steps_per_epoch": report.steps_per_epoch(record)}
+    for metric, values in (("acc", [0.3, 0.4, 0.6]), ("nmi", [0.2, 0.3, 0.5])):
+        ax = Figure().subplots()
+        _plot_metric(ax, [run], metric)
+        assert list(ax.lines[0].get_xdata()) == [0.1, 0.5, 1]
+        assert list(ax.lines[0].get_ydata()) == values
+    ax = Figure().subplots()
+    _plot_metric(ax, [dict(run, steps_per_epoch=None)], "acc")
+    assert list(ax.lines[0].get_xdata()) == [1]

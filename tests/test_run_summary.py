@@ -38,20 +38,37 @@ def test_best_is_the_first_epoch_at_the_maximum_and_labels_are_optional():
     assert (s["best_acc"], s["best_acc_epoch"], s["best_nmi_epoch"]) == (0.7, 2, 1)
     assert (s["final_acc"], s["classifier_acc"], s["step1_acc"]) == (0.7, None, None)
     assert summary_lines(s)[-1] == "report: run/report.md; curves: run/curves.png"
-    none = run_summary([{"epoch": 1, "loss": 3.0}], RunRecord())
-    assert none["best_acc"] is None and "ACC n/a" in summary_lines(none)[0]
-    assert (none["report"], none["curves"]) == (None, None)     # a run without files
-    assert len(summary_lines(none)) == 3 and not any("report:" in ln for ln in summary_lines(none))
+    none = run_summary([{"epoch": 1, "loss": 3.0}], RunRecord(finished={"clusters_used": 7}))
+    assert none["best_acc"] is None and (none["report"], none["curves"]) == (None, None)
+    # without labels and files: the loss and the clusters in use, and no "n/a" or "None"
+    assert summary_lines(none) == ["final (epoch 1): loss 3.0000 (no labels: no ACC or NMI)",
+                                   "clusters in use at the end: 7"]
+    assert summary_lines(run_summary([{"epoch": 1, "loss": 3.0}], RunRecord()))[1:] == []
 
 
 def test_every_stage_says_when_it_starts_and_ends(tiny, tmp_path, capsys):
-    """One start line and one 'done in' line per stage; the estimate from the first
-    steps comes before the first epoch's record; no '0 epochs left' line."""
+    """One start line and one 'done in' line per stage; the estimates of the time left
+    come while the first epoch runs and after it; no '0 epochs left' line."""
     assert mnist.main(base_args(tiny, tmp_path / "run", "--epochs", "2", "--verbose", "1")) == 0
     out = capsys.readouterr().out
     for stage in ("GMM init (K-means on the encoder means)", "classifier pretraining",
                   "audit", "DGG training"):
         assert out.count(f"{stage}: started") == 1 and out.count(f"{stage}: done in ") == 1
         assert out.index(f"{stage}: started") < out.index(f"{stage}: done in ")
-    assert out.index("estimate from the first steps: ") < out.index("\nepoch=2 loss=")
+    # the estimate from the first steps only while epoch 1 runs (none when it is shorter
+    # than them); the estimate of the epochs left right after epoch 1
+    early = out.find("estimate from the first steps: ")
+    assert early < 0 or early < out.index("\nepoch=1 loss=")
+    assert out.index("\nepoch=1 loss=") < out.index("\nepoch 1 took ") < out.index("\nepoch=2 loss=")
     assert "0 epochs left" not in out and "  final (epoch 2): ACC " in out
+
+
+def test_the_estimate_after_epoch_1_leaves_out_its_one_time_costs():
+    """Epoch 1 = start, a first step of 5 s (tracing), 9 steps of 0.1 s, 0.5 s of
+    evaluation: its steady cost is 10 x 0.1 + 0.5 s, not its 6.4 s."""
+    from dgg_tf.api.observers import steady_epoch_seconds
+    ends = [0.0, 5.0] + [5.0 + 0.1 * i for i in range(1, 10)]
+    marks = ends + [ends[-1] + 0.5]
+    assert steady_epoch_seconds(marks, marks[-1]) == pytest.approx(1.5)
+    assert steady_epoch_seconds(marks, 1.2) == 1.2          # never above the epoch itself
+    assert steady_epoch_seconds([0.0, 3.0, 3.5], 3.5) == 3.5   # one step: nothing to split

@@ -24,7 +24,7 @@ import numpy as np
 from dgg_tf import backend
 from dgg_tf.audit import audit as measure_audit
 from dgg_tf.core.collapse import classifier_acc
-from dgg_tf.core.console import duration, say, stage
+from dgg_tf.core.console import duration, on_terminal, say, say_apart, stage
 from dgg_tf.core.metrics import cluster_acc, nmi
 from dgg_tf.core.record import RunRecord
 from dgg_tf.numerics.evaluation import predict
@@ -229,7 +229,7 @@ def _train(run, observers, verbose):
     if start == 0 and inputs.probe_steps and inputs.y is not None:
         probes.append(first_steps_callback(run.stages.first_steps, inputs.x, inputs.y,
                                            inputs.probe_steps, run.classifier_acc,
-                                           say=lambda m: say(verbose, m)))
+                                           say=lambda m: say_apart(verbose, m)))
     if should_warm_up(net, total, verbose):
         per = warmup_seconds(net, inputs.x, inputs.table, net.config)
         say(verbose, f"estimate before training (a timed warm-up: one batch's forward and "
@@ -238,9 +238,10 @@ def _train(run, observers, verbose):
     where = f", out {run.record.out}" if run.record.out else ""
     say(verbose, f"DGG training: epochs {start + 1}..{net.config.epochs}{where}")
     with stage(verbose, "DGG training"):
+        # Keras' bar only on a terminal: elsewhere EpochSummary's line per epoch is the log
         fit_dgg(net, inputs.x, inputs.table, inputs.y, history=run.history,
                 initial_epoch=start, callbacks=list(observers) + probes,
-                verbose=1 if verbose == 1 else 0)
+                verbose=1 if verbose == 1 and on_terminal() else 0)
 
 
 def _finish(run, wall_seconds):
@@ -249,7 +250,8 @@ def _finish(run, wall_seconds):
     if run.stages.first_steps:
         run.record.first_steps = run.stages.first_steps
     run.record.finished = {"at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-                              "epochs": len(run.history), "wall_seconds": round(wall_seconds, 1)}
+                              "epochs": len(run.history), "wall_seconds": round(wall_seconds, 1),
+                              "clusters_used": int(len(np.unique(pred)))}
     y = run.inputs.y
     if y is not None:
         run.record.finished.update(acc=cluster_acc(y, pred), nmi_max=nmi(y, pred, "max"),

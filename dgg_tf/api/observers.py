@@ -12,7 +12,7 @@ import keras
 import numpy as np
 
 from dgg_tf import report as rep
-from dgg_tf.core.console import duration, say
+from dgg_tf.core.console import duration, on_terminal, say, say_apart
 from dgg_tf.core.rundir import RunDir
 from dgg_tf.numerics.weights import get_params
 from dgg_tf.stages.dgg import format_record
@@ -21,34 +21,69 @@ from dgg_tf.train.resumable import ResumableStage
 
 
 class EpochSummary(keras.callbacks.Callback):
-    """Prints each epoch's record, and after this run's first epoch the time left."""
+    """Prints each epoch's record, and after this run's first epoch the time left.
+
+    The first epoch pays one-time costs (tracing and compiling the step and the
+    full-pass evaluation) that later epochs do not, and on small data they are most of
+    it. So the estimate is the epoch's steady cost: the median gap between its step
+    ends times the steps, plus the epoch's time after its last step (the evaluation),
+    at most the epoch's own seconds (``steady_epoch_seconds``)."""
 
     def __init__(self, verbose):
         super().__init__()
-        self.verbose, self.first = verbose, True
+        self.verbose, self.first, self.ends = verbose, True, []
 
     def on_stages_end(self, run):
         self.history, self.total_epochs = run.history, run.config.epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.ends = [time.perf_counter()] if self.first else []
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.first:
+            self.ends.append(time.perf_counter())
 
     def on_epoch_end(self, epoch, logs=None):
         record = self.history[-1]
         say(self.verbose, format_record(record))
         if self.first and epoch + 1 < self.total_epochs:
-            self.first = False
-            say(self.verbose, _time_left(epoch, self.total_epochs, record["seconds"]))
+            self.ends.append(time.perf_counter())
+            steady = steady_epoch_seconds(self.ends, record["seconds"])
+            say(self.verbose, _time_left(epoch, self.total_epochs, record["seconds"], steady))
+        self.first = False
 
 
-def _time_left(epoch, total_epochs, seconds):
-    left = (total_epochs - epoch - 1) * seconds
+def steady_epoch_seconds(marks, seconds):
+    """An epoch's cost without its one-time costs, from ``marks``: the epoch's start,
+    each step's end, then the epoch's end (``perf_counter`` times). The median gap
+    between step ends (the first step, which traces, is left out) stands for every
+    step; the time after the last step (the evaluation) is kept whole. At most
+    ``seconds``, the epoch's measured time."""
+    steps = np.diff(marks[1:-1])
+    if len(steps) < 2:
+        return seconds
+    calls = len(marks) - 2
+    steady = float(np.median(steps)) * calls + (marks[-1] - marks[-2])
+    return min(seconds, steady)
+
+
+def _time_left(epoch, total_epochs, seconds, steady):
+    left = (total_epochs - epoch - 1) * steady
     finish = datetime.datetime.now() + datetime.timedelta(seconds=left)
-    return (f"epoch {epoch + 1} took {seconds:.0f} s; the {total_epochs - epoch - 1} epochs "
-            f"left take about {duration(left)} (done about {finish:%Y-%m-%d %H:%M})")
+    once = (f" ({duration(seconds - steady)} of it once only: tracing and compiling)"
+            if seconds - steady > 0.1 * seconds else "")
+    n = total_epochs - epoch - 1
+    return (f"epoch {epoch + 1} took {duration(seconds)}{once}; the {n} epoch"
+            f"{'s' if n > 1 else ''} left take{'' if n > 1 else 's'} about {duration(left)} "
+            f"(done about {finish:%Y-%m-%d %H:%M})")
 
 
 class EarlyEstimate(keras.callbacks.Callback):
     """Prints an estimate of the whole training from its first steps (the median of
     steps 2..``steps`` + 1 of this run: step 1 includes tracing), long before the first
-    epoch ends; ``EpochSummary`` refines it after that epoch. Reads the clock only."""
+    epoch ends (or not at all when the epoch is shorter: then ``EpochSummary``'s estimate
+    after the epoch is the first); ``EpochSummary`` refines it after that epoch. Reads
+    the clock only."""
 
     def __init__(self, verbose, steps=10):
         super().__init__()
@@ -61,13 +96,16 @@ class EarlyEstimate(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         self.t0 = time.perf_counter()
 
+    def on_epoch_end(self, epoch, logs=None):
+        self.steps = 0          # too late: the epoch's own estimate comes now
+
     def on_train_batch_end(self, batch, logs=None):
-        if len(self.times) > self.steps:
+        if not self.steps or len(self.times) > self.steps:
             return
         self.times.append(time.perf_counter() - self.t0)
         if len(self.times) == self.steps + 1 and self.steps:
             per = float(np.median(self.times[1:])) / max(self.model.steps_per_execution, 1)
-            say(self.verbose, f"estimate from the first steps: {per:.3f} s a step, about "
+            say_apart(self.verbose, f"estimate from the first steps: {per:.3f} s a step, about "
                  f"{duration(per * self.total)} for the {self.total} steps of training (plus a "
                  "full-pass evaluation per epoch)")
 
@@ -79,10 +117,12 @@ def steps_left(run):
 
 
 def console(verbose):
-    """The console's observers: Keras' progress bar (verbose 1), the early estimate and
-    one line per epoch. Keras adds its own bar after the callbacks it is given; given
-    first, the bar ends its line before the epoch's line is printed."""
-    bar = [keras.callbacks.ProgbarLogger()] if verbose == 1 else []
+    """The console's observers: Keras' progress bar (verbose 1, on a terminal only), the
+    early estimate and one line per epoch. Keras adds its own bar after the callbacks it
+    is given; given first, the bar ends its line before the epoch's line is printed."""
+    if not verbose:
+        return []           # their batch-end hooks would cost a wait on every step
+    bar = [keras.callbacks.ProgbarLogger()] if verbose == 1 and on_terminal() else []
     return bar + [EarlyEstimate(verbose), EpochSummary(verbose)]
 
 
@@ -142,7 +182,8 @@ class RunFiles(keras.callbacks.Callback):
         run = self.run
         return {"name": self.dir.name,
                 "variant": run.record.variant, "history": run.history,
-                "classifier_acc": run.classifier_acc, "first_steps": run.stages.first_steps}
+                "classifier_acc": run.classifier_acc, "first_steps": run.stages.first_steps,
+                "steps_per_epoch": rep.steps_per_epoch(run.record)}
 
     def curves(self):
         self.dir.write_history(self.run.history)

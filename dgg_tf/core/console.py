@@ -5,6 +5,7 @@ the sweep and the commands, so every entrance reads the same."""
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 
 
@@ -12,6 +13,29 @@ def say(verbose, msg):
     """Print ``msg`` (flushed) unless ``verbose`` is 0."""
     if verbose:
         print(msg, flush=True)
+
+
+def on_terminal():
+    """Whether stdout is a terminal: only there do progress bars redraw themselves;
+    written to a file or a pipe, every frame (and its control codes) would stay."""
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):        # replaced or closed by the caller
+        return False
+
+
+def progress_verbose(verbose):
+    """Keras' ``verbose`` for a ``fit`` under our ``verbose``: 0 stays 0; otherwise a bar
+    (1) on a terminal and a line per epoch (2) anywhere else."""
+    if not verbose:
+        return 0
+    return 1 if verbose == 1 and on_terminal() else 2
+
+
+def say_apart(verbose, msg):
+    """``say`` for a line printed while a progress bar may be drawn (verbose 1 on a
+    terminal): it starts a line of its own instead of joining the bar's."""
+    say(verbose, ("\n" if verbose == 1 and on_terminal() else "") + msg)
 
 
 def number(v, digits=4):

@@ -194,31 +194,39 @@ def run_summary(history, record, paths=None):
     best_acc, best_acc_epoch = _best(history, "full_acc")
     best_nmi, best_nmi_epoch = _best(history, "full_nmi")
     report, curves = (None, None) if paths is None else (paths.report_md, paths.curves_png)
+    finished = record.finished or {}
     return {
         "epochs": len(history),
+        "final_loss": last.get("loss"),
         "final_acc": last.get("full_acc"), "final_nmi": last.get("full_nmi"),
         "best_acc": best_acc, "best_acc_epoch": best_acc_epoch,
         "best_nmi": best_nmi, "best_nmi_epoch": best_nmi_epoch,
         "gmm_init_acc": record.gmm_init_acc,
         "classifier_acc": record.classifier_acc,
         "step1_acc": record.step1_acc,
-        "clusters_used": last.get("clusters_used"),
+        "clusters_used": last.get("clusters_used", finished.get("clusters_used")),
         "report": report,
         "curves": curves,
     }
 
 
 def summary_lines(s):
-    """The summary as short lines, for the console and the top of report.md; the line
-    naming the files only when the run has them."""
-    lines = [
-        f"final (epoch {s['epochs']}): ACC {number(s['final_acc'])}, NMI {number(s['final_nmi'])}; "
-        f"best ACC {number(s['best_acc'])} (epoch {s['best_acc_epoch']}), best NMI "
-        f"{number(s['best_nmi'])} (epoch {s['best_nmi_epoch']})",
-        f"before DGG: GMM init ACC {number(s['gmm_init_acc'])}, pretrained classifier ACC "
-        f"{number(s['classifier_acc'])}, after DGG's first step {number(s['step1_acc'])}",
-        f"clusters in use at the end: {s['clusters_used'] if s['clusters_used'] is not None else 'n/a'}",
-    ]
+    """The summary as short lines, for the console and the top of report.md: what the
+    run has, and nothing it lacks. Without labels, the final loss instead of ACC and
+    NMI; the clusters in use when known; the files only when the run has them."""
+    if s["final_acc"] is None and s["best_acc"] is None:
+        lines = [f"final (epoch {s['epochs']}): loss {number(s.get('final_loss'))} "
+                 "(no labels: no ACC or NMI)"]
+    else:
+        lines = [
+            f"final (epoch {s['epochs']}): ACC {number(s['final_acc'])}, NMI "
+            f"{number(s['final_nmi'])}; best ACC {number(s['best_acc'])} (epoch "
+            f"{s['best_acc_epoch']}), best NMI {number(s['best_nmi'])} (epoch "
+            f"{s['best_nmi_epoch']})",
+            f"before DGG: GMM init ACC {number(s['gmm_init_acc'])}, pretrained classifier ACC "
+            f"{number(s['classifier_acc'])}, after DGG's first step {number(s['step1_acc'])}"]
+    if s["clusters_used"] is not None:
+        lines.append(f"clusters in use at the end: {s['clusters_used']}")
     if s.get("report") is not None or s.get("curves") is not None:
         lines.append(f"report: {s['report']}; curves: {s['curves']}")
     return lines

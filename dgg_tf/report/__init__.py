@@ -24,8 +24,8 @@ from dgg_tf.core.history import read_history_csv, write_history_csv
 from dgg_tf.report.document import build_report, summarize_run, write_report
 from dgg_tf.report.markdown import render_markdown
 from dgg_tf.report.quirks import QUIRK_IDS, QUIRKS, REPORT_FORMAT, TEXT_KEYS
-from dgg_tf.report.runfiles import load_run, plot_curves
+from dgg_tf.report.runfiles import load_run, plot_curves, steps_per_epoch
 
 __all__ = ["write_report", "build_report", "render_markdown", "write_history_csv",
-           "read_history_csv", "plot_curves", "load_run", "summarize_run", "QUIRKS",
-           "QUIRK_IDS", "TEXT_KEYS", "REPORT_FORMAT"]
+           "read_history_csv", "plot_curves", "load_run", "steps_per_epoch", "summarize_run",
+           "QUIRKS", "QUIRK_IDS", "TEXT_KEYS", "REPORT_FORMAT"]

@@ -11,15 +11,28 @@ from dgg_tf.core.rundir import HISTORY, RunDir
 from dgg_tf.report.quirks import QUIRK_IDS
 
 
+def _probe_points(run, metric):
+    """The full-pass ``metric`` after DGG's first steps (``first_steps``) as (epoch, value)
+    points, a step at ``step / steps_per_epoch`` epochs: the curve's start, which a
+    one-epoch run would otherwise not show. None where the steps per epoch are unknown."""
+    steps = run.get("steps_per_epoch")
+    if not steps or metric == "loss":
+        return []
+    return [(e["step"] / steps, e["full_" + metric]) for e in run.get("first_steps") or []
+            if isinstance(e.get("full_" + metric), (int, float))]
+
+
 def _plot_metric(ax, runs, metric):
     """One panel: ``metric`` (acc, nmi: full pass solid, running dashed; loss) per run, and
-    for ACC each run's pretrained classifier ACC as a dotted reference line."""
+    for ACC each run's pretrained classifier ACC as a dotted reference line. The full
+    pass starts with the probes after DGG's first steps (``_probe_points``)."""
     for i, run in enumerate(runs):
         hist, color = run.get("history") or [], run.get("_color", f"C{i}")
         kinds = (("", "-"),) if metric == "loss" else (("full_", "-"), ("running_", "--"))
         for kind, style in kinds:
-            pts = [(r["epoch"], r[kind + metric]) for r in hist
-                   if isinstance(r.get(kind + metric), (int, float))]
+            pts = (_probe_points(run, metric) if kind == "full_" else []) + [
+                (r["epoch"], r[kind + metric]) for r in hist
+                if isinstance(r.get(kind + metric), (int, float))]
             if pts:
                 e, v = zip(*pts)
                 ax.plot(e, v, style, color=color, marker="o" if len(pts) < 20 else None,
@@ -55,6 +68,13 @@ def plot_curves(path, runs):
     save_figure(fig, path)
 
 
+def steps_per_epoch(record):
+    """Training steps per epoch of the run ``record`` (a ``RunRecord``): None when its
+    data size or batch size is not recorded."""
+    n, batch = record.n_samples, (record.config or {}).get("batch_size")
+    return -(-int(n) // int(batch)) if n and batch else None
+
+
 def save_figure(fig, path):
     """Save a matplotlib ``Figure`` as PNG at ``path`` atomically. Figures are made with
     ``matplotlib.figure.Figure``, not pyplot: no global backend or figure list is
@@ -67,8 +87,8 @@ def save_figure(fig, path):
 def load_run(run_dir):
     """A finished (or running) run directory of reproduce/mnist.py as a run dict: name,
     directory and history; with its record (config.json) the variant, config, seed,
-    pretrained classifier's ACC, first steps, how it finished and the configured epochs;
-    with its report.json the stored audit."""
+    pretrained classifier's ACC, first steps (and the steps per epoch that place them),
+    how it finished and the configured epochs; with its report.json the stored audit."""
     rd = RunDir(run_dir)
     if not os.path.isdir(rd.path):
         raise ValueError(f"run directory {rd.path} does not exist")
@@ -82,7 +102,8 @@ def load_run(run_dir):
         run.update(variant=record.variant, config=record.config,
                    classifier_acc=record.classifier_acc, first_steps=record.first_steps or [],
                    has_config=True, seed=record.seed, finished=record.finished,
-                   configured_epochs=record.configured_epochs)
+                   configured_epochs=record.configured_epochs,
+                   steps_per_epoch=steps_per_epoch(record))
     rep = rd.read_report()
     if rep is not None:
         run["audit"] = {k: v for k, v in rep.items() if k in QUIRK_IDS or k == "setup"}

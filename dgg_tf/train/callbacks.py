@@ -3,6 +3,8 @@
 the stop a signal asked for (``StopWhenAsked``)."""
 from __future__ import annotations
 
+import time
+
 import keras
 import numpy as np
 
@@ -30,15 +32,21 @@ class NonFiniteStop(keras.callbacks.Callback):
     non-finite loss. Keras' TerminateOnNaN stops silently and names neither.
 
     Reads ``metric`` (a ``FirstNonFinite``: the 1-based step of the epoch whose loss was
-    first non-finite, 0 if none), so it works with several steps per execution. The
-    message also names which of ``terms`` (metrics of the epoch's loss terms) are not
-    finite, with ``hints[name]`` after each one that has a hint."""
+    first non-finite, 0 if none), so it works with several steps per execution, and the
+    message names the right batch however late it is read. It is read as a batch
+    begins, at most every ``every`` seconds, and at the end of every epoch: reading it
+    waits for the step on the device, and a batch-end hook would make Keras turn every
+    step's logs into Python numbers (on JAX it turns off the asynchronous batch-end
+    callbacks; see ``StopWhenAsked``). A diverged run so stops within about ``every``
+    seconds, before its epoch's checkpoint. The message also names which of ``terms``
+    (metrics of the epoch's loss terms) are not finite, with ``hints[name]`` after each
+    one that has a hint."""
 
-    def __init__(self, steps, metric, terms=(), hints=None):
+    def __init__(self, steps, metric, terms=(), hints=None, every=1.0):
         super().__init__()
         self.steps, self.metric = steps, metric
         self.terms, self.hints = tuple(terms), dict(hints or {})
-        self.epoch = 0
+        self.epoch, self.every, self.next_check = 0, every, 0.0
 
     def _culprits(self):
         bad = [m.name for m in self.terms
@@ -51,7 +59,15 @@ class NonFiniteStop(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch and time.monotonic() >= self.next_check:
+            self._check()
+            self.next_check = time.monotonic() + self.every
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check()
+
+    def _check(self):
         _ = self.model   # Keras' Callback.model: on JAX, puts the training state back
         step = int(keras.ops.convert_to_numpy(self.metric.result()))
         if step > 0:

@@ -19,6 +19,7 @@ import numpy as np
 from keras import ops
 
 from dgg_tf import backend
+from dgg_tf.core.console import progress_verbose
 from dgg_tf.numerics.optimizers import step_lr
 from dgg_tf.numerics.step_metrics import FirstNonFinite
 from dgg_tf.train.callbacks import NonFiniteStop, StopWhenAsked, TrainingError
@@ -136,6 +137,8 @@ def fit_epochs(trainer, optimizer, make_batch, n, batch_size, seed, first_epoch,
     update with XLA, and the loss and gradient stay the same kernels as the
     hand-written step they replace; on JAX the whole step is one jit-compiled program.
     ``shuffle=False``: the batches already come in the epoch's seeded order.
+    ``verbose``: ours (``core.console.progress_verbose``): a bar only on a terminal, a
+    line per epoch in a file.
     """
     if first_epoch >= epochs:
         return
@@ -147,7 +150,7 @@ def fit_epochs(trainer, optimizer, make_batch, n, batch_size, seed, first_epoch,
         trainer.fit(data, steps_per_epoch=steps, epochs=epochs, initial_epoch=first_epoch,
                     callbacks=[NonFiniteStop(steps, trainer.nonfinite), StopWhenAsked(),
                                *callbacks],
-                    verbose=verbose, shuffle=False)
+                    verbose=progress_verbose(verbose), shuffle=False)
     except TrainingError as e:
         raise TrainingError(f"{label}: {e}; the weights diverged or the input holds extreme "
                             f"values") from None
