@@ -37,8 +37,11 @@ def run_digits(repo, seeds, config, out):
 
 def package_of(repo):
     env = {**os.environ, "PYTHONPATH": os.path.abspath(repo)}
+    # run from / : with ``-c`` the working directory comes first on sys.path, ahead of
+    # PYTHONPATH, and would name the package of wherever this script was started
     return subprocess.run([sys.executable, "-c", "import dgg_tf; print(dgg_tf.__file__)"],
-                          env=env, capture_output=True, text=True, check=True).stdout.strip()
+                          env=env, capture_output=True, text=True, check=True,
+                          cwd="/").stdout.strip()
 
 
 def main(argv=None):
