@@ -85,10 +85,12 @@ def test_the_estimator_checks_x_once_through_every_stage(counted):
     from dgg_tf import DGG
     rng = np.random.default_rng(0)
     x = rng.random((300, 64)).astype(np.float32)
+    # the one-stage DEC pretraining: the greedy schedule's 5 stages check nothing more
     DGG(n_clusters=10, epochs=1, pretrain_epochs=1, classifier_epochs=1, siamese_epochs=1,
         verbose=0, config_overrides={"encoder_dims": (16, 16, 32), "latent_dim": 4,
                                      "num_neighbors": 5, "kmeans_n_init": 1,
-                                     "batch_size": 50}).fit(x, neighbors="siamese")
+                                     "batch_size": 50, "pretrain_schedule": "dec"}
+        ).fit(x, neighbors="siamese")
     assert counted["data"] == 1 and counted["run"] == 0 and counted["weights"] == 0
 
 
@@ -96,9 +98,10 @@ def test_the_stage_entrances_check_x_once(tmp_path, counted):
     from dgg_tf.stages.pretrain import pretrain_autoencoder, pretrain_to_file
     from dgg_tf.stages.siamese import train_siamese
     x = np.random.default_rng(0).random((120, 64)).astype(np.float32)
-    pretrain_autoencoder(x, SMALL, verbose=0)
+    one_stage = SMALL.replace(pretrain_schedule="dec", dec_epochs=1)   # as few traces as can be
+    pretrain_autoencoder(x, one_stage, verbose=0)
     assert counted["data"] == 1
-    pretrain_to_file(SMALL, x, tmp_path / "ae.h5", verbose=0)
+    pretrain_to_file(one_stage, x, tmp_path / "ae.h5", verbose=0)
     assert counted["data"] == 2
     train_siamese(x, SMALL, verbose=0)
     assert counted["data"] == 3
