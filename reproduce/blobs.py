@@ -1,4 +1,4 @@
-"""Issue 18 item 3: DGG on three tight Gaussian blobs that K-means clusters perfectly.
+"""DGG on three tight Gaussian blobs that K-means clusters perfectly.
 
     python reproduce/blobs.py [--seeds 0 1 2 3 4] [--set NAME=VALUE ...] [--epochs 3]
                               [--diagnose-steps 6] [--out DIR]
@@ -28,7 +28,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from dgg_tf.cli.commands import add_backend_argument, run_main, select_backend  # noqa: E402
+from dgg_tf.cli.commands import (CommandParser, add_backend_argument,  # noqa: E402
+                                 non_negative_int, positive_int, run_main, select_backend)
 
 
 def blobs():
@@ -91,29 +92,39 @@ def diagnose(model, x, y, steps):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="reproduce/blobs.py", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p = CommandParser(prog="reproduce/blobs.py", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=non_negative_int, nargs="+", default=[0], metavar="SEED",
+                   help="the estimator's random_state, one fit each (default 0)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="a DGGConfig field for config_overrides (repeatable)")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--diagnose-steps", type=int, default=0)
-    p.add_argument("--out", default=None)
+    p.add_argument("--epochs", type=positive_int, default=3, help="DGG epochs (default 3)")
+    p.add_argument("--diagnose-steps", type=non_negative_int, default=0, metavar="N",
+                   help="after the first seed's fit, run N DGG steps by hand and print "
+                        "each (default 0: none)")
+    p.add_argument("--out", default=None, help="folder for results.json (default: none)")
     add_backend_argument(p)
     args = p.parse_args(argv)
     if select_backend(args.backend):
+        return 2
+    if run_main(lambda: overrides_of(args.set) and 0):    # a bad --set, before Keras
         return 2
     from dgg_tf.cli.commands import quiet_tensorflow
     quiet_tensorflow()
     return run_main(lambda: run(args))
 
 
+def overrides_of(assignments):
+    """{name: value} of the --set assignments, checked by ``DGGConfig``."""
+    from dgg_tf.core.config import DGGConfig
+    config = DGGConfig().with_assignments(assignments)
+    return {k: getattr(config, k) for k in (a.partition("=")[0].strip() for a in assignments)}
+
+
 def run(args):
     """Every seed's fit (and the diagnosis of the first); a bad --set raises ValueError,
     which ``run_main`` reports as one ``error:`` line and exit code 2."""
-    from dgg_tf.core.config import DGGConfig
-    overrides = {k: getattr(DGGConfig().with_assignments(args.set), k)
-                 for k in (a.partition("=")[0].strip() for a in args.set)}
+    overrides = overrides_of(args.set)
     x, y = blobs()
     rows = []
     for i, seed in enumerate(args.seeds):

@@ -12,7 +12,6 @@ bad input.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -21,7 +20,8 @@ import time
 
 import numpy as np
 
-from dgg_tf.cli.commands import add_backend_argument, select_backend
+from dgg_tf.cli.commands import (CommandParser, add_backend_argument, non_negative_int,
+                                 select_backend)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -85,22 +85,33 @@ def write_json(path, obj):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", default=os.path.join(HERE, "configs", "digits.json"))
-    p.add_argument("--seeds", type=int, nargs="+")
-    p.add_argument("--out", default=os.path.join(HERE, "results", "digits"))
-    p.add_argument("--verbose", type=int, default=0)
+    p = CommandParser(prog="reproduce/digits.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", default=os.path.join(HERE, "configs", "digits.json"),
+                   metavar="FILE", help="the estimator's settings, a JSON file "
+                   "(default reproduce/configs/digits.json)")
+    p.add_argument("--seeds", type=non_negative_int, nargs="+", metavar="SEED",
+                   help="random_state of each fit (default: the config's seeds)")
+    p.add_argument("--out", default=os.path.join(HERE, "results", "digits"),
+                   help="folder for results.json and runs.json (default "
+                        "reproduce/results/digits)")
+    p.add_argument("--verbose", type=int, default=0, choices=[0, 1, 2],
+                   help="the estimator's verbose: 0 nothing (default), 1 a line per "
+                        "stage and a bar per epoch, 2 a line per epoch")
     p.add_argument("--tf-log", action="store_true", help="show TensorFlow's own log messages")
     add_backend_argument(p)
     args = p.parse_args(argv)
     if select_backend(args.backend):
         return 2
+    try:                                  # a bad config is refused before Keras starts
+        with open(args.config) as f:
+            spec = json.load(f)
+    except (ValueError, OSError) as e:
+        print(f"error: --config {args.config}: {e}", file=sys.stderr)
+        return 2
     from dgg_tf.cli.commands import quiet_tensorflow
     quiet_tensorflow(args.tf_log)
     t0 = time.time()
     try:
-        with open(args.config) as f:
-            spec = json.load(f)
         x, y = load_digits01()
         runs = [run_seed(spec, x, y, seed, args.verbose)
                 for seed in (args.seeds or spec.get("seeds", [0]))]

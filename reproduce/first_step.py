@@ -17,21 +17,25 @@ import os
 import sys
 import tempfile
 
-from dgg_tf.cli.commands import (MNIST_NEIGHBORS, MNIST_SIAMESE, MNIST_WEIGHTS, UsageError,
-                                 add_backend_argument, mnist_source, quiet_tensorflow, run_main,
-                                 select_backend)
+from dgg_tf.cli.commands import (MNIST_NEIGHBORS, MNIST_SIAMESE, MNIST_WEIGHTS, WEIGHTS_KINDS,
+                                 CommandParser, UsageError, add_backend_argument,
+                                 add_data_argument, add_subset_argument, mnist_source,
+                                 non_negative_int, quiet_tensorflow, run_main, select_backend)
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="reproduce/first_step.py", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--variant", choices=["code", "paper"], default="code")
-    p.add_argument("--subset", type=int, default=None,
-                   help="the first N images, neighbours from the shipped Siamese network")
-    p.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data", default=None, help="MNIST: idx directory, mnist.npz or mnist.pkl.gz")
-    p.add_argument("--weights", default=MNIST_WEIGHTS, help="autoencoder weights")
+    p = CommandParser(prog="reproduce/first_step.py", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--variant", choices=["code", "paper"], default="code",
+                   help="config preset (default code)")
+    add_subset_argument(p, "; the neighbours from the shipped Siamese network")
+    p.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32",
+                   help="default float32")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="config.seed (default 0)")
+    add_data_argument(p)
+    p.add_argument("--weights", default=MNIST_WEIGHTS, metavar="PATH",
+                   help=f"autoencoder weights: {WEIGHTS_KINDS} (default: the shipped "
+                        "pretrained/mnist_ae.h5 of this checkout; nothing is searched)")
     p.add_argument("--tf-log", action="store_true", help="show TensorFlow's own log messages")
     add_backend_argument(p)
     return p
@@ -87,7 +91,7 @@ def run(args):
     x, y = load_mnist(mnist_source(args.data))
     neighbors = MNIST_NEIGHBORS
     if args.subset:
-        if not 0 < args.subset <= len(x):
+        if args.subset > len(x):
             raise UsageError(f"--subset must be in 1..{len(x)}, got {args.subset}")
         x, y = x[:args.subset], y[:args.subset]
         neighbors, _ = subset_tables(x, y, config, "siamese", MNIST_SIAMESE)

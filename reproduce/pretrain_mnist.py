@@ -15,40 +15,56 @@ import argparse
 import os
 import sys
 
-from dgg_tf.cli.commands import (add_backend_argument, mnist_source, quiet_tensorflow, run_main,
-                                 select_backend)
+from dgg_tf.cli.commands import (WEIGHTS_KINDS, CommandParser, add_backend_argument,
+                                 add_data_argument, add_subset_argument, mnist_source,
+                                 non_negative_int, quiet_tensorflow, run_main, select_backend)
 from dgg_tf.core.config import CHOICES, DGGConfig
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="pretrained/mnist_ae.h5")
-    p.add_argument("--data", default=None, help="MNIST: idx directory, mnist.npz or mnist.pkl.gz "
-                   "(default: ../shared/data/mnist if present, else the Keras cache)")
+    p = CommandParser(prog="reproduce/pretrain_mnist.py", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="pretrained/mnist_ae.h5",
+                   help="weights file to write (default pretrained/mnist_ae.h5, relative "
+                        "to the working directory); its checkpoint is OUT.ckpt.npz")
+    add_data_argument(p)
     p.add_argument("--schedule", choices=CHOICES["pretrain_schedule"],
-                   default=DGGConfig.pretrain_schedule)
-    p.add_argument("--precision", choices=CHOICES["precision"], default=DGGConfig.precision)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--subset", type=int, default=None, help="use the first N samples")
-    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--init", default=None, help="start from these autoencoder weights")
+                   default=DGGConfig.pretrain_schedule,
+                   help=f"pretraining recipe (default {DGGConfig.pretrain_schedule}; "
+                        "docs/quirks.md section 9, or DEC's end-to-end schedule)")
+    p.add_argument("--precision", choices=CHOICES["precision"], default=DGGConfig.precision,
+                   help=f"default {DGGConfig.precision}")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="default 0")
+    add_subset_argument(p)
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a config value (repeatable)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT.ckpt.npz (same result as an uninterrupted run)")
+    p.add_argument("--init", default=None, metavar="PATH",
+                   help=f"start from these autoencoder weights: {WEIGHTS_KINDS} "
+                        "(default: PyTorch-default initialisation)")
     p.add_argument("--tf-log", action="store_true", help="show TensorFlow's own log messages")
     argv = sys.argv[1:] if argv is None else list(argv)
     add_backend_argument(p)
     args = p.parse_args(argv)
     if select_backend(args.backend):
         return 2
+    if run_main(lambda: make_config(args) and 0):      # a bad --set, before Keras
+        return 2
     quiet_tensorflow(args.tf_log)
     return run_main(lambda: run(args, argv))
+
+
+def make_config(args):
+    config = DGGConfig(pretrain_schedule=args.schedule, precision=args.precision)
+    return config.with_assignments(args.set)
 
 
 def run(args, argv):
     from dgg_tf.core.data import load_mnist
     from dgg_tf.stages.pretrain import check_pretrain_files, pretrain_to_file
 
-    config = DGGConfig(pretrain_schedule=args.schedule, precision=args.precision)
-    config = config.with_assignments(args.set)
+    config = make_config(args)
     check_pretrain_files(args.out, resume=args.resume, init=args.init, config=config)
     x, y = load_mnist(mnist_source(args.data))
     if args.subset:

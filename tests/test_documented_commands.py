@@ -257,6 +257,10 @@ NOT_EXERCISED = {
     "benchmarks/device_summary.py": {
         "*": "its real runs are tests/test_device_scripts.py's",
     },
+    "benchmarks/digits_time.py": {
+        "*": "times reproduce/digits.py of two checkouts side by side (minutes); its "
+             "--help is checked",
+    },
     "benchmarks/cells_probe.py": {
         "*": "JAX only; tests/test_cells_probe.py runs it at its smallest with every "
              "documented option (--small --check --cells --steps --scan --budget "

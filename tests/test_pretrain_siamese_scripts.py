@@ -97,7 +97,6 @@ def _siamese_args(tmp):
     ("pretrain", ["--set", "no_such=1"], "unknown setting"),
     ("siamese", ["--weights", "{tmp}/missing.h5"], "do not exist"),
     ("siamese", ["--subset", "50"], "at least 101"),
-    ("siamese", ["--epochs", "-1"], "non-negative"),
     ("siamese", ["--out-table", "{tmp}/file/t.npz"], "not a writable directory"),
 ])
 def test_scripts_user_errors_exit_2_before_reading_data(tmp_path, capsys, script, extra, message):

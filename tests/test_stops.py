@@ -37,7 +37,6 @@ def test_sigma_message_says_what_is_allowed(sigma):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (("--epochs", "0"), "--epochs must be positive, got 0"),
     (("--set", "epochs=0"), "epochs must be at least 1, got 0"),
     (("--resume",), "holds no run to continue"),
     (("--set", "sigma=-1"), "sigma must be a finite number > 0"),
@@ -48,6 +47,15 @@ def test_refused_before_any_work(tiny, tmp_path, capsys, extra, message):
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not out.exists()                                  # nothing left behind
+
+
+def test_bad_epochs_refused_by_the_parser(tiny, tmp_path, capsys):
+    out = tmp_path / "never"
+    with pytest.raises(SystemExit) as exited:
+        mnist.main(base_args(tiny, out, "--epochs", "0"))
+    assert exited.value.code == 2
+    assert "argument --epochs: must be at least 1, got 0" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_resume_or_start_and_drop_checkpoint(tiny, reference, tmp_path):

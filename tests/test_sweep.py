@@ -149,11 +149,15 @@ def test_script_plan_and_usage_errors(capsys):
     assert script.main(["--protocol", "cpu", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "10 configurations, 34 cells, 10000 images, 15 epochs, mixed_bfloat16" in out
-    assert script.main(["--jobs", "0", "--dry-run"]) == 2
-    assert script.main(["--set", "gmm_coefficient=3", "--dry-run"]) == 2
-    assert script.main(["--configs", "code,nope", "--dry-run"]) == 2
+    for bad in (["--protocol", "cpu", "--jobs", "0"], ["--dry-run"]):
+        with pytest.raises(SystemExit) as exited:                 # the parser's refusal
+            script.main(bad)
+        assert exited.value.code == 2
+    assert script.main(["--protocol", "cpu", "--set", "gmm_coefficient=3", "--dry-run"]) == 2
+    assert script.main(["--protocol", "cpu", "--configs", "code,nope", "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert err.count("error: ") == 3 and "unknown configuration(s) nope" in err
+    assert err.count("error: ") == 4 and "unknown configuration(s) nope" in err
+    assert "--jobs: must be at least 1, got 0" in err and "--protocol is required" in err
 
 
 def test_baselines_inferred_from_sweep_json_alone():

@@ -18,7 +18,6 @@ import os
 import sys
 import time
 
-import keras
 import numpy as np
 
 from dgg_tf import backend
@@ -140,7 +139,7 @@ def report_purity(purity, config, verbose):
 
 def build_dgg(config, params, strategy=None, steps_per_execution=1, verbose=1):
     """A compiled DGGNetwork holding the autoencoder weights (the rest keeps its init)."""
-    keras.utils.set_random_seed(config.seed)
+    backend.set_seed(config.seed)
     with backend.strategy_scope(strategy):
         net = DGGNetwork(config)
         assigned = set_params(net, params, partial=True, source="weights")

@@ -194,6 +194,25 @@ def replicas(model):
     return 1 if distribution is None else int(distribution.device_mesh.devices.size)
 
 
+def set_seed(seed):
+    """Seed Python, NumPy and Keras' global seed as ``keras.utils.set_random_seed``
+    does, without its ``tf.random.set_seed``: that imports TensorFlow (and its C++
+    start-up lines) whenever it is installed, which a JAX run does not need."""
+    import random
+
+    import numpy as np
+    from keras.src.backend.common import global_state
+    from keras.src.random import seed_generator
+    from keras.src.utils import rng_utils
+    if not hasattr(rng_utils, "GLOBAL_RANDOM_SEED"):    # another Keras: its own way
+        keras.utils.set_random_seed(seed)
+        return
+    global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+    random.seed(seed)
+    np.random.seed(seed)
+
+
 def versions():
     """The backend's library versions, for provenance."""
     return {"backend": "jax", "jax": jax.__version__, "matmul_precision": MATMUL_PRECISION}

@@ -12,7 +12,7 @@ import os
 import sys
 
 #: The Keras backends dgg_tf runs on, and what installs each.
-BACKENDS = {"tensorflow": "pip install .", "jax": "pip install '.[jax]'"}
+BACKENDS = {"tensorflow": "pip install -e .", "jax": "pip install -e '.[jax]'"}
 
 
 def keras_backend():

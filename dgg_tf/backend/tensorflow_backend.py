@@ -10,6 +10,11 @@ from dgg_tf.core.files import aligned_float32
 _LOG_EPS = []
 
 
+def set_seed(seed):
+    """Seed Python, NumPy, TensorFlow and Keras' global seed."""
+    keras.utils.set_random_seed(seed)
+
+
 def log_eps():
     """The original's epsilon inside log(xhat), log(1 - xhat) and log(gamma). Held in a
     variable so that TensorFlow's graph optimiser cannot fold it into a constant: it

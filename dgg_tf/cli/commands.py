@@ -5,6 +5,7 @@ start TensorFlow quietly (``quiet_tensorflow``, from ``backend.startup``) before
 loads it."""
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import sys
@@ -32,6 +33,57 @@ def mnist_source(path=None):
     if os.environ.get("DGG_DATA"):
         return os.environ["DGG_DATA"]
     return SHARED_MNIST if os.path.isdir(SHARED_MNIST) else None
+
+
+#: What --data takes and where the commands look without it (``mnist_source``, then
+#: ``core.data.load_mnist``), for every script's help.
+DATA_HELP = ("MNIST: a directory of the four idx files, a Keras mnist.npz or VaDE's "
+             "mnist.pkl.gz. Default: the first of $DGG_DATA, ../shared/data/mnist beside "
+             "the checkout, the Keras cache ($KERAS_HOME or ~/.keras, datasets/mnist.npz), "
+             "a download into that cache")
+
+#: What --weights takes, for every script's help (``core.weight_files.load_any``).
+WEIGHTS_KINDS = ("a dgg_tf .h5, VaDE's ae_mnist_weights.h5 or DGG's pretrained_weight/ "
+                 "folder (the format is read from the file)")
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse whose errors are one line, ``error: ...``, and exit code 2, as the
+    commands' other user errors are. The scripts parse (and refuse) their arguments
+    with it before anything imports Keras, TensorFlow or JAX."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see python {self.prog} --help)\n")
+
+
+def integer(minimum):
+    """An argparse type: an integer of at least ``minimum``."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expects an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+positive_int = integer(1)
+non_negative_int = integer(0)
+
+
+def add_subset_argument(parser, more=""):
+    """``--subset N``, the same in every script: the first N training images (N >= 1;
+    absent: all of them)."""
+    parser.add_argument("--subset", type=positive_int, default=None, metavar="N",
+                        help="use the first N images, N >= 1 (default: all)" + more)
+
+
+def add_data_argument(parser):
+    """``--data PATH`` with its default and search order."""
+    parser.add_argument("--data", default=None, metavar="PATH", help=DATA_HELP)
 
 
 def add_backend_argument(parser):

@@ -66,7 +66,7 @@ def main(argv=None):
         if args.sweep:
             found, ranked = load_effects(args.sweep)
             sweep = (args.sweep, protocol_line(found["protocol"]), ranked)
-        write_report(out, None, runs, sweep)
+        rep = write_report(out, None, runs, sweep)
         if runs:
             plot_curves(os.path.join(out, CURVES), runs)
     except (ValueError, OSError, json.JSONDecodeError) as e:
@@ -77,5 +77,12 @@ def main(argv=None):
         fin = s.get("final") or {}
         print(f"{s['name']}: {s['epochs']} epochs, final ACC={fmt(fin.get('full_acc'))} "
               f"NMI={fmt(fin.get('full_nmi'))}")
+    comp = rep.get("comparison") or {}
+    for key in comp.get("differing_conditions", []):
+        print(f"differs: {key}: " + ", ".join(f"{name}={value}" for name, value
+                                              in comp["conditions"][key].items()))
+    for warning in comp.get("warnings", []):
+        if warning.startswith("DIFFERENT DATA"):
+            print(f"WARNING: {warning}", file=sys.stderr)
     print(f"wrote {os.path.join(out, REPORT_MD)}, {REPORT_JSON}" + (f", {CURVES}" if runs else ""))
     return 0

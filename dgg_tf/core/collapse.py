@@ -34,4 +34,4 @@ def collapse_epochs(history):
 SHORT_RUN_EPOCHS = 50
 SHORT_RUN_NOTE = ("expected in a run this short: DGG's first Adam step costs the "
                   "pretrained classifier most of its accuracy, and short runs stay below it "
-                  "(README, Results)")
+                  "(docs/results.md)")

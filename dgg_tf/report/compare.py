@@ -1,8 +1,11 @@
 """The comparison of several runs (report.json "comparison", report.md '## Comparison'):
-the settings that differ between the runs' configs, each final metric side by side with
-its difference to the first run, and warnings (single seed, short run, unfinished run)."""
+what each run was run on (data size, subset, data and table fingerprints, epochs,
+precision, backend, seed) and which of those differ, the settings that differ between
+the runs' configs, each final metric side by side with its difference to the first run,
+and warnings (different data, single seed, short run, unfinished run)."""
 from __future__ import annotations
 
+from dgg_tf.core.rundir import RunDir
 from dgg_tf.report.findings import n
 
 FINAL_METRICS = ("full_acc", "full_nmi", "loss")
@@ -25,6 +28,56 @@ def run_state(run):
     trained = max(len(hist), done_epochs or 0)
     state["unfinished"] = (not done or (isinstance(configured, int) and trained < configured))
     return state
+
+
+#: What a run was run on besides its switches: a difference in any of these changes
+#: what a difference in ACC means.
+CONDITIONS = ("images", "subset", "data", "data fingerprint", "neighbour table",
+              "epochs trained", "configured epochs", "precision", "backend", "seed")
+
+
+def run_conditions(run):
+    """{condition: value or None} of a run dict (``load_run``'s), read from its record
+    (config.json) where its directory has one."""
+    record = None
+    if run.get("dir"):
+        try:
+            record = RunDir(run["dir"]).read_record()
+        except (OSError, ValueError):
+            record = None
+    config = run.get("config") if isinstance(run.get("config"), dict) else {}
+    info = record.info if record else {}
+    versions = (record.library_versions if record else None) or {}
+    seed = run.get("seed")
+    return {"images": record.n_samples if record else None,
+            "subset": (info.get("subset") or "all") if record else None,
+            "data": info.get("data") or info.get("source"),
+            "data fingerprint": record.data_fingerprint if record else None,
+            "neighbour table": record.table_fingerprint if record else None,
+            "epochs trained": len(run.get("history") or []),
+            "configured epochs": run.get("configured_epochs") or config.get("epochs"),
+            "precision": config.get("precision"),
+            "backend": versions.get("backend"),
+            "seed": seed if seed is not None else config.get("seed")}
+
+
+def _differs(values):
+    known = [repr(v) for v in values if v is not None]
+    return len(set(known)) > 1 or (0 < len(known) < len(values))
+
+
+def data_warning(conditions):
+    """A warning when the runs saw different data (another number of images, another
+    subset, or another data fingerprint), else None."""
+    parts = [k for k in ("images", "subset", "data fingerprint")
+             if _differs(list(c[k] for c in conditions.values()))]
+    if not parts:
+        return None
+    seen = ", ".join(f"{name}: {c['images'] if c['images'] is not None else '?'} images"
+                     + (f" (first {c['subset']})" if c["subset"] not in (None, "all") else "")
+                     for name, c in conditions.items())
+    return (f"DIFFERENT DATA ({', '.join(parts)} differ): {seen}. The differences in "
+            "the final metrics compare runs on different data, not only different settings")
 
 
 def differing_settings(runs):
@@ -51,8 +104,9 @@ def final_side_by_side(summaries):
     return out
 
 
-def _warnings(runs, states):
-    out = []
+def _warnings(runs, states, conditions):
+    warning = data_warning(conditions)
+    out = [warning] if warning else []
     for r in runs:
         st = states[r["name"]]
         out.append(f"{r['name']}: one seed only (seed {st['seed'] if st['seed'] is not None else '?'}); "
@@ -73,9 +127,14 @@ def _warnings(runs, states):
 def build_comparison(runs, summaries):
     """report.json's "comparison" object of several runs."""
     states = {r["name"]: run_state(r) for r in runs}
-    return {"runs": [r["name"] for r in runs], "differing_settings": differing_settings(runs),
+    conditions = {r["name"]: run_conditions(r) for r in runs}
+    by_condition = {k: {name: c[k] for name, c in conditions.items()} for k in CONDITIONS}
+    return {"runs": [r["name"] for r in runs], "conditions": by_condition,
+            "differing_conditions": [k for k, v in by_condition.items()
+                                     if _differs(list(v.values()))],
+            "differing_settings": differing_settings(runs),
             "final": final_side_by_side(summaries), "states": states,
-            "warnings": _warnings(runs, states)}
+            "warnings": _warnings(runs, states, conditions)}
 
 
 def _fmt(v):
@@ -89,8 +148,16 @@ def comparison_section(rep):
         return []
     names = comp["runs"]
     lines = ["## Comparison", "", f"Runs: {', '.join(names)}; differences are each run "
-             f"minus the first ({names[0]}).", "", "Settings that differ between the runs' "
-             "configs:", ""]
+             f"minus the first ({names[0]}).", ""]
+    if comp.get("conditions"):
+        lines += ["What the runs were run on (a difference here changes what the numbers "
+                  "mean):", ""]
+        differing = comp.get("differing_conditions", [])
+        lines += [f"- {k}: " + ", ".join(f"{name}={'n/a' if v is None else v}"
+                                         for name, v in vals.items())
+                  + (" **(differs)**" if k in differing else "")
+                  for k, vals in comp["conditions"].items()] + [""]
+    lines += ["Settings that differ between the runs' configs:", ""]
     diff = comp["differing_settings"]
     lines += [f"- {k}: " + ", ".join(f"{name}={_fmt(v)}" for name, v in vals.items())
               for k, vals in diff.items()] or ["- none (or no config.json to compare)"]

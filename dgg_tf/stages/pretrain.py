@@ -135,7 +135,7 @@ def _make_stage(label, index, ae, x, config, seed, fresh):
     kind = "first" if i == 0 else ("last" if last else "middle")
     dtype = "mixed_bfloat16" if config.precision == "mixed_bfloat16" else "float32"
     if fresh:
-        keras.utils.set_random_seed(_stage_seed(seed, index))
+        backend.set_seed(_stage_seed(seed, index))
     net = LayerAutoencoder(sizes[i], sizes[i + 1], kind, dtype)
     layers_ = {f"encoder{i + 1}": net.enc, f"decoder{len(sizes) - 1 - i}": net.dec}
 
@@ -211,7 +211,7 @@ def pretrain_checked(x, config, seed=0, state=None, on_epoch=None, verbose=1, ca
     """``pretrain_autoencoder`` on data already checked (``core.inputs``)."""
     stages = stage_names(config)
     state = _start_state(state)  # never mutate the caller's
-    keras.utils.set_random_seed(seed)
+    backend.set_seed(seed)
     ae = Autoencoder(config)
     if state.get("params"):
         set_params(ae, state["params"], partial=True, source="pretraining checkpoint")

@@ -26,6 +26,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from dgg_tf import backend
 from dgg_tf.core.config import DGGConfig
 from dgg_tf.core.files import check_output_path, fingerprint, write_bytes_atomic
 from dgg_tf.core.inputs import check_stage_data
@@ -182,7 +183,7 @@ def train_siamese_checked(x, config, init_params=None, seed=0, epochs=None, on_e
                           state=None, verbose=1, pairs=None, callbacks=()):
     """``train_siamese`` on data already checked (``core.inputs``)."""
     epochs = config.siamese_epochs if epochs is None else int(epochs)
-    keras.utils.set_random_seed(seed)
+    backend.set_seed(seed)
     net = SiameseNet(config)
     if init_params is not None:
         load_encoder_params(net, init_params, "Siamese initial weights")

@@ -7,7 +7,7 @@ Training goes on.
 Where a collapse starts: the full-pass ACC after the first steps of a fresh run
 (``first_steps_callback``). Adam's first update moves every weight by the learning rate
 (m/sqrt(v) = g/|g| at step 1), 1-15 % of each encoder tensor's norm, and that alone
-costs the pretrained classifier most of its accuracy (see the README's Results)."""
+costs the pretrained classifier most of its accuracy (docs/results.md)."""
 from __future__ import annotations
 
 import sys
