@@ -179,3 +179,25 @@ def test_report_lists_the_likelihood_switch():
     line = other_switches(DGGConfig(likelihood="gaussian").to_dict())
     assert "likelihood=gaussian (bernoulli / gaussian)" in line
     assert "neighbor_selection" not in line and other_switches(None) == ""
+
+
+@pytest.mark.backends
+def test_n_init_keeps_the_lowest_loss_seed():
+    """n_init=2 fits seeds 0 and 1, records both (loss, ACC: y given), keeps the one of
+    lower final loss; seed 0's record is what n_init=1 gives on its own."""
+    x, y = blobs(n=150, d=12)
+    settings = dict(n_clusters=3, epochs=1, pretrain_epochs=1, classifier_epochs=1,
+                    config_overrides={"encoder_dims": (9, 8, 16), "latent_dim": 3}, verbose=0)
+    model = DGG(n_init=2, **settings).fit(x, y)
+    results = model.n_init_results_
+    assert [r["random_state"] for r in results] == [0, 1]
+    losses = [r["loss"] for r in results]
+    assert np.all(np.isfinite(losses)) and losses[0] != losses[1]
+    assert all(0.0 <= r["acc"] <= 1.0 for r in results)
+    best = int(np.argmin(losses))
+    assert model.config_.seed == best and model.history_[-1]["loss"] == min(losses)
+    assert model.predict(x[:20]).shape == (20,) and model.n_init == 2
+    one = DGG(n_init=1, **settings).fit(x, y)
+    assert one.history_[-1]["loss"] == losses[0] and not hasattr(one, "n_init_results_")
+    with pytest.raises(ValueError, match="n_init"):
+        DGG(n_init=0).fit(x)

@@ -28,7 +28,7 @@ import numbers
 import os
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.base import BaseEstimator, ClusterMixin, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import Interval, StrOptions
 
@@ -86,6 +86,13 @@ class DGG(ClusterMixin, BaseEstimator):
     DGG started from; not saved), ``history_`` (per-epoch records), ``adapted_``,
     ``stage_scores_`` (each stage's ACC when ``fit`` got labels: ``stage_scores``),
     ``n_features_in_``.
+
+    ``n_init``: how many seeds to train (random_state, random_state + 1, ...); the fit
+    with the lowest final training loss (the last epoch's mean step loss) is kept, a
+    choice made without labels. Each seed runs the whole fit, one after another (with
+    ``workdir``, in its subfolder ``seed<random_state>``). ``n_init_results_`` records
+    every seed's ``random_state``, ``loss`` and, when ``y`` is given, its ``acc`` (the
+    last epoch's full-pass ACC). 1 (default): one fit, as without it.
     """
 
     #: Each parameter's allowed values, checked once in ``fit`` (scikit-learn's
@@ -102,11 +109,12 @@ class DGG(ClusterMixin, BaseEstimator):
         "random_state": [Interval(numbers.Integral, 0, None, closed="left")],
         "workdir": [str, os.PathLike, None],
         "verbose": [Interval(numbers.Integral, 0, 2, closed="both")],
+        "n_init": [Interval(numbers.Integral, 1, None, closed="left")],
     }
 
     def __init__(self, n_clusters=10, variant="code", *, epochs=None, pretrain_epochs=None,
                  classifier_epochs=None, siamese_epochs=None, likelihood=None,
-                 config_overrides=None, random_state=0, workdir=None, verbose=1):
+                 config_overrides=None, random_state=0, workdir=None, verbose=1, n_init=1):
         self.n_clusters = n_clusters
         self.variant = variant
         self.epochs = epochs
@@ -118,6 +126,7 @@ class DGG(ClusterMixin, BaseEstimator):
         self.random_state = random_state
         self.workdir = workdir
         self.verbose = verbose
+        self.n_init = n_init
 
     # ------------------------------------------------------------------ configuration
     def _named_settings(self):
@@ -159,6 +168,8 @@ class DGG(ClusterMixin, BaseEstimator):
         (see ``core.weight_files.load_autoencoder``) or a params dict. Runs in memory;
         files only in ``workdir`` when it is set. Returns self."""
         self._validate_params()
+        if self.n_init > 1:
+            return self._fit_best_of_seeds(x, y, neighbors, weights)
         x = check_data(x, likelihood=self._likelihood())
         config, adapted = self.make_config(*x.shape)
         y = check_labels(y, len(x))
@@ -179,6 +190,26 @@ class DGG(ClusterMixin, BaseEstimator):
         self.history_ = list(history)
         self.stage_scores_ = record.stage_scores()
         self.n_features_in_ = x.shape[1]
+        return self
+
+    def _fit_best_of_seeds(self, x, y, neighbors, weights):
+        """``n_init`` fits, seed after seed; keep the lowest final training loss (no
+        labels used) and record every seed's result in ``n_init_results_``."""
+        fits, results = [], []
+        for i in range(self.n_init):
+            seed = self.random_state + i
+            workdir = None if self.workdir is None else os.path.join(self.workdir,
+                                                                     f"seed{seed}")
+            one = clone(self).set_params(n_init=1, random_state=seed, workdir=workdir)
+            one.fit(x, y, neighbors, weights)
+            last = one.history_[-1]
+            results.append({"random_state": seed, "loss": float(last["loss"]),
+                            **({"acc": float(last["full_acc"])} if "full_acc" in last else {})})
+            fits.append(one)
+        best = fits[int(np.argmin([r["loss"] for r in results]))]
+        self.__dict__.update({k: v for k, v in vars(best).items()
+                              if k.endswith("_") or k == "_net"})
+        self.n_init_results_ = results
         return self
 
     def _likelihood(self):
