@@ -46,7 +46,7 @@ SUBSET_START = {"kmeans_n_init": 2, "classifier_epochs": 2}
 AUTOENCODER = os.path.join(ROOT, "pretrained", "mnist_ae.h5")
 TABLE = os.path.join(ROOT, "pretrained", "mnist_neighbors.npz")
 MNIST = os.path.join(os.path.dirname(ROOT), "shared", "data", "mnist")
-SAVED = (1, 5)          # steps after which the parameters are saved
+SAVED = (1, 3)          # steps after which the parameters are saved
 LOG_EPS = 1e-10         # the original's epsilon inside log(xhat), log(1 - xhat), log(gamma)
 
 

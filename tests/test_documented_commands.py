@@ -106,7 +106,7 @@ ROWS = [
                     "run/report.json", "run/checkpoint.npz", "tb/train"),
              says=("data: 300 images from", "neighbours: rebuilt for 300 samples: exact "
                    "100-NN on the RAW INPUTS", "after DGG step 2: full-pass ACC",
-                   "done: 1 epochs")),
+                   "done: 1 epochs", "reading the probes: DGG's first Adam step")),
         Step([*PAPER_300, "--epochs", "2", "--resume", "--drop-checkpoint", "--verbose", "2",
               "--steps-per-execution", "3", "--out", "{tmp}/run"],
              files=("run/model.h5", "run/history.csv"), absent=("run/checkpoint.npz",),

@@ -22,6 +22,16 @@ from ..core.tables import sibling_path
 from .commands import MNIST_NEIGHBORS, UsageError, mnist_source
 
 
+
+#: How to read the ACC after the probed steps, on any machine (printed after the run).
+READING_THE_PROBES = (
+    "reading the probes: DGG's first Adam step moves every weight by about the learning "
+    "rate, so the full-pass ACC first drops below the pretrained classifier's and then "
+    "recovers over the epochs. The first steps are chaotic: another CPU's kernels give "
+    "another trajectory (measured: 0.27-0.38 after step 1, 0.40-0.65 after one full-MNIST "
+    "epoch of the code variant). Compare runs on one machine; docs/results.md has the "
+    "figures.")
+
 def make_config(args):
     """The run's ``DGGConfig`` from the parsed arguments (``--variant``, ``--seed``,
     ``--set``, ``--epochs``); raises ``UsageError`` for a value no run can take."""
@@ -96,6 +106,8 @@ def run_mnist(args, x=None, y=None, callbacks=()):
             steps_per_execution=args.steps_per_execution, tensorboard=args.tensorboard,
             probe_steps=args.probe_steps,
             callbacks=callbacks)
+    if args.probe_steps and args.verbose and not args.audit_only:
+        print(READING_THE_PROBES, flush=True)
     ckpt = run_dir.checkpoint
     if args.drop_checkpoint and os.path.exists(ckpt):
         os.remove(ckpt)
