@@ -12,7 +12,6 @@ float64 in step 1 more often than the float32 reference does.
 Runs on the backend of the suite (CI runs it on TensorFlow and on JAX)."""
 import os
 
-import numpy as np
 import parity
 import pytest
 
