@@ -385,8 +385,9 @@ def test_parity_report_without_a_float32_reference_path():
     spec.loader.exec_module(module)
     import numpy as np
     start = {"w": np.zeros(3, np.float32)}
-    step = {0: start, **{s: {"w": np.full(3, 0.002 * s, np.float32)} for s in (1, 5)}}
-    near = {0: start, **{s: {"w": np.full(3, 0.002 * s + 1e-6, np.float32)} for s in (1, 5)}}
+    saved = range(1, 6)          # every step the report may read (parity.SAVED)
+    step = {0: start, **{s: {"w": np.full(3, 0.002 * s, np.float32)} for s in saved}}
+    near = {0: start, **{s: {"w": np.full(3, 0.002 * s + 1e-6, np.float32)} for s in saved}}
     lines = module.report("code", {"float64": step, "tensorflow": near, "jax": near})
     assert lines[-1].split() == ["band", "none:", "no", "float32", "reference", "path",
                                  "among", "--paths"]
