@@ -17,10 +17,10 @@ import os
 import sys
 import tempfile
 
-from dgg_tf.cli.commands import (MNIST_NEIGHBORS, MNIST_SIAMESE, MNIST_WEIGHTS, WEIGHTS_KINDS,
-                                 CommandParser, UsageError, add_backend_argument,
-                                 add_data_argument, add_subset_argument, mnist_source,
-                                 non_negative_int, quiet_tensorflow, run_main, select_backend)
+from dgg_tf.cli.commands import (MNIST_NEIGHBORS, MNIST_SIAMESE, CommandParser, UsageError,
+                                 add_backend_argument, add_data_argument, add_subset_argument,
+                                 add_weights_argument, mnist_source, non_negative_int,
+                                 quiet_tensorflow, run_main, select_backend)
 
 
 def build_parser():
@@ -33,9 +33,7 @@ def build_parser():
                    help="default float32")
     p.add_argument("--seed", type=non_negative_int, default=0, help="config.seed (default 0)")
     add_data_argument(p)
-    p.add_argument("--weights", default=MNIST_WEIGHTS, metavar="PATH",
-                   help=f"autoencoder weights: {WEIGHTS_KINDS} (default: the shipped "
-                        "pretrained/mnist_ae.h5 of this checkout; nothing is searched)")
+    add_weights_argument(p)
     p.add_argument("--tf-log", action="store_true", help="show TensorFlow's own log messages")
     add_backend_argument(p)
     return p

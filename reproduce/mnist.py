@@ -25,9 +25,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dgg_tf.cli.commands import (MNIST_NEIGHBORS, MNIST_SIAMESE, MNIST_WEIGHTS, WEIGHTS_KINDS,
-                                 CommandParser, add_backend_argument, add_data_argument,
-                                 add_subset_argument, non_negative_int, positive_int,
+from dgg_tf.cli.commands import (MNIST_NEIGHBORS, MNIST_SIAMESE, MNIST_WEIGHTS, CommandParser,
+                                 add_backend_argument, add_data_argument, add_subset_argument,
+                                 add_weights_argument, non_negative_int, positive_int,
                                  quiet_tensorflow, run_main, select_backend)
 from dgg_tf.cli.mnist import make_config, run_mnist
 
@@ -42,9 +42,7 @@ def build_parser():
         help="config preset: the original code (default) or the paper-correct switches")
     add("--epochs", type=positive_int, default=None, help="total DGG epochs (default 300)")
     add_data_argument(p)
-    add("--weights", default=DEFAULT_WEIGHTS, metavar="PATH",
-        help=f"autoencoder weights: {WEIGHTS_KINDS} (default: the shipped "
-             "pretrained/mnist_ae.h5 of this checkout; nothing is searched)")
+    add_weights_argument(p)
     add("--neighbors", default=None, metavar="PATH",
         help="neighbour table .npz with one row per image (default: the shipped "
              "pretrained/mnist_neighbors.npz; with --subset, rebuilt inside the subset)")

@@ -29,9 +29,9 @@ import os
 import shlex
 import sys
 
-from dgg_tf.cli.commands import (MNIST_NEIGHBORS, MNIST_SIAMESE, MNIST_WEIGHTS, WEIGHTS_KINDS,
-                                 CommandParser, Terminated, UsageError, add_backend_argument,
-                                 add_data_argument, add_subset_argument, keras_backend,
+from dgg_tf.cli.commands import (MNIST_NEIGHBORS, MNIST_SIAMESE, MNIST_WEIGHTS, CommandParser,
+                                 Terminated, UsageError, add_backend_argument, add_data_argument,
+                                 add_subset_argument, add_weights_argument, keras_backend,
                                  mnist_source, positive_int, quiet_tensorflow, run_main,
                                  select_backend)
 
@@ -75,9 +75,7 @@ def build_parser():
     add("--set", action="append", default=[], metavar="NAME=VALUE",
         help="a config value for every cell (repeatable)")
     add_data_argument(p)
-    add("--weights", default=DEFAULT_WEIGHTS, metavar="PATH",
-        help=f"autoencoder weights: {WEIGHTS_KINDS} (default: the shipped "
-             "pretrained/mnist_ae.h5 of this checkout; nothing is searched)")
+    add_weights_argument(p)
     add("--neighbors", default=DEFAULT_NEIGHBORS, metavar="PATH",
         help="neighbour table of all 70000 images, for protocols without a subset "
              "(default: the shipped pretrained/mnist_neighbors.npz)")

@@ -86,6 +86,13 @@ def add_data_argument(parser):
     parser.add_argument("--data", default=None, metavar="PATH", help=DATA_HELP)
 
 
+def add_weights_argument(parser):
+    """``--weights PATH``: the pretrained autoencoder, by default the shipped one."""
+    parser.add_argument("--weights", default=MNIST_WEIGHTS, metavar="PATH",
+                        help=f"autoencoder weights: {WEIGHTS_KINDS} (default: the shipped "
+                             "pretrained/mnist_ae.h5 of this checkout; nothing is searched)")
+
+
 def add_backend_argument(parser):
     """``--backend tensorflow|jax``: the Keras backend (default: $KERAS_BACKEND, else
     Keras' own default, TensorFlow)."""
