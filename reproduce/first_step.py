@@ -21,6 +21,7 @@ from dgg_tf.cli.commands import (MNIST_NEIGHBORS, MNIST_SIAMESE, CommandParser, 
                                  add_backend_argument, add_data_argument, add_subset_argument,
                                  add_weights_argument, mnist_source, non_negative_int,
                                  quiet_tensorflow, run_main, select_backend)
+from dgg_tf.core.config import CHOICES
 
 
 def build_parser():
@@ -29,7 +30,7 @@ def build_parser():
     p.add_argument("--variant", choices=["code", "paper"], default="code",
                    help="config preset (default code)")
     add_subset_argument(p, "; the neighbours from the shipped Siamese network")
-    p.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32",
+    p.add_argument("--precision", choices=CHOICES["precision"], default="float32",
                    help="default float32")
     p.add_argument("--seed", type=non_negative_int, default=0, help="config.seed (default 0)")
     add_data_argument(p)

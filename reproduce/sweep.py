@@ -34,6 +34,7 @@ from dgg_tf.cli.commands import (MNIST_NEIGHBORS, MNIST_SIAMESE, MNIST_WEIGHTS, 
                                  add_subset_argument, add_weights_argument, keras_backend,
                                  mnist_source, positive_int, quiet_tensorflow, run_main,
                                  select_backend)
+from dgg_tf.core.config import CHOICES
 
 #: What each protocol is, for the message when --protocol is missing.
 PROTOCOL_CHOICES = {
@@ -70,7 +71,7 @@ def build_parser():
         help="seeds of code and paper (default: the protocol's)")
     add("--flip-seeds", type=positive_int, default=None,
         help="seeds of each other configuration (default: the protocol's)")
-    add("--precision", choices=["float32", "mixed_bfloat16"], default=None,
+    add("--precision", choices=CHOICES["precision"], default=None,
         help="precision of every cell (default: the protocol's)")
     add("--set", action="append", default=[], metavar="NAME=VALUE",
         help="a config value for every cell (repeatable)")

@@ -115,6 +115,7 @@ def start_record(config, inputs, info=None, out=None):
     its files go (``out``; None in memory), start time."""
     keep = ("source", "schedule", "stage", "command", "epochs", "metrics", "date", "format",
             "path")
+    backend.set_precision(config.precision)   # its matrix products are part of the record
     return RunRecord(
         info=dict(info or {}), seed=config.seed, config=config.to_dict(),
         epochs=config.epochs, library_versions=library_versions(),
@@ -140,6 +141,7 @@ def report_purity(purity, config, verbose):
 def build_dgg(config, params, strategy=None, steps_per_execution=1, verbose=1):
     """A compiled DGGNetwork holding the autoencoder weights (the rest keeps its init)."""
     backend.set_seed(config.seed)
+    backend.set_precision(config.precision)
     with backend.strategy_scope(strategy):
         net = DGGNetwork(config)
         assigned = set_params(net, params, partial=True, source="weights")

@@ -19,6 +19,8 @@ way, by ``keras.backend.backend()`` (``KERAS_BACKEND``, or ``~/.keras/keras.json
 - ``split_cpu``, ``make_strategy``, ``strategy_scope``, ``model_scope``, ``replicas``:
   ``tf.distribute`` on TensorFlow, ``keras.distribution.DataParallel`` on JAX;
 - ``set_seed``: ``keras.utils.set_random_seed``, which on JAX leaves TensorFlow unloaded;
+- ``set_precision``: the float32 matrix products a config's ``precision`` asks for
+  (TensorFloat-32 on a GPU only for ``tf32``: both libraries would use it by default);
 - ``JIT_COMPILE``, ``log_eps``, ``WIDE_FLOAT``, ``versions``.
 
 Importing this package loads nothing: the chosen backend's module is imported when one
@@ -32,8 +34,8 @@ import importlib
 SUPPORTED = ("tensorflow", "jax")
 __all__ = ["NAME", "SUPPORTED", "JIT_COMPILE", "WIDE_FLOAT", "OptimizerBase",
            "Trainer", "batch_total", "compiled", "device_array", "gradient_function", "log_eps",
-           "make_strategy", "model_scope", "normal", "replicas", "set_seed", "split_cpu",
-           "strategy_scope", "sum_over_replicas", "versions"]
+           "make_strategy", "model_scope", "normal", "replicas", "set_precision", "set_seed",
+           "split_cpu", "strategy_scope", "sum_over_replicas", "versions"]
 
 
 def _chosen():

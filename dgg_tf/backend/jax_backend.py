@@ -31,9 +31,23 @@ def log_eps():
 #: says otherwise: "highest", float32 products in float32 on every device. JAX's default
 #: lets a GPU use TF32 (10 mantissa bits), which is not the original's float32
 #: computation. Set for the whole process, as the environment variable would, so that
-#: the encoder passes outside the compiled steps (the GMM init, predictions) get it too.
+#: the encoder passes outside the compiled steps (the GMM init, predictions) get it too;
+#: ``set_precision`` changes it for a run whose config asks for ``tf32``.
 MATMUL_PRECISION = os.environ.get("JAX_DEFAULT_MATMUL_PRECISION") or "highest"
 jax.config.update("jax_default_matmul_precision", MATMUL_PRECISION)
+
+#: JAX's matrix-product precision for each ``DGGConfig.precision`` (mixed_bfloat16
+#: multiplies in bfloat16 whatever this says; its float32 parts stay exact).
+_MATMUL_FOR = {"float32": "highest", "tf32": "tensorfloat32", "mixed_bfloat16": "highest"}
+
+
+def set_precision(precision):
+    """Make the process's float32 matrix products what ``precision`` (a
+    ``DGGConfig.precision``) asks for. ``JAX_DEFAULT_MATMUL_PRECISION``, when set, wins
+    (``versions`` records what is in force)."""
+    global MATMUL_PRECISION
+    MATMUL_PRECISION = os.environ.get("JAX_DEFAULT_MATMUL_PRECISION") or _MATMUL_FOR[precision]
+    jax.config.update("jax_default_matmul_precision", MATMUL_PRECISION)
 
 #: ``compile(jit_compile=...)`` of the steps: on JAX the step is one jit-compiled program
 #: (without it Keras would run it op by op).

@@ -189,6 +189,17 @@ def replicas(model):
     return model.distribute_strategy.num_replicas_in_sync
 
 
+def set_precision(precision):
+    """Make the process's float32 matrix products what ``precision`` (a
+    ``DGGConfig.precision``) asks for: TensorFlow multiplies float32 in TensorFloat-32 (10
+    mantissa bits) on GPUs that have it unless told not to, which is not the original's
+    float32 computation; only ``tf32`` allows it. No effect on a CPU."""
+    tf.config.experimental.enable_tensor_float_32_execution(precision == "tf32")
+
+
 def versions():
-    """The backend's library versions, for provenance."""
-    return {"backend": "tensorflow", "tensorflow": tf.__version__}
+    """The backend's library versions and the float32 matrix-product precision in
+    force, for provenance."""
+    tf32 = tf.config.experimental.tensor_float_32_execution_enabled()
+    return {"backend": "tensorflow", "tensorflow": tf.__version__,
+            "matmul_precision": "tensorfloat32" if tf32 else "highest"}

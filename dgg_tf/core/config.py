@@ -22,7 +22,10 @@ CHOICES = {
     "gmm_init_posterior": ("no_pi", "with_pi"),         # Q3
     "classifier_pretrain_loss": ("double_softmax", "cross_entropy"),  # Q5
     "lr_schedule": ("code", "nominal"),                 # Q8
-    "precision": ("float32", "mixed_bfloat16"),
+    # float32: float32 matrix products everywhere (the original's); tf32: float32, but a
+    # GPU may multiply in TensorFloat-32 (10 mantissa bits); mixed_bfloat16: dense layers
+    # in bfloat16 (backend.set_precision applies the first two)
+    "precision": ("float32", "tf32", "mixed_bfloat16"),
     "pretrain_schedule": ("section9", "dec"),
     "gmm_coefficient": (0.5, 1.0),                      # Q10: code and supplement / main text
     # reconstruction term: the MNIST code's Bernoulli (sigmoid decoder, data in [0, 1]) or

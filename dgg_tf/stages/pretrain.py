@@ -212,6 +212,7 @@ def pretrain_checked(x, config, seed=0, state=None, on_epoch=None, verbose=1, ca
     stages = stage_names(config)
     state = _start_state(state)  # never mutate the caller's
     backend.set_seed(seed)
+    backend.set_precision(config.precision)
     ae = Autoencoder(config)
     if state.get("params"):
         set_params(ae, state["params"], partial=True, source="pretraining checkpoint")

@@ -184,6 +184,7 @@ def train_siamese_checked(x, config, init_params=None, seed=0, epochs=None, on_e
     """``train_siamese`` on data already checked (``core.inputs``)."""
     epochs = config.siamese_epochs if epochs is None else int(epochs)
     backend.set_seed(seed)
+    backend.set_precision(config.precision)
     net = SiameseNet(config)
     if init_params is not None:
         load_encoder_params(net, init_params, "Siamese initial weights")
