@@ -62,6 +62,10 @@ def build_parser():
     add("--out", default=None, help="sweep directory (default runs/sweep-<protocol>)")
     add("--jobs", type=positive_int, default=1,
         help="cells run in parallel (subprocesses; default 1)")
+    add("--cells-per-program", type=positive_int, default=None, metavar="N",
+        help="train up to N cells of one configuration together in one process (one "
+             "vmapped program on JAX, one after another on TensorFlow; starts computed "
+             "once per seed in OUT/starts); default: one cell a process")
     add("--configs", default=None, help="comma-separated configuration names (default all)")
     add_subset_argument(p, "; default: the protocol's")
     add("--epochs", type=positive_int, default=None,
@@ -178,7 +182,7 @@ def run(args):
               f"{info['purity']:.3f}", flush=True)
         prepare(out, protocol, configs, x, y, tables, args.weights, info)
     try:
-        failed = run_sweep(out, jobs=args.jobs)
+        failed = run_sweep(out, jobs=args.jobs, cells_per_program=args.cells_per_program)
     except KeyboardInterrupt as e:    # the cells are stopped; sweep.md says what finished
         how = "stopped by SIGTERM" if isinstance(e, Terminated) else "interrupted"
         print(f"\n{how}; the same command resumes the sweep", file=sys.stderr)
