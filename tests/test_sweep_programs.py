@@ -4,6 +4,7 @@ equal to one cell a process (per cell: losses, ACC per epoch, final ACC/NMI, wei
 to float32 rounding: |program - alone| <= 1e-5 * (1 + |alone|)), and a program stopped
 after its first epoch resumes to the same result."""
 import dataclasses
+import os
 import signal
 
 import numpy as np
@@ -161,3 +162,31 @@ def test_program_units():
         (("code", 0), ("code", 1)), (("paper", 0), ("paper", 1)), (("code", 2),)]
     assert programs.unit_name((("code", 0), ("code", 1))) == "program-code-seeds-0-1"
     assert dataclasses.is_dataclass(programs._Cell)
+
+
+@pytest.mark.skipif(os.environ.get("KERAS_BACKEND") != "jax", reason="cells train together on JAX")
+def test_n_init_through_cells_equals_seed_after_seed(monkeypatch):
+    """DGG(n_init=2) on JAX trains its seeds as cells of one program: the same losses (to
+    the module's tolerance), ACCs, chosen seed and clusters as seed after seed."""
+    from sklearn.datasets import make_blobs
+
+    from dgg_tf import DGG
+    from dgg_tf.api import fitting
+    x, y = make_blobs(150, 12, centers=3, random_state=0)
+    x = ((x - x.min()) / (x.max() - x.min())).astype(np.float32)
+    settings = dict(n_clusters=3, epochs=2, pretrain_epochs=1, classifier_epochs=1, n_init=2,
+                    config_overrides={"encoder_dims": (9, 8, 16), "latent_dim": 3}, verbose=0)
+    calls = []
+    cells = fitting.fit_cells
+    monkeypatch.setattr(fitting, "fit_cells", lambda *a, **k: calls.append(1) or cells(*a, **k))
+    together = DGG(**settings).fit(x, y)
+    monkeypatch.setattr(fitting, "fit_cells", lambda *a, **k: None)
+    alone = DGG(**settings).fit(x, y)
+    assert calls == [1]
+    got, want = together.n_init_results_, alone.n_init_results_
+    assert [r["random_state"] for r in got] == [r["random_state"] for r in want] == [0, 1]
+    _close([r["loss"] for r in got], [r["loss"] for r in want], "loss")
+    _close([r["acc"] for r in got], [r["acc"] for r in want], "acc")
+    assert together.config_.seed == alone.config_.seed
+    np.testing.assert_array_equal(together.labels_, alone.labels_)
+    _close([r["loss"] for r in together.history_], [r["loss"] for r in alone.history_], "history")
