@@ -112,9 +112,8 @@ def run_program(sweep_dir, cells, say=print):
         say(f"program: {len(members)} cells ({', '.join(f'{m.name}/{m.seed}' for m in members)})")
         try:
             _train(members, epochs, say)
-        except (ValueError, OSError, TrainingError) as e:
-            for m in members:
-                m.say(f"error: {e}")
+        except (ValueError, OSError, TrainingError, KeyboardInterrupt) as e:
+            _tell_unfinished(members, epochs, e)
             raise
         for m in members:
             if m.failed is None:
@@ -123,6 +122,18 @@ def run_program(sweep_dir, cells, say=print):
         for lock in locks:
             lock.release()
     return sum(m.failed is not None for m in members)
+
+
+def _tell_unfinished(members, epochs, error):
+    """Each unfinished cell's log says why it ended (as a cell run alone prints it)."""
+    if isinstance(error, KeyboardInterrupt):
+        how = "stopped by SIGTERM" if isinstance(error, stopping.Terminated) else "interrupted"
+        line = f"{how}; the same sweep command resumes it"
+    else:
+        line = f"error: {error}"
+    for m in members:
+        if len(m.history) < epochs:
+            m.say(line + f" (in a program, after epoch {len(m.history)})")
 
 
 def _open_cell(sweep_dir, plan, name, seed, x, y, tables):

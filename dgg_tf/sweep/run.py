@@ -235,10 +235,10 @@ def run_sweep(sweep_dir, jobs=1, in_process=False, say=print, cells_per_program=
     programs = cells_per_program is not None
     units = program_units(todo, cells_per_program) if programs else [(c,) for c in todo]
     how = "in this process" if in_process else f"{jobs} at a time"
-    what = f"{len(units)} program(s) of at most {cells_per_program} cells" if programs else \
-        "one cell a process"
+    if programs:
+        how = f"{len(units)} program(s) of at most {cells_per_program} cells, {how}"
     say(f"sweep {sweep_dir}: {len(cells)} cells, {len(cells) - len(todo)} finished, "
-        f"{len(todo)} to run ({what}, {how})")
+        f"{len(todo)} to run ({how})")
     progress = _Progress(sweep_dir, len(cells), len(cells) - len(todo),
                          jobs * (cells_per_program or 1), say)
     if in_process:
