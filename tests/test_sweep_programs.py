@@ -35,16 +35,13 @@ NAMES = ["code"]
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread_for_kmeans():
+def inputs(tmp_path_factory):
+    """240 blobs with raw-kNN tables and an autoencoder file (``blob_inputs``); K-means
+    single-threaded for the whole module (on tiny data far faster with busy cores)."""
     from threadpoolctl import threadpool_limits
     with threadpool_limits(1):
-        yield
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    cfg = DGGConfig().replace(**{**SETTINGS, "encoder_dims": (16, 16, 32)})
-    return blob_inputs(tmp_path_factory.mktemp("programs_in"), 240, cfg)
+        yield blob_inputs(tmp_path_factory.mktemp("programs_in"), 240, DGGConfig().replace(
+            **{**SETTINGS, "encoder_dims": (16, 16, 32)}))
 
 
 def _sweep(path, inputs):

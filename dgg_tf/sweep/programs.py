@@ -15,6 +15,8 @@ the sweep's resume, sweep.json, sweep.md and curves stay what they are, per cell
 - SIGTERM or Ctrl-C: the stop is raised after the epoch in progress (the engine steps
   all the cells of a program together) or before the next batch; finished epochs are
   kept, each cell's lock released.
+- Until ``train_cells`` has its per-epoch hook (``train_program``: the one place that
+  calls it), each cell trains alone through ``fit_dgg`` in the program's process.
 - A program does not record the full-pass ACC after the first step (config.json
   ``first_steps``), which a cell run alone does.
 """
