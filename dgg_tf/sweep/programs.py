@@ -7,9 +7,10 @@ the sweep's resume, sweep.json, sweep.md and curves stay what they are, per cell
 - Starts: the stages before DGG training (K-means, classifier pretraining) are computed
   once per start key (``api.starts``) and saved once in ``SWEEP/starts/``; every cell
   that shares one, and every resume, reads it there.
-- After every epoch each cell gets its history record (mean step loss, lr, and with
-  labels the full-pass ACC/NMI of its weights, as history.csv has them in a cell run
-  alone), its history.csv and its checkpoint (weights and optimizer state).
+- After every epoch each cell gets its history record (lr, the step means the engine
+  reports: the loss, and on the single-cell path every loss term; with labels the
+  full-pass ACC/NMI of its weights, as a cell run alone has them; not the running
+  ACC), its history.csv and its checkpoint (weights and optimizer state).
 - Resume: a cell continues from its checkpoint's epoch with its optimizer state; cells
   at the same epoch train together.
 - SIGTERM or Ctrl-C: the stop is raised after the epoch in progress (the engine steps
@@ -247,10 +248,11 @@ def _epoch_done(m, result, scorer):
         m.say(f"error: {m.failed} (in a program)")
         return
     m.params, m.optimizer = result["params"], result.get("optimizer")
-    record = {"epoch": epoch, "loss": float(last["loss"]),
-              "lr": step_lr(cfg.learning_rate, cfg.lr_gamma, cfg.lr_step, epoch - 1,
-                            cfg.lr_schedule),
-              **scorer(cfg, m.params), "seconds": time.time() - m.t0}
+    steps = {k: float(v) for k, v in last.items() if k not in ("epoch", "seconds", "lr",
+                                                                 "peak_rss_mb")}
+    record = {"epoch": epoch, "lr": step_lr(cfg.learning_rate, cfg.lr_gamma, cfg.lr_step,
+                                            epoch - 1, cfg.lr_schedule),
+              **steps, **scorer(cfg, m.params), "seconds": time.time() - m.t0}
     m.t0 = time.time()
     m.history.append(record)
     m.run_dir.write_history(m.history)
