@@ -2,6 +2,7 @@
 directory (no audit) under one sweep directory; then sweep.json, sweep.md, sweep.png.
 
     python reproduce/sweep.py --protocol cpu|converge|full|tiny [--out DIR] [--jobs N]
+        [--cells-per-program N]
         [--configs code,paper,...] [--subset N] [--epochs E] [--seeds S] [--flip-seeds S]
         [--precision P] [--subset-neighbors siamese|raw] [--set NAME=VALUE ...] [--dry-run]
 
@@ -20,7 +21,10 @@ The same command resumes: finished cells are skipped, killed cells continue from
 last checkpoint. SIGTERM or Ctrl-C stops every running cell at its next batch (each
 keeps its last epoch's checkpoint), writes sweep.json/sweep.md of what has finished and
 exits with 143 or 130; a second signal kills the cells at once. --dry-run prints the
-plan and the estimated time and stops.
+plan and the estimated time and stops. --cells-per-program N trains up to N seeds of a
+configuration together in one process (one vmapped program on JAX), the stages before
+DGG training computed once per seed in OUT/starts; each cell is still its own run
+directory (docs/usage.md).
 """
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ import numpy as np
 from dgg_tf.api.core import Run, RunResult, Stages, finish_run, record_stages, start_record
 from dgg_tf.api.observers import RunFiles
 from dgg_tf.api.pipeline import same_run, write_outputs
-from dgg_tf.api.starts import cell_starts
+from dgg_tf.api.starts import cell_starts, start_file
 from dgg_tf.core import stopping
 from dgg_tf.core.inputs import check_run_inputs
 from dgg_tf.core.rundir import RunDir
@@ -180,8 +180,10 @@ def _starts(sweep_dir, fresh):
         m.params, m.stages = params, stages
         record_stages(m.record, stages)
         m.run_dir.write_record(m.record)
-        m.say(f"start: {os.path.join(STARTS, '')}... (GMM init ACC "
-              f"{m.record.gmm_init_acc}, classifier ACC {m.record.classifier_acc})")
+        where = os.path.relpath(start_file(os.path.join(sweep_dir, STARTS), m.config),
+                                sweep_dir)
+        m.say(f"start: {where} (GMM init ACC {m.record.gmm_init_acc}, classifier ACC "
+              f"{m.record.classifier_acc})")
 
 
 def _train(members, epochs, say):
