@@ -14,8 +14,10 @@
 #      precision "highest" (the faithful setting: the default on an H200 is TF32, 10
 #      mantissa bits) and in mixed_bfloat16 (step_time.txt; at most 150 s);
 #   4. cells of the `full` sweep protocol (code and paper x 5 seeds, full MNIST, 300
-#      epochs, $SWEEP_PRECISION, default mixed_bfloat16) for the time that remains,
-#      $JOBS processes at once on the one GPU (each with 1/$JOBS of its memory); at the
+#      epochs, $SWEEP_PRECISION, default mixed_bfloat16) for the time that remains, in
+#      programs of cells (reproduce/sweep.py --cells-per-program $CELLS: up to $CELLS
+#      seeds of a configuration in one vmapped JAX program, starts computed once per
+#      seed), $JOBS programs at once on the one GPU (each with 1/$JOBS of its memory); at the
 #      end of its time the sweep and its cells get SIGTERM and $GRACE s to write their
 #      checkpoints and sweep.md, then whatever is left of its session gets SIGKILL
 #      (sweep.log as it goes; sweep.md, the sweep's own summary, if it wrote one);
@@ -27,7 +29,7 @@
 #      phase, a killed sweep or an outer SIGTERM still leave it.
 # At most 8 files under $OUT, no folder; each written as it goes, and printed too.
 # On a CPU (to test it): DGG_DEVICE_TEST=1 shrinks step 3 and runs the `tiny` protocol.
-# Knobs for tests: GRACE, KILL_AFTER, RESERVE, MIN_SWEEP (seconds), SWEEP_PRECISION,
+# Knobs: CELLS (cells per program), JOBS (programs at once); for tests: GRACE, KILL_AFTER, RESERVE, MIN_SWEEP (seconds), SWEEP_PRECISION,
 # DGG_SWEEP_ARGS (more arguments for reproduce/sweep.py, e.g. "--epochs 4"),
 # PARITY_SCRIPT (default benchmarks/real_data_parity.py).
 set -uo pipefail
@@ -35,7 +37,8 @@ cd "$(dirname "$0")/.."
 START=$(date +%s)
 OUT=${OUT:-/tmp/dgg_device_check}
 BUDGET=${BUDGET:-480}               # seconds for the whole script (the call: 540)
-JOBS=${JOBS:-5}
+CELLS=${CELLS:-5}                   # cells per program (reproduce/sweep.py --cells-per-program)
+JOBS=${JOBS:-2}                     # programs at once (code's and paper's)
 GRACE=${GRACE:-45}                  # the sweep's time to stop after SIGTERM
 KILL_AFTER=${KILL_AFTER:-10}        # any other phase's
 SIG_GRACE=${SIG_GRACE:-20}          # a phase's, when the script itself gets SIGTERM/INT
@@ -157,14 +160,14 @@ sweep_phase() {
     run=$(( $(left) - GRACE - KILL_AFTER - RESERVE ))
     if [ ! -d "$DATA" ]; then note sweep "skipped: no MNIST in $DATA (run benchmarks/device_prepare.sh)"; FAILED=1; return; fi
     if (( run < MIN_SWEEP )); then note sweep "skipped: $run s would be left for it (< $MIN_SWEEP)"; FAILED=1; return; fi
-    echo "== sweep: $PROTOCOL protocol cells (code, paper), $JOBS at once, $PRECISION, for $run s" \
+    echo "== sweep: $PROTOCOL protocol cells (code, paper), programs of $CELLS cells, $JOBS at once, $PRECISION, for $run s" \
          "(then SIGTERM and $GRACE s to stop)"
     SWEEP_T0=$(date +%s)
     : > "$OUT/sweep.log"
     XLA_PYTHON_CLIENT_MEM_FRACTION=$(python3 -c "print(round(0.9 / $JOBS, 3))") \
     setsid timeout -k "$GRACE" "$run" python3 reproduce/sweep.py --protocol "$PROTOCOL" \
         --configs code,paper --precision "$PRECISION" --data "$DATA" --out "$SWEEP" \
-        --jobs "$JOBS" ${EXTRA[@]+"${EXTRA[@]}"} > "$OUT/sweep.log" 2>&1 &
+        --cells-per-program "$CELLS" --jobs "$JOBS" ${EXTRA[@]+"${EXTRA[@]}"} > "$OUT/sweep.log" 2>&1 &
     CUR_PID=$! CUR_NAME=sweep
     follow "$OUT/sweep.log" "$CUR_PID"
     start_watch

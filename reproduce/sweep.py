@@ -2,6 +2,7 @@
 directory (no audit) under one sweep directory; then sweep.json, sweep.md, sweep.png.
 
     python reproduce/sweep.py --protocol cpu|converge|full|tiny [--out DIR] [--jobs N]
+        [--cells-per-program N]
         [--configs code,paper,...] [--subset N] [--epochs E] [--seeds S] [--flip-seeds S]
         [--precision P] [--subset-neighbors siamese|raw] [--set NAME=VALUE ...] [--dry-run]
 
@@ -20,7 +21,10 @@ The same command resumes: finished cells are skipped, killed cells continue from
 last checkpoint. SIGTERM or Ctrl-C stops every running cell at its next batch (each
 keeps its last epoch's checkpoint), writes sweep.json/sweep.md of what has finished and
 exits with 143 or 130; a second signal kills the cells at once. --dry-run prints the
-plan and the estimated time and stops.
+plan and the estimated time and stops. --cells-per-program N trains up to N seeds of a
+configuration together in one process (one vmapped program on JAX), the stages before
+DGG training computed once per seed in OUT/starts; each cell is still its own run
+directory (docs/usage.md).
 """
 from __future__ import annotations
 
@@ -63,6 +67,10 @@ def build_parser():
     add("--out", default=None, help="sweep directory (default runs/sweep-<protocol>)")
     add("--jobs", type=positive_int, default=1,
         help="cells run in parallel (subprocesses; default 1)")
+    add("--cells-per-program", type=positive_int, default=None, metavar="N",
+        help="train up to N cells of one configuration together in one process (one "
+             "vmapped program on JAX, one after another on TensorFlow; starts computed "
+             "once per seed in OUT/starts); default: one cell a process")
     add("--configs", default=None, help="comma-separated configuration names (default all)")
     add_subset_argument(p, "; default: the protocol's")
     add("--epochs", type=positive_int, default=None,
@@ -179,7 +187,7 @@ def run(args):
               f"{info['purity']:.3f}", flush=True)
         prepare(out, protocol, configs, x, y, tables, args.weights, info)
     try:
-        failed = run_sweep(out, jobs=args.jobs)
+        failed = run_sweep(out, jobs=args.jobs, cells_per_program=args.cells_per_program)
     except KeyboardInterrupt as e:    # the cells are stopped; sweep.md says what finished
         how = "stopped by SIGTERM" if isinstance(e, Terminated) else "interrupted"
         print(f"\n{how}; the same command resumes the sweep", file=sys.stderr)

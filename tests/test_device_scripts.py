@@ -115,6 +115,7 @@ STUB = textwrap.dedent("""\
       *sweep.py*)
         out=; prev=
         for a in "$@"; do [ "$prev" = --out ] && out=$a; prev=$a; done
+        echo "stub sweep.py: $*"
         mkdir -p "$out/runs/code/seed-0" "$out/logs"
         echo '{"protocol": {"epochs": 3}, "configs": {"code": {"seeds": [0]}, "paper": {"seeds": [0]}}}' > "$out/plan.json"
         printf 'epoch,full_acc,seconds\\n1,0.5,2\\n' > "$out/runs/code/seed-0/history.csv"
@@ -184,6 +185,7 @@ def test_check_always_leaves_its_summary(tmp_path, how):
     assert files == ["cells.csv", "device.txt", "epsilon.txt"] + ["parity.txt"] * (
         how == "budget") + ["step_time.txt", "summary.txt", "sweep.log"]
     assert "epsilon  ok after" in summary
+    assert "--cells-per-program 5 --jobs 2" in (out / "sweep.log").read_text()    # programs
     if how == "budget":
         assert "stub python3: " in (out / "parity.txt").read_text()
     assert time.time() - t0 < 30

@@ -198,6 +198,8 @@ def test_n_init_keeps_the_lowest_loss_seed():
     assert model.config_.seed == best and model.history_[-1]["loss"] == min(losses)
     assert model.predict(x[:20]).shape == (20,) and model.n_init == 2
     one = DGG(n_init=1, **settings).fit(x, y)
-    assert one.history_[-1]["loss"] == losses[0] and not hasattr(one, "n_init_results_")
+    # float32 rounding on JAX, where the seeds train together as cells (stages.cells)
+    assert one.history_[-1]["loss"] == pytest.approx(losses[0], rel=1e-5)
+    assert not hasattr(one, "n_init_results_")
     with pytest.raises(ValueError, match="n_init"):
         DGG(n_init=0).fit(x)

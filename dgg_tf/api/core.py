@@ -152,11 +152,12 @@ def build_dgg(config, params, strategy=None, steps_per_execution=1, verbose=1):
     return net
 
 
-def initial_stages(net, inputs, config, opts: Options) -> Stages:
-    """GMM init from K-means, classifier pretraining and (optionally) the audit."""
+def initial_stages(net, inputs, config, opts: Options, kmeans=None) -> Stages:
+    """GMM init from K-means, classifier pretraining and (optionally) the audit.
+    ``kmeans``: the K-means result to use instead of computing it (``api.starts``)."""
     x, y, verbose = inputs.x, inputs.y, opts.verbose
     with stage(verbose, "GMM init (K-means on the encoder means)"):
-        init = init_gmm(net, x, y, config, verbose=0)
+        init = init_gmm(net, x, y, config, verbose=0, kmeans=kmeans)
     summary = {k: v for k, v in init.items() if k != "kmeans_labels"}
     if y is not None:
         say(verbose, f"GMM init: K-means(n_init={config.kmeans_n_init}) ACC="
@@ -184,7 +185,8 @@ def initial_stages(net, inputs, config, opts: Options) -> Stages:
                   kmeans_labels=init["kmeans_labels"])
 
 
-def _record_stages(record, stages):
+def record_stages(record, stages):
+    """What the record keeps of the stages before training."""
     if stages.classifier_history:
         record.classifier = stages.classifier_history[-1]
     if stages.init:
@@ -207,7 +209,7 @@ def run_in_memory(config, inputs, record, *, observers=(), resume: Resume = None
         stages, history = resume.stages, list(resume.history)
     else:
         stages, history = initial_stages(net, inputs, config, opts), []
-        _record_stages(record, stages)
+        record_stages(record, stages)
     run = Run(config, inputs, net, stages, history, record)
     for o in observers:
         if hasattr(o, "on_stages_end"):
@@ -217,7 +219,7 @@ def run_in_memory(config, inputs, record, *, observers=(), resume: Resume = None
     t0 = time.time()
     _train(run, observers, opts.verbose)
     wall = (resume.wall_seconds if resume else 0.0) + time.time() - t0      # training's
-    pred = _finish(run, wall)
+    pred = finish_run(run, wall)
     return RunResult(net, history, record, pred, stages)
 
 
@@ -245,7 +247,7 @@ def _train(run, observers, verbose):
                 verbose=1 if verbose == 1 and on_terminal() else 0)
 
 
-def _finish(run, wall_seconds):
+def finish_run(run, wall_seconds):
     """The final clusters of the training data, and what the record keeps of the end."""
     pred = predict(run.net, run.inputs.x)
     if run.stages.first_steps:

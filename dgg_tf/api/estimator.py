@@ -89,8 +89,13 @@ class DGG(ClusterMixin, BaseEstimator):
 
     ``n_init``: how many seeds to train (random_state, random_state + 1, ...); the fit
     with the lowest final training loss (the last epoch's mean step loss) is kept, a
-    choice made without labels. Each seed runs the whole fit, one after another (with
-    ``workdir``, in its subfolder ``seed<random_state>``). ``n_init_results_`` records
+    choice made without labels. On JAX (without ``workdir``) the seeds' DGG training
+    runs together, as cells of one vmapped program (``stages.cells``), each from its own
+    start (K-means and the classifier pretraining, ``api.starts``), the same numbers as
+    one after another to float32 rounding; their ``history_`` then holds the epoch's
+    loss (and the last epoch's full-pass ACC/NMI given ``y``). Otherwise each seed runs
+    the whole fit, one after another (with ``workdir``, in its subfolder
+    ``seed<random_state>``). ``n_init_results_`` records
     every seed's ``random_state``, ``loss`` and, when ``y`` is given, its ``acc`` (the
     last epoch's full-pass ACC). 1 (default): one fit, as without it.
     """
@@ -170,6 +175,14 @@ class DGG(ClusterMixin, BaseEstimator):
         self._validate_params()
         if self.n_init > 1:
             return self._fit_best_of_seeds(x, y, neighbors, weights)
+        x, y, neighbors, config, adapted = self._checked_fit_inputs(x, y, neighbors)
+        with retracing_notices_off():
+            fitted = _keras().fit(config, x, y, neighbors, weights, self.workdir, self.verbose)
+        return self._fitted(fitted, config, adapted, x)
+
+    def _checked_fit_inputs(self, x, y, neighbors):
+        """``fit``'s inputs checked: x, y, neighbours, and the config with its adapted
+        settings."""
         x = check_data(x, likelihood=self._likelihood())
         config, adapted = self.make_config(*x.shape)
         y = check_labels(y, len(x))
@@ -181,9 +194,12 @@ class DGG(ClusterMixin, BaseEstimator):
                                     config.num_neighbors).astype(np.int32)
         if adapted:
             say(self.verbose, f"DGG: settings adapted to {len(x)} samples: {adapted}")
-        with retracing_notices_off():
-            net, history, record, pred, params = _keras().fit(
-                config, x, y, neighbors, weights, self.workdir, self.verbose)
+        return x, y, neighbors, config, adapted
+
+    def _fitted(self, fitted, config, adapted, x):
+        """Set the fitted attributes from ``fitting.fit``'s ``(net, history, record,
+        predictions, autoencoder params)``; returns self."""
+        net, history, record, pred, params = fitted
         self._net, self.params_ = net, _keras().weights_of(net)
         self.autoencoder_, self.config_, self.adapted_ = params, config, adapted
         self.labels_ = np.asarray(pred, np.int64)
@@ -193,24 +209,43 @@ class DGG(ClusterMixin, BaseEstimator):
         return self
 
     def _fit_best_of_seeds(self, x, y, neighbors, weights):
-        """``n_init`` fits, seed after seed; keep the lowest final training loss (no
-        labels used) and record every seed's result in ``n_init_results_``."""
-        fits, results = [], []
-        for i in range(self.n_init):
-            seed = self.random_state + i
-            workdir = None if self.workdir is None else os.path.join(self.workdir,
-                                                                     f"seed{seed}")
-            one = clone(self).set_params(n_init=1, random_state=seed, workdir=workdir)
-            one.fit(x, y, neighbors, weights)
+        """``n_init`` fits; keep the lowest final training loss (no labels used) and
+        record every seed's result in ``n_init_results_``. On JAX without a workdir the
+        seeds train together (``fitting.fit_cells``: one vmapped program), else one after
+        another."""
+        fits = self._seeds_together(x, y, neighbors, weights) if self.workdir is None else None
+        if fits is None:
+            fits = []
+            for i in range(self.n_init):
+                seed = self.random_state + i
+                workdir = None if self.workdir is None else os.path.join(self.workdir,
+                                                                         f"seed{seed}")
+                one = clone(self).set_params(n_init=1, random_state=seed, workdir=workdir)
+                fits.append(one.fit(x, y, neighbors, weights))
+        results = []
+        for one in fits:
             last = one.history_[-1]
-            results.append({"random_state": seed, "loss": float(last["loss"]),
+            results.append({"random_state": one.random_state, "loss": float(last["loss"]),
                             **({"acc": float(last["full_acc"])} if "full_acc" in last else {})})
-            fits.append(one)
         best = fits[int(np.argmin([r["loss"] for r in results]))]
         self.__dict__.update({k: v for k, v in vars(best).items()
                               if k.endswith("_") or k == "_net"})
         self.n_init_results_ = results
         return self
+
+    def _seeds_together(self, x, y, neighbors, weights):
+        """The ``n_init`` seeds' fits trained as cells of one program (JAX), or None
+        where they cannot be (TensorFlow, or seeds with different neighbour tables)."""
+        clones = [clone(self).set_params(n_init=1, random_state=self.random_state + i)
+                  for i in range(self.n_init)]
+        checked = [one._checked_fit_inputs(x, y, neighbors) for one in clones]
+        x, y, neighbors = checked[0][:3]
+        with retracing_notices_off():
+            fitted = _keras().fit_cells([c[3] for c in checked], x, y, neighbors, weights,
+                                        self.verbose)
+        if fitted is None:
+            return None
+        return [one._fitted(f, c[3], c[4], x) for one, f, c in zip(clones, fitted, checked)]
 
     def _likelihood(self):
         """The likelihood the config will have (the data's range depends on it)."""

@@ -5,18 +5,24 @@ itself loads no TensorFlow."""
 from __future__ import annotations
 
 import os
+import time
 
+import keras
 import numpy as np
 
 from dgg_tf.api import observers
-from dgg_tf.api.core import Options, report_purity, run_in_memory, start_record
+from dgg_tf.api.core import (Options, Run, finish_run, record_stages, report_purity, run_in_memory,
+                             start_record)
 from dgg_tf.api.pipeline import run_checked
+from dgg_tf.api.starts import compute_start
 from dgg_tf.core.console import say, stage
 from dgg_tf.core.inputs import check_weights, run_inputs
 from dgg_tf.core.record import run_summary, summary_lines
+from dgg_tf.numerics.evaluation import full_pass_scores
 from dgg_tf.numerics.knn import tables_of_embedding
 from dgg_tf.numerics.models import DGGNetwork, encode_mean
 from dgg_tf.numerics.weights import get_params, save_weights_h5, set_params
+from dgg_tf.stages.cells import train_cells
 from dgg_tf.stages.pretrain import pretrain_checked
 from dgg_tf.stages.siamese import SiameseNet, train_siamese_checked
 from dgg_tf.stages.watch import CollapseWatch
@@ -76,6 +82,49 @@ def fit(config, x, y, neighbors, weights, workdir=None, verbose=1):
     for line in summary_lines(record.summary):
         say(verbose, "  " + line)
     return result.net, result.history, record, result.predictions, params
+
+
+def fit_cells(configs, x, y, neighbors, weights, verbose=1):
+    """``fit`` for several seeds (``configs``, differing in seed and K-means' random
+    state), their DGG training as cells of one program (``stages.cells``): a list of
+    ``fit``'s tuples, or None on TensorFlow or when the seeds' neighbour tables differ
+    (then they cannot share a program). Each start is ``api.starts.compute_start``;
+    the cells get the first config but their seed (what DGG training reads of the
+    rest is the same)."""
+    if keras.backend.backend() != "jax":
+        return None
+    prepared = []
+    for config in configs:
+        params = autoencoder(x, config, weights, verbose)
+        found, info = tables(x, config, neighbors, params, verbose)
+        prepared.append((config, params, run_inputs(
+            config, x, y, found, params, {"source": "arrays passed to run_dgg"},
+            neighbor_info=info, probe_steps=())))
+    if any(not np.array_equal(i.table, prepared[0][2].table) for _, _, i in prepared):
+        return None
+    with stage(verbose, f"DGG: the starts of {len(configs)} seeds"):
+        starts = [compute_start(c, i) for c, _, i in prepared]
+    t0 = time.time()
+    with stage(verbose, f"DGG training: {len(configs)} seeds as cells of one program"):
+        trained = train_cells(configs[0], x, prepared[0][2].table, [p for p, _ in starts],
+                              [{"seed": c.seed} for c in configs])
+    wall = time.time() - t0
+    return [_cell_fit(c, i, params, stages, r, wall)
+            for (c, params, i), (_, stages), r in zip(prepared, starts, trained)]
+
+
+def _cell_fit(config, inputs, params, stages, trained, wall):
+    """``fit``'s tuple of one trained cell: its network, history (the last epoch with
+    its full-pass scores given labels), record and clusters."""
+    net = network(config, trained["params"])
+    history = [dict(r) for r in trained["history"]]
+    if inputs.y is not None and history:
+        history[-1].update(full_pass_scores(net, inputs.x, inputs.y))
+    record = start_record(config, inputs, {"source": "dgg_tf.DGG.fit (n_init, cells)"})
+    record_stages(record, stages)
+    pred = finish_run(Run(config, inputs, net, stages, history, record), wall)
+    record.summary = run_summary(history, record)
+    return net, history, record, pred, params
 
 
 def network(config, params):

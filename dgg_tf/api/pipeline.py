@@ -99,7 +99,7 @@ def _run_in_dir(config, inputs, workdir, record, opts):
         lock.release()
 
 
-def _same_run(config, inputs):
+def same_run(config, inputs):
     """What a resumed run must share with its checkpoint: the config (the number of
     epochs aside, which --resume may raise), the data and the neighbour table."""
     settings = config.to_dict()
@@ -130,7 +130,7 @@ def _core_options(opts):
     return Options(**{f.name: getattr(opts, f.name) for f in dataclasses.fields(Options)})
 
 
-def _write_outputs(result, inputs, files):
+def write_outputs(result, inputs, files):
     """The final files: model.h5, predictions.npy, history, curves, report, config.json,
     and the last checkpoint."""
     record, run_dir = result.record, files.dir
@@ -153,7 +153,7 @@ def _write_outputs(result, inputs, files):
 
 
 def _run_locked(config, inputs, run_dir, record, opts):
-    stage = ResumableStage(run_dir.checkpoint, "dgg", _same_run(config, inputs),
+    stage = ResumableStage(run_dir.checkpoint, "dgg", same_run(config, inputs),
                            {"variant": record.variant})
     resume, record = (_resume(stage, run_dir, record, opts.verbose) if opts.resume
                       else (None, record))
@@ -163,7 +163,7 @@ def _run_locked(config, inputs, run_dir, record, opts):
     if opts.audit_only:
         rep.write_report(run_dir.path, result.stages.audit)
         return {"workdir": run_dir.path, "history": [], "audit": result.stages.audit}
-    _write_outputs(result, inputs, files)
+    write_outputs(result, inputs, files)
     say(opts.verbose, f"done: {len(result.history)} epochs; outputs in {run_dir.path}")
     for line in summary_lines(record.summary):
         say(opts.verbose, "  " + line)

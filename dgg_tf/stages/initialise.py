@@ -52,10 +52,12 @@ def gmm_posterior(x_mean, mean, std, pi=None):
     return prob / (prob.sum(axis=1, keepdims=True) + np.float32(1e-10))
 
 
-def init_gmm(net, x, labels_true, config: DGGConfig, verbose=1):
-    """Set the GMM of ``net`` from K-means on the encoder means; returns the init report."""
+def init_gmm(net, x, labels_true, config: DGGConfig, verbose=1, kmeans=None):
+    """Set the GMM of ``net`` from K-means on the encoder means; returns the init report.
+    ``kmeans``: ``kmeans_init``'s result when already computed for these means (cells
+    that share it, ``api.starts``)."""
     x_mean = encode_mean(net, x)
-    init = kmeans_init(x_mean, config)
+    init = kmeans_init(x_mean, config) if kmeans is None else kmeans
     net.gmm.mean.assign(init["mean"])
     net.gmm.std.assign(init["std"])
     report = {"kmeans_labels": init["labels"]}

@@ -10,7 +10,10 @@
 Every configuration is the code preset plus overrides: ``code``; ``paper``; and one
 switch flipped at a time (``FLIPS``). A cell that finished is skipped, a killed one is
 resumed from its last checkpoint (``run_dgg(resume=True)``). Cells run in
-subprocesses (``python -m dgg_tf.sweep SWEEP NAME SEED``), ``jobs`` at a time.
+subprocesses (``python -m dgg_tf.sweep SWEEP NAME SEED``), ``jobs`` at a time; with
+``cells_per_program`` N, up to N cells of one configuration run together in one
+subprocess (``python -m dgg_tf.sweep SWEEP --program NAME:SEED,...``, ``sweep.programs``:
+one vmapped program on JAX), with the starts computed once in SWEEP/starts/.
 
 Stopping: SIGTERM or Ctrl-C to the sweep (alone or with its process group) is passed
 to every running cell, which abandons its epoch, keeps its last checkpoint and releases
@@ -36,6 +39,7 @@ from dgg_tf.core.console import duration, number
 from dgg_tf.sweep.cells import (PLAN, cell_config, cell_dir, cell_result, cell_state, load_inputs,
                                 read_json)
 from dgg_tf.sweep.curves import cell_curve
+from dgg_tf.sweep.programs import program_units, run_program, unit_name
 from dgg_tf.sweep.summary import write_summary
 
 #: Seconds a stopped sweep waits for its cells to save and exit before it kills them
@@ -74,19 +78,27 @@ def _cells(plan):
     return sorted(cells, key=lambda cell: cell[1])
 
 
-def _spawn(sweep_dir, name, seed):
-    """Start one cell as a subprocess, its output appended to logs/NAME-seed-S.log. It
-    runs in a session of its own (a signal to the sweep's process group reaches the
-    sweep, which passes it on once) and watches the sweep (``stopping.PARENT_ENV``)."""
+def _spawn(sweep_dir, unit, programs=False):
+    """Start one cell (or, with ``programs``, the cells of ``unit`` as one program,
+    ``sweep.programs``) as a subprocess, its output appended to logs/NAME-seed-S.log
+    (logs/program-....log). It runs in a session of its own (a signal to the sweep's
+    process group reaches the sweep, which passes it on once) and watches the sweep
+    (``stopping.PARENT_ENV``)."""
     os.makedirs(os.path.join(sweep_dir, "logs"), exist_ok=True)
-    log = open(os.path.join(sweep_dir, "logs", f"{name}-seed-{seed}.log"), "a")
+    if programs:
+        args = ["--program", ",".join(f"{n}:{s}" for n, s in unit)]
+        log_name = unit_name(unit)
+    else:
+        (name, seed), = unit
+        args, log_name = [name, str(seed)], f"{name}-seed-{seed}"
+    log = open(os.path.join(sweep_dir, "logs", f"{log_name}.log"), "a")
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [repo] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env[stopping.PARENT_ENV] = str(os.getpid())
-    proc = subprocess.Popen([sys.executable, "-m", "dgg_tf.sweep", os.path.abspath(sweep_dir),
-                             name, str(seed)], stdout=log, stderr=subprocess.STDOUT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "dgg_tf.sweep", os.path.abspath(sweep_dir)]
+                            + args, stdout=log, stderr=subprocess.STDOUT, env=env,
                             start_new_session=True)
     log.close()
     return proc
@@ -100,6 +112,14 @@ class _Progress:
             sweep_dir, total, done, jobs, say
         self.failed, self.walls = 0, []
 
+    def unit_finished(self, unit, status, t0, left):
+        """Each cell of a unit (one cell, or a program's): finished, or failed."""
+        epochs = read_json(os.path.join(self.sweep_dir, PLAN))["protocol"]["epochs"]
+        for name, seed in unit:
+            done = status == 0 or cell_state(cell_dir(self.sweep_dir, name, seed),
+                                             epochs) == "done"
+            self.finished(name, seed, 0 if done else (status or 1), t0, left)
+
     def finished(self, name, seed, status, t0, left):
         self.done += 1
         self.failed += status != 0
@@ -109,7 +129,7 @@ class _Progress:
             what = (f"ACC {number(r['full_acc'])} NMI {number(r['full_nmi'])} (classifier ACC "
                     f"{number(r['classifier_acc'])})")
         else:
-            what = f"FAILED (exit {status}; see logs/{name}-seed-{seed}.log)"
+            what = f"FAILED (exit {status}; see logs/{name}-seed-{seed}.log and logs/program-*)"
         eta = sum(self.walls) / len(self.walls) * left / max(self.jobs, 1)
         self.say(f"[{self.done}/{self.total}] {name} seed {seed}: {what} in "
                  f"{self.walls[-1] / 60:.1f} min; sweep ETA {duration(eta)}")
@@ -158,65 +178,80 @@ def _stop_cells(sweep_dir, running, signals, progress, say):
     for proc, _ in running.values():
         if proc.poll() is None:
             proc.kill()
-    for (name, seed), (proc, t0) in running.items():
+    for unit, (proc, t0) in running.items():
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:       # stuck in the kernel: nothing more to do
             pass
         if proc.returncode == 0:                # it finished in the meantime
-            progress.finished(name, seed, 0, t0, 0)
+            progress.unit_finished(unit, 0, t0, 0)
             continue
         how = "killed" if proc.returncode == -signal.SIGKILL else f"exit {proc.returncode}"
-        epochs = len(cell_curve(cell_dir(sweep_dir, name, seed)))
-        say(f"{name} seed {seed}: stopped after epoch {epochs} ({how}); the same command "
-            f"resumes it")
+        for name, seed in unit:
+            epochs = len(cell_curve(cell_dir(sweep_dir, name, seed)))
+            say(f"{name} seed {seed}: stopped after epoch {epochs} ({how}); the same command "
+                f"resumes it")
 
 
-def _run_parallel(sweep_dir, todo, jobs, progress, say=print):
-    """Run the cells ``todo`` as subprocesses, ``jobs`` at a time. Returns None, or the
+def _run_parallel(sweep_dir, todo, jobs, progress, say=print, programs=False):
+    """Run the units ``todo`` (tuples of cells: one cell each, or a program's cells
+    with ``programs``) as subprocesses, ``jobs`` at a time. Returns None, or the
     ``_StopSignals`` of a stop (the cells are then stopped)."""
     queue, running = list(todo), {}
     with _StopSignals() as signals:
         try:
             while (queue or running) and signals.first is None:
                 while queue and len(running) < jobs:
-                    name, seed = queue.pop(0)
-                    running[(name, seed)] = (_spawn(sweep_dir, name, seed), time.time())
+                    unit = queue.pop(0)
+                    running[unit] = (_spawn(sweep_dir, unit, programs), time.time())
                 ended = [k for k, (proc, _) in running.items() if proc.poll() is not None]
-                for key in ended:
-                    proc, t0 = running.pop(key)
-                    progress.finished(*key, proc.returncode, t0, len(queue) + len(running))
+                for unit in ended:
+                    proc, t0 = running.pop(unit)
+                    left = sum(map(len, queue)) + sum(map(len, running))
+                    progress.unit_finished(unit, proc.returncode, t0, left)
                 if not ended:
                     time.sleep(0.2)
         finally:            # a stop, or an error here: no cell goes on without the sweep
             if running:
                 if signals.first is not None:
-                    say(f"stopping the {len(running)} running cell(s) (a second signal "
-                        f"kills them at once)")
+                    say(f"stopping the {sum(map(len, running))} running cell(s) (a second "
+                        f"signal kills them at once)")
                 _stop_cells(sweep_dir, running, signals, progress, say)
     return signals if signals.first is not None else None
 
 
-def run_sweep(sweep_dir, jobs=1, in_process=False, say=print):
+def run_sweep(sweep_dir, jobs=1, in_process=False, say=print, cells_per_program=None):
     """Run every cell of the prepared sweep not yet finished (``jobs`` subprocesses at a
-    time; ``in_process``: one after another in this process, for tests), then write
-    sweep.json, sweep.md and sweep.png. Returns the number of failed cells. Stopped by
-    SIGTERM or Ctrl-C, it stops the cells, writes the summary of what has finished and
-    raises ``Terminated`` or ``KeyboardInterrupt`` (a second signal: without summary)."""
+    time; ``in_process``: in this process, for tests), then write sweep.json, sweep.md
+    and sweep.png. ``cells_per_program``: N trains up to N cells of one configuration
+    together in one process (``sweep.programs``), None one cell a process. Returns the
+    number of failed cells. Stopped by SIGTERM or Ctrl-C, it stops the cells, writes the
+    summary of what has finished and raises ``Terminated`` or ``KeyboardInterrupt`` (a
+    second signal: without summary)."""
     plan = read_json(os.path.join(sweep_dir, PLAN))
     cells = _cells(plan)
     todo = [(n, s) for n, s in cells
             if cell_state(cell_dir(sweep_dir, n, s), plan["protocol"]["epochs"]) != "done"]
+    programs = cells_per_program is not None
+    units = program_units(todo, cells_per_program) if programs else [(c,) for c in todo]
+    how = "in this process" if in_process else f"{jobs} at a time"
+    if programs:
+        how = f"{len(units)} program(s) of at most {cells_per_program} cells, {how}"
     say(f"sweep {sweep_dir}: {len(cells)} cells, {len(cells) - len(todo)} finished, "
-        f"{len(todo)} to run ({'in this process' if in_process else f'{jobs} at a time'})")
-    progress = _Progress(sweep_dir, len(cells), len(cells) - len(todo), jobs, say)
+        f"{len(todo)} to run ({how})")
+    progress = _Progress(sweep_dir, len(cells), len(cells) - len(todo),
+                         jobs * (cells_per_program or 1), say)
     if in_process:
-        for i, (name, seed) in enumerate(todo):
+        for i, unit in enumerate(units):
             t0 = time.time()
-            run_cell(sweep_dir, name, seed, verbose=0)
-            progress.finished(name, seed, 0, t0, len(todo) - i - 1)
+            if programs:
+                status = run_program(sweep_dir, unit, say=lambda m: None)
+            else:
+                run_cell(sweep_dir, *unit[0], verbose=0)
+                status = 0
+            progress.unit_finished(unit, status, t0, sum(map(len, units[i + 1:])))
     else:
-        stop = _run_parallel(sweep_dir, todo, jobs, progress, say)
+        stop = _run_parallel(sweep_dir, units, jobs, progress, say, programs)
         if stop is not None and stop.again is not None:
             raise stopping.exception(stop.first)
         if stop is not None:
@@ -228,12 +263,20 @@ def run_sweep(sweep_dir, jobs=1, in_process=False, say=print):
     return progress.failed
 
 
+def _program_cells(text):
+    """[(name, seed)] of ``NAME:SEED,NAME:SEED``."""
+    return [(n, int(s)) for n, s in (c.rsplit(":", 1) for c in text.split(",") if c)]
+
+
 def main(argv=None):
-    """``python -m dgg_tf.sweep SWEEP NAME SEED``: run one cell (the sweep's subprocess)."""
+    """``python -m dgg_tf.sweep SWEEP NAME SEED``: run one cell (the sweep's subprocess);
+    ``python -m dgg_tf.sweep SWEEP --program NAME:SEED,...``: run cells as one program."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 3:
-        print("usage: python -m dgg_tf.sweep SWEEP_DIR NAME SEED", file=sys.stderr)
+        print("usage: python -m dgg_tf.sweep SWEEP_DIR (NAME SEED | --program NAME:SEED,...)",
+              file=sys.stderr)
         return 2
     quiet_tensorflow()
+    if argv[1] == "--program":
+        return run_main(lambda: min(run_program(argv[0], _program_cells(argv[2])), 1) * 2)
     return run_main(lambda: (run_cell(argv[0], argv[1], int(argv[2])), 0)[1])
-
