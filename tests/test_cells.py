@@ -27,8 +27,8 @@ pytestmark = [pytest.mark.backends,
 TOL = 1e-5
 TINY = DGGConfig(input_dim=12, encoder_dims=(9, 8, 16), latent_dim=3, n_clusters=4,
                  batch_size=20, num_neighbors=3, epochs=1)
-#: two seeds, two learning rates, a warm-up: one program; a huge rate goes non-finite
-CELLS = [{"seed": 0, "learning_rate": 2e-3}, {"seed": 1, "learning_rate": 2e-3},
+#: seeds, learning rates, a warm-up: one program; a huge rate goes non-finite
+CELLS = [{"seed": 0, "learning_rate": 2e-3},
          {"seed": 1, "learning_rate": 5e-3, "lr_warmup_steps": 3},
          {"seed": 2, "learning_rate": 1e30}]
 #: every numeric setting differs in the first program (a gaussian likelihood, so that
@@ -118,7 +118,8 @@ def test_cell_equals_cell_alone(case):
         diffs.append(max(close(r["params"], params), abs(r["history"][-1]["loss"] - loss)))
     # the cells really differ: seed, learning rate and the numbers change the result
     assert not np.allclose(got[0]["params"]["gmm/mean"], got[1]["params"]["gmm/mean"])
-    assert not np.allclose(got[1]["params"]["gmm/mean"], got[2]["params"]["gmm/mean"])
+    if case == "steps":
+        assert not np.allclose(got[1]["params"]["gmm/mean"], got[2]["params"]["gmm/mean"])
     print(f"max |cell - alone| ({case}): {max(diffs):.3g}")
 
 
@@ -148,22 +149,28 @@ def test_resume_and_steps_per_call():
 
 SHARDED = textwrap.dedent("""
     import jax, numpy as np
-    from tests.test_cells import TINY, CELLS, starts, tiny_data, close
+    from tests.test_cells import TINY, TOL, CELLS, starts, tiny_data, close
     from dgg_tf.stages.cells import train_cells
     assert len(jax.devices()) == 2
     x, table = tiny_data(60)
     run = lambda d: train_cells(TINY, x, table, starts(3), CELLS[:3], epochs=1, devices=d)
     for a, b in zip(run(jax.devices()), run(jax.devices()[:1])):
         close(a["params"], b["params"])
+        assert a["stopped"] == b["stopped"], (a["stopped"], b["stopped"])
+        np.testing.assert_allclose([h["loss"] for h in a["history"]],
+                                   [h["loss"] for h in b["history"]], rtol=TOL, atol=TOL)
     print("SHARDED OK")
 """)
 
 
 def test_cells_sharded_over_two_devices():
-    """The cell axis over 2 host devices (3 cells, padded to 4) == 1 device."""
+    """The cell axis over 2 host devices (3 cells, padded to 4; the third goes
+    non-finite) == 1 device: parameters, losses and the stop."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # LLVM's optimisations off: compiles about twice as fast, both runs compiled alike
     env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": root,
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=2 "
+                        "--xla_backend_optimization_level=0"}
     done = subprocess.run([sys.executable, "-c", SHARDED], env=env, cwd=root,
                           capture_output=True, text=True, timeout=300)
     assert "SHARDED OK" in done.stdout, done.stdout[-2000:] + done.stderr[-3000:]
