@@ -2,6 +2,8 @@
 
     python benchmarks/cells_probe.py [--cells 1 4 16 32] [--precision float32 mixed_bfloat16]
         [--scan 50] [--steps 30] [--budget SECONDS] [--small] [--check]
+    python benchmarks/cells_probe.py --switch 4 [--steps 10]   # split or select
+    python benchmarks/cells_probe.py --engine 1 4              # train_cells' cost
 
 A cell is a copy of the DGG network (``DGGNetwork`` after ``compile_dgg``) with its own
 weights, optimiser state, step metrics, batches and noise. Instead of C processes, the
@@ -37,6 +39,13 @@ cell i of the vmapped program equals cell i stepped alone by the unvmapped jitte
 and so does cell i of the scanned program; cell 0 also equals ``net.step`` fed the same
 batches. Tolerance: for every state array (weights, Adam moments, metrics), max |a - b| <=
 TOL * max |b| (TOL = 1e-5). Exit status 1 if the vmap or scan check fails.
+
+``--switch C`` (alone): how to hold a structural switch, ``prior`` code/paper, over C
+cells at a small but non-trivial width (``MEDIUM``): two programs of C/2 (split) against
+one program of C computing both priors and selecting per cell (select), ms per
+cell-step of each (``SWITCH`` line). ``--engine C ...`` (alone): ``stages.cells.train_cells``
+itself, ms per cell-step for each C (its epochs' seconds: the program, the host's
+batches, the bookkeeping) against one cell through ``fit_dgg`` (``ENGINE`` lines).
 
 No TensorFlow: KERAS_BACKEND is set to jax before Keras is imported, and the last line says
 whether TensorFlow was imported. On a GPU machine without Keras, install it from the wheels

@@ -108,7 +108,7 @@ class CellsProgram:
                     batch = jax.device_put(_stack([d[at + s] for d in data]), self.on_cells)
                     self.carry = self.one(self.carry, self.consts, self.data, batch)
                     s += 1
-            self._epoch_end(epoch, time.time() - t0)
+            self._epoch_end(epoch, t0)
 
     def _epoch_start(self, epoch):
         """The epoch's learning rates (``fit``'s scheduler) and fresh step metrics."""
@@ -121,10 +121,12 @@ class CellsProgram:
         state[3] = jax.device_put(self.fresh_metrics, self.on_cells)
         self.carry = (state, alive, stop)
 
-    def _epoch_end(self, epoch, seconds):
-        """Each cell's epoch record (``EpochRecorder``'s figures), or its stop."""
+    def _epoch_end(self, epoch, t0):
+        """Each cell's epoch record (``EpochRecorder``'s figures, ``seconds`` since
+        ``t0`` once the epoch's steps are done), or its stop."""
         state, alive, stop = self.carry
-        alive, stop = np.asarray(alive), np.asarray(stop)
+        alive, stop = np.asarray(alive), np.asarray(stop)    # waits for the last step
+        seconds = time.time() - t0
         metrics = [np.asarray(a) for a in state[3]]
         net = self.net
         for i, history in enumerate(self.histories):
