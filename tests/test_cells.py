@@ -1,7 +1,10 @@
 """Cells as an axis (issue 27, item 2): cell i of a C-cell program (``stages.cells``, one
 vmapped JAX program) equals that cell trained alone by the existing single-cell path
 (``compile_dgg`` + ``net.step`` on ``BatchFeed`` batches, and ``fit_dgg`` for an epoch),
-from the same starting weights with the same seed's batches and noise.
+from the same starting weights with the same seed's batches and noise: with numeric
+settings per cell, structural switches split into programs, and a cell that diverges
+(it stops; the others go on). Also: a resumed run (``initial_epoch``, optimiser states,
+``steps_per_call`` 2) equals the straight one, and 2 host devices equal 1.
 
 Tolerance: float32 rounding, |cell - alone| <= TOL * (1 + |alone|) with TOL = 1e-5 for
 every loss and every parameter (vmap may batch the matrix products differently)."""

@@ -19,9 +19,12 @@ step reads where it read the config's Python numbers; nothing branches on them i
 Python: ``lr_warmup_steps`` = 0 multiplies the rate by exactly 1 in a program where
 another cell warms up). The structural switches (``prior``, ``similarity``,
 ``sigma_mode``, ``classifier_input``, ``likelihood``...) change the traced computation:
-cells that differ in them run as one program per value (measured against "compute both,
-select" in docs/speed.md: splits cost no more per cell-step on this CPU, and keep the
-single-cell step's code as it is).
+cells that differ in them run as one program per value. Measured against "compute both,
+select" (``benchmarks/cells_probe.py --switch 4``: prior code/paper over 4 cells, 784-250-
+250-500-10, AMD EPYC 2 cores, loaded): two programs of 2 took 84-120 ms a cell-step, one
+program of 4 computing both priors 98-127 ms, one prior alone 90-95 ms (docs/speed.md).
+Select buys nothing on this CPU and would put traced switches into the single-cell
+step's code, so the switches split.
 
 A cell whose step loss or weights go non-finite stops: inside the program its state
 stays that of its last finite step (a select per cell), the other cells go on, and
