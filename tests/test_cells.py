@@ -23,9 +23,9 @@ from dgg_tf.numerics.weights import get_params, set_params
 from dgg_tf.stages.cells import _programs, train_cells
 from dgg_tf.stages.dgg import BatchFeed, TrainingError, compile_dgg, dgg_dataset, fit_dgg
 
-pytestmark = [pytest.mark.backends,
-              pytest.mark.skipif(os.environ.get("KERAS_BACKEND") != "jax",
-                                 reason="the cell axis is a JAX program")]
+pytestmark = pytest.mark.backends
+ON_JAX = os.environ.get("KERAS_BACKEND") == "jax"
+jax_only = pytest.mark.skipif(not ON_JAX, reason="the cell axis is a JAX program")
 
 TOL = 1e-5
 TINY = DGGConfig(input_dim=12, encoder_dims=(9, 8, 16), latent_dim=3, n_clusters=4,
@@ -91,6 +91,7 @@ def fit_alone(cfg, start, x, table):
     return get_params(net), loss
 
 
+@jax_only
 @pytest.mark.parametrize("case", ["steps", "epoch"])
 def test_cell_equals_cell_alone(case):
     """3 steps (one epoch of 60 rows: ``net.step`` alone): every numeric setting per cell
@@ -126,6 +127,7 @@ def test_cell_equals_cell_alone(case):
     print(f"max |cell - alone| ({case}): {max(diffs):.3g}")
 
 
+@jax_only
 def test_resume_and_steps_per_call():
     """2 epochs straight (``on_epoch`` after each) == 1 epoch, then resumed from what
     ``on_epoch`` gave after epoch 1 (weights and optimiser) for epoch 2 with 2 steps per
@@ -166,6 +168,7 @@ SHARDED = textwrap.dedent("""
 """)
 
 
+@jax_only
 def test_cells_sharded_over_two_devices():
     """The cell axis over 2 host devices (3 cells, padded to 4; the third goes
     non-finite) == 1 device: parameters, losses and the stop."""
@@ -177,3 +180,22 @@ def test_cells_sharded_over_two_devices():
     done = subprocess.run([sys.executable, "-c", SHARDED], env=env, cwd=root,
                           capture_output=True, text=True, timeout=300)
     assert "SHARDED OK" in done.stdout, done.stdout[-2000:] + done.stderr[-3000:]
+
+
+@pytest.mark.skipif(ON_JAX, reason="the JAX program: the tests above")
+def test_cells_one_by_one_on_tensorflow():
+    """On TensorFlow the cells run one after another through ``fit_dgg``: ``on_epoch``
+    after every epoch, a diverging cell stops with ``fit_dgg``'s message while the other
+    goes on, and the healthy cell resumed after epoch 1 equals it trained straight."""
+    x, table = tiny_data(60)
+    cells, seen = [CELLS[0], CELLS[2]], []
+    straight = train_cells(TINY, x, table, starts(2), cells, epochs=2,
+                           on_epoch=lambda e, r: seen.append((e, r)))
+    assert [e for e, _ in seen] == [1, 2] and len(straight[0]["history"]) == 2
+    assert straight[1]["stopped"].startswith("loss is not finite at epoch 1, batch ")
+    assert straight[1]["history"] == []
+    first = seen[0][1][0]
+    resumed = train_cells(TINY, x, table, [first["params"]], cells[:1], epochs=2,
+                          initial_epoch=1, optimizer_states=[first["optimizer"]])
+    close(resumed[0]["params"], straight[0]["params"])
+    assert resumed[0]["history"][0]["loss"] == straight[0]["history"][1]["loss"]
