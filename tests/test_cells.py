@@ -30,9 +30,10 @@ jax_only = pytest.mark.skipif(not ON_JAX, reason="the cell axis is a JAX program
 TOL = 1e-5
 TINY = DGGConfig(input_dim=12, encoder_dims=(9, 8, 16), latent_dim=3, n_clusters=4,
                  batch_size=20, num_neighbors=3, epochs=1)
-#: seeds, learning rates, a warm-up: one program; a huge rate goes non-finite
+#: seeds, learning rates, a warm-up (over the resume of test_resume_and_steps_per_call):
+#: one program; a huge rate goes non-finite
 CELLS = [{"seed": 0, "learning_rate": 2e-3},
-         {"seed": 1, "learning_rate": 5e-3, "lr_warmup_steps": 3},
+         {"seed": 1, "learning_rate": 5e-3, "lr_warmup_steps": 5},
          {"seed": 2, "learning_rate": 1e30}]
 #: every numeric setting differs in the first program (a gaussian likelihood, so that
 #: reconstruction_scale counts, and sigma honoured, so that sigma does); the prior switch
