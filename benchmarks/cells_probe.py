@@ -2,6 +2,8 @@
 
     python benchmarks/cells_probe.py [--cells 1 4 16 32] [--precision float32 mixed_bfloat16]
         [--scan 50] [--steps 30] [--budget SECONDS] [--small] [--check]
+    python benchmarks/cells_probe.py --switch 4 [--steps 10]   # split or select
+    python benchmarks/cells_probe.py --engine 1 4              # train_cells' cost
 
 A cell is a copy of the DGG network (``DGGNetwork`` after ``compile_dgg``) with its own
 weights, optimiser state, step metrics, batches and noise. Instead of C processes, the
@@ -37,6 +39,13 @@ cell i of the vmapped program equals cell i stepped alone by the unvmapped jitte
 and so does cell i of the scanned program; cell 0 also equals ``net.step`` fed the same
 batches. Tolerance: for every state array (weights, Adam moments, metrics), max |a - b| <=
 TOL * max |b| (TOL = 1e-5). Exit status 1 if the vmap or scan check fails.
+
+``--switch C`` (alone): how to hold a structural switch, ``prior`` code/paper, over C
+cells at a small but non-trivial width (``MEDIUM``): two programs of C/2 (split) against
+one program of C computing both priors and selecting per cell (select), ms per
+cell-step of each (``SWITCH`` line). ``--engine C ...`` (alone): ``stages.cells.train_cells``
+itself, ms per cell-step for each C (its epochs' seconds: the program, the host's
+batches, the bookkeeping) against one cell through ``fit_dgg`` (``ENGINE`` lines).
 
 No TensorFlow: KERAS_BACKEND is set to jax before Keras is imported, and the last line says
 whether TensorFlow was imported. On a GPU machine without Keras, install it from the wheels
@@ -250,6 +259,97 @@ def self_check(steps=3, c=2):
     return ok
 
 
+# ---------------------------------------------------------------- split or select
+#: A small but non-trivial width for the CPU: MNIST's input, a narrower encoder.
+MEDIUM = dict(input_dim=784, encoder_dims=(250, 250, 500), latent_dim=10, n_clusters=10,
+              batch_size=50, num_neighbors=10)
+
+
+def prior_select_step(net, cfg):
+    """One cell's step with ``prior`` as per-cell data, ``step(cell, paper, pool)``: both
+    priors computed, one chosen by the cell's flag (``cfg.prior`` = "code"; timing only:
+    the paper prior's 0 log 0 guard, one more select, is left out)."""
+    from dgg_tf.numerics import objective
+    step, prior_ops = step_fn(net, cfg), objective.prior_ops
+
+    def cell_step(cell, paper, pool):
+        objective.prior_ops = lambda g, w, mode: jnp.where(
+            paper, prior_ops(g, w, "paper"), prior_ops(g, w, "code"))
+        try:
+            return step(cell, pool)
+        finally:
+            objective.prior_ops = prior_ops
+    return cell_step
+
+
+def median_call(fn, cells, args, reps):
+    """Median seconds of ``reps`` calls of a compiled ``fn(cells, *args)`` (after one)."""
+    cells, loss = fn(cells, *args)
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        cells, loss = fn(cells, *args)
+        loss.block_until_ready()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def switch_split_or_select(c, reps):
+    """ms per cell-step of C cells half prior=code, half prior=paper: two programs of
+    C/2 (split) against one program of C computing both priors (select), and one
+    program of C cells of one prior (what select adds to it)."""
+    from dgg_tf.core.config import DGGConfig
+    base = DGGConfig(**MEDIUM)
+    pool = data_pool(base, 2000)
+    split = 0.0
+    for prior in ("code", "paper"):
+        net = build_network(base.replace(prior=prior))
+        split += median_call(jax.jit(cells_step(step_fn(net, net.config))),
+                             stack_cells(net, c // 2), (pool,), reps)
+    net = build_network(base)
+    one = median_call(jax.jit(cells_step(step_fn(net, base))), stack_cells(net, c),
+                      (pool,), reps)
+    flags = jnp.asarray(np.arange(c) % 2 == 1)
+    select = median_call(jax.jit(jax.vmap(prior_select_step(net, base), in_axes=(0, 0, None))),
+                         stack_cells(net, c), (flags, pool), reps)
+    say(f"SWITCH prior C={c} ({MEDIUM}): split (2 programs of {c // 2}) "
+        f"{1e3 * split / c:.3f} ms/cell-step; select (1 program of {c}, both priors) "
+        f"{1e3 * select / c:.3f}; one prior only (1 program of {c}) {1e3 * one / c:.3f}")
+
+
+# ---------------------------------------------------------------- the engine itself
+def engine_cost(cells_list, rows=1000, epochs=3):
+    """ms per cell-step of ``stages.cells.train_cells`` (its epoch's seconds: the
+    program, the batches' assembly on the host, the epoch's bookkeeping) for each C of
+    ``cells_list``, against ``fit_dgg`` of one cell (its epoch's seconds), at MEDIUM
+    width on synthetic data; the median over epochs 2.. (epoch 1 compiles)."""
+    import keras
+
+    from dgg_tf.core.config import DGGConfig
+    from dgg_tf.numerics.models import DGGNetwork
+    from dgg_tf.numerics.weights import get_params, set_params
+    from dgg_tf.stages.cells import train_cells
+    from dgg_tf.stages.dgg import compile_dgg, fit_dgg
+    cfg = DGGConfig(**MEDIUM, epochs=epochs)
+    rng = np.random.default_rng(0)
+    x = rng.random((rows, cfg.input_dim)).astype(np.float32)
+    table = np.stack([np.arange(rows)] + [rng.permutation(rows) for _ in
+                                          range(cfg.num_neighbors)], 1).astype(np.int32)
+    steps = -(-rows // cfg.batch_size)
+    keras.utils.set_random_seed(0)
+    start = get_params(DGGNetwork(cfg))
+    net = compile_dgg(DGGNetwork(cfg))
+    set_params(net, start)
+    alone = np.median([r["seconds"] for r in fit_dgg(net, x, table, verbose=0)[1:]]) / steps
+    say(f"ENGINE fit_dgg, one cell: {1e3 * alone:.3f} ms/step ({MEDIUM}, {steps} steps an "
+        f"epoch)")
+    for c in cells_list:
+        got = train_cells(cfg, x, table, [start] * c, [{"seed": i} for i in range(c)])
+        per = np.median([r["seconds"] for r in got[0]["history"][1:]]) / (steps * c)
+        say(f"ENGINE train_cells C={c}: {1e3 * per:.3f} ms/cell-step, {per / alone:.2f} x "
+            f"fit_dgg's step; {c} cells a call cost {c * per / alone:.2f} x one cell's step")
+
+
 # ---------------------------------------------------------------- timing
 def timed_calls(fn, cells, pool, reps, deadline):
     """``reps`` calls, each waited for; stops early (at least 1) past ``deadline``.
@@ -355,7 +455,18 @@ def main(argv=None):
     p.add_argument("--budget", type=float, default=600.0, help="seconds for the whole run")
     p.add_argument("--small", action="store_true", help="tiny shapes (CPU tests)")
     p.add_argument("--check", action="store_true", help="the correctness self-check first")
+    p.add_argument("--switch", type=int, default=0, metavar="C",
+                   help="only: prior code/paper over C cells, split against select")
+    p.add_argument("--engine", type=int, nargs="*", metavar="C",
+                   help="only: train_cells' cost per cell-step for these C, against fit_dgg")
     args = p.parse_args(argv)
+    if args.switch or args.engine:
+        describe()
+        if args.switch:
+            switch_split_or_select(args.switch, args.steps)
+        if args.engine:
+            engine_cost(args.engine)
+        return 0
     start = time.perf_counter()
     end = start + args.budget
     say(f"cells_probe: cells {args.cells}, precisions {args.precision}, scan K={args.scan}, "

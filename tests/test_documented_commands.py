@@ -264,7 +264,8 @@ NOT_EXERCISED = {
     "benchmarks/cells_probe.py": {
         "*": "JAX only; tests/test_cells_probe.py runs it at its smallest with every "
              "documented option (--small --check --cells --steps --scan --budget "
-             "--precision)",
+             "--precision); --switch and --engine are measurements at a width that takes "
+             "minutes on this CPU (docs/speed.md), their code the same steps",
     },
 }
 

@@ -99,6 +99,12 @@ def sum_terms(terms):
     return total
 
 
+def number(value):
+    """A setting as the step reads it: a Python number as a float constant, or a traced
+    scalar as it is (``stages.cells`` passes numeric settings per cell as data)."""
+    return float(value) if isinstance(value, (int, float)) else value
+
+
 def forward_terms(net, x_nbrs, w, eps, config, batch_size=None):
     """Forward pass of one step: returns (terms dict, loss, gamma [R, K] of the loss).
 
@@ -131,7 +137,7 @@ def forward_terms(net, x_nbrs, w, eps, config, batch_size=None):
         log_pc = ops.where(pc > 0, log_pc, 0.0)
     log_pc = ops.repeat(log_pc, nn, axis=0)    # row i * Nn + j gets sample i's prior
     terms = elbo_terms(target, recon, mean, logvar, gamma, log_pc, w_rows,
-                       net.gmm.mean, net.gmm.std, float(config.gmm_coefficient),
+                       net.gmm.mean, net.gmm.std, number(config.gmm_coefficient),
                        config.likelihood, config.reconstruction_scale)
     if batch_size is None:
         batch_size = ops.cast(batch, "float32")

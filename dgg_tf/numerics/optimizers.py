@@ -45,7 +45,7 @@ class TorchAdam(backend.OptimizerBase):
         i = self._get_variable_index(variable)
         m, v = self._m[i], self._v[i]
         lr = ops.cast(learning_rate, variable.dtype)
-        if self.warmup_steps:   # a diagnostic (config.DIAGNOSTICS); 0 leaves the step as it was
+        if warmup_on(self.warmup_steps):   # a diagnostic (config.DIAGNOSTICS); 0: as it was
             lr = lr * ops.cast(warmup_factor(self.iterations, self.warmup_steps), variable.dtype)
         g = ops.cast(gradient, variable.dtype)
         if self.l2:
@@ -96,13 +96,21 @@ def bias_correction(beta, t):
     return -ops.expm1(ops.cast(t, "float32") * math.log(beta))
 
 
+def warmup_on(warmup_steps):
+    """Whether the update multiplies by ``warmup_factor``: a count (a Python number)
+    when it is not 0; a traced per-cell count (``stages.cells``: cells with and without
+    warm-up in one program) always, since its factor at N = 0 is min(1, inf) = 1 exactly."""
+    return not isinstance(warmup_steps, (int, float)) or warmup_steps != 0
+
+
 def warmup_factor(iterations, warmup_steps):
     """min(1, (t + 1) / N) for the update of step t = ``iterations`` (0-based): the
     linear warm-up of ``lr_warmup_steps`` (a diagnostic, in neither code nor paper).
     ``iterations`` is the optimiser's own step counter, so a resumed run continues the
-    ramp where it stopped."""
+    ramp where it stopped. N may be a traced float32 scalar (one per cell)."""
     t = ops.cast(iterations, "float32")
-    return ops.minimum(1.0, (t + 1.0) / float(warmup_steps))
+    n = float(warmup_steps) if isinstance(warmup_steps, (int, float)) else warmup_steps
+    return ops.minimum(1.0, (t + 1.0) / n)
 
 
 def step_lr(base, gamma, step, epoch, mode="code"):

@@ -33,6 +33,11 @@ def get_params(model) -> dict:
     return params
 
 
+def param_variables(model) -> dict:
+    """The model's variable of each ``get_params`` name (what ``set_params`` assigns)."""
+    return _model_variables(model)
+
+
 def _model_variables(model):
     variables = {}
     for name, layer in dense_layers(model).items():

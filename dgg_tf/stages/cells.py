@@ -1,41 +1,57 @@
-"""Cells as an axis: C cells of the DGG stage trained at once (issue 27, item 1).
+"""Cells as an axis: C cells of the DGG stage trained at once (issue 27, items 1-2).
 
 A cell is one DGG training run: its own starting weights (the stages before it, GMM
 init and classifier pretraining, come per cell as weights), its own seed (batch order
-and noise) and its own ``learning_rate``. On JAX the cells' states (weights, optimiser
+and noise) and its own numeric settings. On JAX the cells' states (weights, optimiser
 state, step metrics) are stacked along a leading cell axis, and the network's own pure
 step (``DGGNetwork.train_step(state, data)``, the one ``fit`` runs) is mapped over them
-with ``jax.vmap`` and jit-compiled: one program steps every cell. Each cell's batch is
-gathered in the same program from its own index batch (``dgg_dataset`` of its seed) and
-its noise drawn from its own key, by the same operations as ``BatchFeed.assemble``, so
-cell i computes what the cell run alone through ``fit_dgg`` computes.
+with ``jax.vmap`` and jit-compiled: one program steps every cell
+(``stages.cells_program``). Each cell's batch is gathered in the same program from its
+own index batch (``dgg_dataset`` of its seed) and its noise drawn from its own key, by
+the same operations as ``BatchFeed.assemble``, so cell i computes what the cell run
+alone through ``fit_dgg`` computes. On TensorFlow the cells run one after another
+through ``fit_dgg``.
 
-What may differ per cell inside one program: the seed and ``learning_rate`` (a value of
-the optimiser's state). Every other setting (``gmm_coefficient``, ``sigma``,
-``lr_warmup_steps``, ``reconstruction_scale``, and the structural switches ``prior``,
-``similarity``, ``sigma_mode``, ``classifier_input``...) is read by the step as a Python
-constant, so ``train_cells`` splits the cells into one program per distinct config (the
-simpler choice: the single-cell step stays untouched). On TensorFlow the cells run one
-after another through ``fit_dgg``.
+Per cell, as data inside one program (``CELL_VALUES``): the seed, ``learning_rate``
+(a value of the optimiser's state), and ``gmm_coefficient``, ``sigma``,
+``reconstruction_scale``, ``lr_warmup_steps`` (``NUMBERS``: traced scalars that the
+step reads where it read the config's Python numbers; nothing branches on them in
+Python: ``lr_warmup_steps`` = 0 multiplies the rate by exactly 1 in a program where
+another cell warms up). The structural switches (``prior``, ``similarity``,
+``sigma_mode``, ``classifier_input``, ``likelihood``...) change the traced computation:
+cells that differ in them run as one program per value. Measured against "compute both,
+select" (``benchmarks/cells_probe.py --switch 4``: prior code/paper over 4 cells, 784-250-
+250-500-10, AMD EPYC 2 cores, loaded): two programs of 2 took 84-120 ms a cell-step, one
+program of 4 computing both priors 98-127 ms, one prior alone 90-95 ms (docs/speed.md).
+Select buys nothing on this CPU and would put traced switches into the single-cell
+step's code, so the switches split.
+
+A cell whose step loss or weights go non-finite stops: inside the program its state
+stays that of its last finite step (a select per cell), the other cells go on, and
+its result says where (``"stopped"``). ``on_epoch`` sees every cell after every epoch;
+``initial_epoch`` with ``optimizer_states`` resumes cells as ``fit_dgg`` resumes a
+checkpoint (``train.checkpoint.restore_network``). Several accelerators: the cell axis
+is sharded over them (``devices``). ``steps_per_call``: k steps per dispatch
+(``jax.lax.scan``).
 """
 from __future__ import annotations
 
 import keras
 import numpy as np
-from keras import ops
 
 from dgg_tf.core.config import DGGConfig
-from dgg_tf.numerics.graph import similarity_weights_ops
-from dgg_tf.numerics.models import STEP_MEANS, DGGNetwork
-from dgg_tf.numerics.optimizers import step_lr
+from dgg_tf.numerics.models import DGGNetwork
 from dgg_tf.numerics.weights import get_params, set_params
-from dgg_tf.stages.dgg import compile_dgg, dgg_dataset, fit_dgg
-from dgg_tf.train.fit import steps_per_epoch
+from dgg_tf.stages.dgg import compile_dgg, fit_dgg
+from dgg_tf.train.callbacks import TrainingError
+from dgg_tf.train.checkpoint import optimizer_arrays, restore_network
 
-__all__ = ["train_cells", "noise_key"]
+__all__ = ["train_cells", "noise_key", "CELL_VALUES", "NUMBERS"]
 
+#: Numeric settings a cell may set apart inside one program (traced per-cell scalars).
+NUMBERS = ("gmm_coefficient", "sigma", "reconstruction_scale", "lr_warmup_steps")
 #: What a cell may set apart from its program's config, as data.
-CELL_VALUES = ("seed", "learning_rate")
+CELL_VALUES = ("seed", "learning_rate") + NUMBERS
 
 
 def noise_key(seed, salt=1):
@@ -44,125 +60,107 @@ def noise_key(seed, salt=1):
     return np.uint32((int(seed) * 1_000_003 + salt) % 2 ** 32)
 
 
-def train_cells(config: DGGConfig, x, table, starts, cells, epochs=None):
+def train_cells(config: DGGConfig, x, table, starts, cells, epochs=None, *, on_epoch=None,
+                initial_epoch=0, optimizer_states=None, steps_per_call=1, devices=None):
     """Train len(cells) DGG cells on checked inputs (float32 x, integer table) and return
-    one result per cell, in order: ``{"params", "history", **cell}``, ``history`` a list of
-    ``{"epoch", "loss"}`` (the epoch's mean step loss, as ``fit_dgg`` records it).
+    one result per cell, in order: ``{**cell, "params", "history", "stopped",
+    "optimizer"}``: ``history`` a list of epoch records (``epoch``, ``loss``, ``lr``, the
+    step means, as ``fit_dgg`` records them), ``stopped`` None or why the cell stopped,
+    ``optimizer`` its optimiser arrays (``checkpoint.optimizer_arrays`` order).
 
     ``starts``: one weights dict per cell (``get_params`` names). ``cells``: one dict per
     cell with any of ``CELL_VALUES`` and other config fields; cells whose configs agree
-    apart from ``CELL_VALUES`` share one program on JAX."""
-    configs = [config.replace(**c) for c in cells]
-    results = [None] * len(cells)
-    for members in _programs(configs).values():
-        train = _train_vmapped if keras.backend.backend() == "jax" else _train_one_by_one
-        done = train([configs[i] for i in members], x, table, [starts[i] for i in members],
-                     epochs)
-        for i, r in zip(members, done):
-            results[i] = {**cells[i], **r}
-    return results
+    apart from ``CELL_VALUES`` share one program on JAX. ``on_epoch(epoch, results)``
+    (epoch from 1) after every epoch, with every cell's result so far. Resuming: epochs
+    ``initial_epoch``..``epochs``-1, each cell from ``starts[i]`` and
+    ``optimizer_states[i]`` (None: a fresh optimiser). ``steps_per_call`` and ``devices``
+    (default: all of JAX's) are JAX's; TensorFlow ignores them."""
+    configs = _check(config, starts, cells, optimizer_states, steps_per_call, initial_epoch)
+    last = [c.epochs if epochs is None else int(epochs) for c in configs]
+    optimizer_states = optimizer_states or [None] * len(cells)
+    programs = []
+    for members in _programs(configs, last).values():
+        make = _JaxProgram if keras.backend.backend() == "jax" else _OneByOne
+        programs.append((members, last[members[0]], make(
+            [configs[i] for i in members], x, table, [starts[i] for i in members],
+            [optimizer_states[i] for i in members], steps_per_call, devices)))
+    if on_epoch is None:
+        for _, end, program in programs:
+            program.run(initial_epoch, end)
+    else:
+        for epoch in range(initial_epoch, max(last, default=0)):
+            for _, end, program in programs:
+                if epoch < end:
+                    program.run(epoch, epoch + 1)
+            on_epoch(epoch + 1, _collect(cells, programs))
+    return _collect(cells, programs)
 
 
-def _programs(configs):
+def _check(config, starts, cells, optimizer_states, steps_per_call, initial_epoch):
+    """The cells' configs, after a clear error for arguments that do not fit."""
+    if len(starts) != len(cells):
+        raise ValueError(f"train_cells: {len(starts)} starts for {len(cells)} cells")
+    if optimizer_states is not None and len(optimizer_states) != len(cells):
+        raise ValueError(f"train_cells: {len(optimizer_states)} optimizer states for "
+                         f"{len(cells)} cells")
+    if int(steps_per_call) != steps_per_call or steps_per_call < 1:
+        raise ValueError(f"train_cells: steps_per_call must be an integer >= 1, got "
+                         f"{steps_per_call!r}")
+    if int(initial_epoch) != initial_epoch or initial_epoch < 0:
+        raise ValueError(f"train_cells: initial_epoch must be an integer >= 0, got "
+                         f"{initial_epoch!r}")
+    return [config.replace(**c) for c in cells]
+
+
+def _programs(configs, last):
     """{program key: [cell indices]}: cells agree on everything but ``CELL_VALUES``."""
     groups = {}
     for i, c in enumerate(configs):
-        key = c.replace(**{k: getattr(configs[0], k) for k in CELL_VALUES})
+        key = (c.replace(**{k: getattr(configs[0], k) for k in CELL_VALUES}), last[i])
         groups.setdefault(key, []).append(i)
     return groups
 
 
-def _train_one_by_one(configs, x, table, starts, epochs):
-    """The existing single-cell path, cell after cell (TensorFlow)."""
-    out = []
-    for cfg, start in zip(configs, starts):
-        net = compile_dgg(DGGNetwork(cfg))
-        set_params(net, start)
-        history = fit_dgg(net, x, table, epochs=epochs, verbose=0)
-        out.append({"params": get_params(net),
-                    "history": [{"epoch": r["epoch"], "loss": r["loss"]} for r in history]})
-    return out
+def _collect(cells, programs):
+    """Every cell's result so far, in the order of ``cells``."""
+    results = [None] * len(cells)
+    for members, _, program in programs:
+        for i, r in zip(members, program.results()):
+            results[i] = {**cells[i], **r}
+    return results
 
 
-# ---------------------------------------------------------------- JAX: one program
-def _state(net):
-    """Keras' JAX training state of ``net`` (``backend.Trainer``'s order), as arrays."""
-    return [[np.asarray(v.value) for v in vs] for vs in (
-        net.trainable_variables, net.non_trainable_variables,
-        net.optimizer.variables, net.metrics_variables)]
+class _OneByOne:
+    """The existing single-cell path, cell after cell (TensorFlow): one compiled
+    network per cell, trained by ``fit_dgg``; a cell whose loss goes non-finite stops
+    there (``NonFiniteStop``'s message) and the others go on."""
+
+    def __init__(self, configs, x, table, starts, optimizer_states, steps_per_call, devices):
+        self.x, self.table = x, table
+        self.nets, self.histories, self.stopped = [], [[] for _ in configs], [None] * len(configs)
+        for cfg, start, opt in zip(configs, starts, optimizer_states):
+            net = compile_dgg(DGGNetwork(cfg))
+            if opt is None:
+                set_params(net, start)
+            else:
+                restore_network(net, start, opt, source="train_cells")
+            self.nets.append(net)
+
+    def run(self, first, last):
+        for i, net in enumerate(self.nets):
+            if self.stopped[i] is None:
+                try:
+                    fit_dgg(net, self.x, self.table, history=self.histories[i],
+                            initial_epoch=first, epochs=last, verbose=0)
+                except TrainingError as e:
+                    self.stopped[i] = str(e)
+
+    def results(self):
+        return [{"params": get_params(net), "history": list(h), "stopped": s,
+                 "optimizer": optimizer_arrays(net.optimizer)}
+                for net, h, s in zip(self.nets, self.histories, self.stopped)]
 
 
-def _stack(states):
-    """The cells' states, stacked along a leading cell axis."""
-    import jax
-    return jax.tree_util.tree_map(lambda *a: np.stack(a), *states)
-
-
-def _cell_step(net, cfg):
-    """The pure step of one cell: ``(state, x, table, batch, key) -> (state, loss)``: the
-    batch gathered and its noise drawn as ``BatchFeed.assemble`` does, then the network's
-    own ``train_step``."""
-    import jax
-    nn, m = cfg.num_neighbors + 1, cfg.latent_dim
-
-    def step(state, x, table, batch, key):
-        neighbors = ops.take(table, batch["index"], axis=0)
-        x_nbrs = ops.take(x, neighbors, axis=0)
-        sigma_row = None
-        if "sigma_index" in batch:
-            sigma_row = ops.take(x, ops.take(table, batch["sigma_index"][0], axis=0), axis=0)
-        w = similarity_weights_ops(x_nbrs, cfg.sigma, cfg.similarity, cfg.sigma_mode,
-                                   sigma_row)
-        counter = ops.cast(batch["epoch"][0], "int32") * 1_000_003 + \
-            ops.cast(batch["step"][0], "int32")
-        eps = jax.random.normal(jax.random.fold_in(jax.random.key(key), counter),
-                                (neighbors.shape[0], nn, m), "float32")
-        eps = ops.take(eps, batch["row"], axis=0)
-        logs, state = net.train_step(state, (x_nbrs, w, eps))
-        return state, logs["loss"]
-    return step
-
-
-def _train_vmapped(configs, x, table, starts, epochs):
-    """Cells of one config (but seed and learning rate) through one vmapped program."""
-    import jax
-    cfg = configs[0]
-    epochs = cfg.epochs if epochs is None else epochs
-    net = compile_dgg(DGGNetwork(cfg))
-    lr_index = [i for i, v in enumerate(net.optimizer.variables)
-                if v is net.optimizer._learning_rate][0]
-    loss_metric = net.step_metrics[STEP_MEANS.index("loss")]
-    states = []
-    for start in starts:
-        set_params(net, start)
-        states.append(_state(net))
-    state = _stack(states)
-    fresh_metrics = state[3]
-    keys = np.stack([noise_key(c.seed) for c in configs])
-    run = jax.jit(jax.vmap(_cell_step(net, cfg), in_axes=(0, None, None, 0, 0)))
-    data = [dgg_dataset(table, None, c, 0, epochs) for c in configs]
-    steps = steps_per_epoch(len(x), cfg.batch_size)
-    x, table = jax.numpy.asarray(x), jax.numpy.asarray(table[:, :cfg.num_neighbors + 1])
-    histories = [[] for _ in configs]
-    for epoch in range(epochs):
-        state[2][lr_index] = np.asarray(
-            [step_lr(c.learning_rate, c.lr_gamma, c.lr_step, epoch, c.lr_schedule)
-             for c in configs], np.float32)
-        state[3] = fresh_metrics                 # fit resets the metrics every epoch
-        for s in range(steps):
-            batch = _stack([d[epoch * steps + s] for d in data])
-            state, _ = run(state, x, table, batch, keys)
-        state = [list(group) for group in state]
-        for i, history in enumerate(histories):
-            _assign(net.metrics_variables, [a[i] for a in state[3]])
-            history.append({"epoch": epoch + 1, "loss": float(loss_metric.result())})
-    out = []
-    for i, history in enumerate(histories):
-        _assign(net.trainable_variables, [a[i] for a in state[0]])
-        out.append({"params": get_params(net), "history": history})
-    return out
-
-
-def _assign(variables, values):
-    for v, a in zip(variables, values):
-        v.assign(a)
+def _JaxProgram(*args):
+    from dgg_tf.stages.cells_program import CellsProgram  # lazy: JAX only (jax imports)
+    return CellsProgram(*args, NUMBERS, noise_key)
