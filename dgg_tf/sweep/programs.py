@@ -8,27 +8,24 @@ the sweep's resume, sweep.json, sweep.md and curves stay what they are, per cell
   once per start key (``api.starts``) and saved once in ``SWEEP/starts/``; every cell
   that shares one, and every resume, reads it there.
 - After every epoch each cell gets its history record (lr, the step means the engine
-  reports: the loss, and on the single-cell path every loss term; with labels the
-  full-pass ACC/NMI of its weights, as a cell run alone has them; not the running
-  ACC), its history.csv and its checkpoint (weights and optimizer state).
+  reports, every loss term among them; with labels the full-pass ACC/NMI of its
+  weights, as a cell run alone has them; not the running ACC), its history.csv and its
+  checkpoint (weights and optimizer state).
 - Resume: a cell continues from its checkpoint's epoch with its optimizer state; cells
   at the same epoch train together.
 - SIGTERM or Ctrl-C: the stop is raised after the epoch in progress (the engine steps
-  all the cells of a program together) or before the next batch; finished epochs are
-  kept, each cell's lock released.
-- Until ``train_cells`` has its per-epoch hook (``train_program``: the one place that
-  calls it), each cell trains alone through ``fit_dgg`` in the program's process.
+  all the cells of a program together); finished epochs are kept, each cell's lock
+  released. A cell whose loss or weights go non-finite stops alone (the engine's
+  message is its error); the others go on.
 - A program does not record the full-pass ACC after the first step (config.json
   ``first_steps``), which a cell run alone does.
 """
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import os
 import time
 
-import keras
 import numpy as np
 
 from dgg_tf.api.core import Run, RunResult, Stages, finish_run, record_stages, start_record
@@ -41,12 +38,12 @@ from dgg_tf.core.rundir import RunDir
 from dgg_tf.numerics.evaluation import full_pass_scores
 from dgg_tf.numerics.models import DGGNetwork
 from dgg_tf.numerics.optimizers import step_lr
-from dgg_tf.numerics.weights import get_params, set_params
+from dgg_tf.numerics.weights import set_params
 from dgg_tf.stages import cells as engine
-from dgg_tf.stages.dgg import compile_dgg, fit_dgg, format_record
+from dgg_tf.stages.dgg import compile_dgg, format_record
 from dgg_tf.sweep.cells import PLAN, cell_config, cell_dir, cell_state, load_inputs, read_json
-from dgg_tf.train.callbacks import StopWhenAsked, TrainingError
-from dgg_tf.train.checkpoint import optimizer_arrays, restore_network
+from dgg_tf.train.callbacks import TrainingError
+from dgg_tf.train.checkpoint import restore_network
 from dgg_tf.train.resumable import ResumableStage
 
 STARTS = "starts"
@@ -243,12 +240,12 @@ def _epoch_hook(group, scorer, say):
 
 
 def _epoch_done(m, result, scorer):
-    last = result["history"][-1]
-    epoch, cfg = int(last["epoch"]), m.config
-    if result.get("stopped"):
-        m.failed = f"loss is not finite at epoch {epoch}"
+    if result.get("stopped"):       # the engine's message: what, the epoch and the batch
+        m.failed = result["stopped"]
         m.say(f"error: {m.failed} (in a program)")
         return
+    last = result["history"][-1]
+    epoch, cfg = int(last["epoch"]), m.config
     m.params, m.optimizer = result["params"], result.get("optimizer")
     steps = {k: float(v) for k, v in last.items() if k not in ("epoch", "seconds", "lr",
                                                                  "peak_rss_mb")}
@@ -279,33 +276,8 @@ def _write_cell(m):
 # ---------------------------------------------------------------- the engine's interface
 def train_program(config, x, table, starts, cells, *, epochs, initial_epoch, optimizer_states,
                   on_epoch):
-    """``stages.cells.train_cells`` with its per-epoch hook and resume (``on_epoch(epoch,
-    results)``, ``initial_epoch``, ``optimizer_states``).
-
-    TODO(merge, issue 27): until the engine has that interface, each cell trains alone
-    through ``fit_dgg`` (the single-cell path; the same numbers, without the cell axis)."""
-    if "on_epoch" in inspect.signature(engine.train_cells).parameters:
-        return engine.train_cells(config, x, table, starts, cells, epochs=epochs,
-                                  on_epoch=on_epoch, initial_epoch=initial_epoch,
-                                  optimizer_states=optimizer_states)
-    out = []
-    for i, (start, cell, opt) in enumerate(zip(starts, cells, optimizer_states)):
-        out.append(_one_cell(config.replace(**cell), x, table, start, opt, epochs,
-                             initial_epoch, lambda e, r, i=i: on_epoch(e, [None] * i + [r] + [
-                                 None] * (len(cells) - i - 1))))
-    return out
-
-
-def _one_cell(cfg, x, table, start, optimizer, epochs, initial_epoch, on_epoch):
-    net = compile_dgg(DGGNetwork(cfg))
-    restore_network(net, start, optimizer) if optimizer else set_params(net, start)
-    history = []
-
-    class Hook(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            on_epoch(epoch, {"params": get_params(net), "history": history, "stopped": False,
-                             "optimizer": optimizer_arrays(net.optimizer)})
-
-    fit_dgg(net, x, table, history=history, initial_epoch=initial_epoch, epochs=epochs,
-            callbacks=[StopWhenAsked(), Hook()], verbose=0)
-    return {"params": get_params(net), "history": history}
+    """``stages.cells.train_cells`` with its per-epoch hook and resume: on JAX the cells
+    are one vmapped program, on TensorFlow they train one after another."""
+    return engine.train_cells(config, x, table, starts, cells, epochs=epochs,
+                              on_epoch=on_epoch, initial_epoch=initial_epoch,
+                              optimizer_states=optimizer_states)
