@@ -45,3 +45,36 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "bfloat16" in item.nodeid:
             item.add_marker(skip)
+
+
+# The tiny reproduce/mnist.py runs (tests/tiny_mnist.py) that test_reproduce, test_stops
+# and test_run_summary compare against: one of each per pytest process (per xdist worker),
+# shared by the three modules instead of one per module.
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """The tiny MNIST idx directory and its autoencoder file."""
+    from tiny_mnist import write_tiny_mnist
+    return write_tiny_mnist(tmp_path_factory.mktemp("tiny_mnist"))
+
+
+@pytest.fixture(scope="session")
+def reference(tiny, tmp_path_factory):
+    """An uninterrupted 2-epoch run in this process (K-means single-threaded, as in the
+    modules that compare with it)."""
+    from threadpoolctl import threadpool_limits
+    from tiny_mnist import base_args, mnist
+    out = tmp_path_factory.mktemp("runs") / "ref"
+    with threadpool_limits(1):
+        assert mnist.main(base_args(tiny, out, "--epochs", "2")) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def fresh(tiny, tmp_path_factory):
+    """An uninterrupted 2-epoch run in a fresh process: what a stopped or killed and
+    resumed run (also fresh processes) must equal bit for bit."""
+    from tiny_mnist import base_args, run_fresh
+    out = tmp_path_factory.mktemp("runs") / "fresh"
+    ran = run_fresh(*base_args(tiny, out, "--epochs", "2"))
+    assert ran.returncode == 0, ran.stderr
+    return out

@@ -63,11 +63,14 @@ AUDIT = ["--audit-batches", "1", "--audit-classifier-epochs", "1"]
 # a fresh 1-epoch paper run on 300 images; its --resume must repeat every setting
 PAPER_300 = ["--variant", "paper", "--set", "sigma=5", "--set", "lr_schedule=nominal",
              "--subset", "300", "--subset-neighbors", "raw", *SMALL, *AUDIT]
+# reproduce/digits.py at its smallest: one epoch per stage, a narrow network, and the
+# one-stage DEC pretraining (the default 5-stage schedule traces 5 fits; its code path is
+# tests/test_pretrain.py's)
 DIGITS_CONFIG = {"description": "the smallest run of reproduce/digits.py (a test)",
                  "estimator": {"n_clusters": 10, "variant": "code", "epochs": 1,
                                "pretrain_epochs": 1, "classifier_epochs": 1},
                  "config_overrides": {"encoder_dims": [16, 16, 32], "batch_size": 50,
-                                      "kmeans_n_init": 1,
+                                      "kmeans_n_init": 1, "pretrain_schedule": "dec",
                                       "classifier_pretrain_loss": "cross_entropy"},
                  "neighbors": "knn", "seeds": [0, 1]}
 

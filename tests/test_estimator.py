@@ -186,8 +186,10 @@ def test_n_init_keeps_the_lowest_loss_seed():
     """n_init=2 fits seeds 0 and 1, records both (loss, ACC: y given), keeps the one of
     lower final loss; seed 0's record is what n_init=1 gives on its own."""
     x, y = blobs(n=150, d=12)
+    # the one-stage DEC pretraining: three fits, each traces one pretraining stage, not five
     settings = dict(n_clusters=3, epochs=1, pretrain_epochs=1, classifier_epochs=1,
-                    config_overrides={"encoder_dims": (9, 8, 16), "latent_dim": 3}, verbose=0)
+                    config_overrides={"encoder_dims": (9, 8, 16), "latent_dim": 3,
+                                      "pretrain_schedule": "dec"}, verbose=0)
     model = DGG(n_init=2, **settings).fit(x, y)
     results = model.n_init_results_
     assert [r["random_state"] for r in results] == [0, 1]

@@ -3,6 +3,7 @@ graph (imports inside functions included) has no circle, no module imports one o
 higher layer (the README's Layout), and an import inside a function is there only to
 keep TensorFlow out of a TensorFlow-free path, saying so in a ``# lazy:`` comment."""
 import ast
+import functools
 import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -65,8 +66,10 @@ def _target(node, module, is_package, names):
     return hits or ([mod] if mod in names else [])
 
 
+@functools.lru_cache(maxsize=None)
 def _imports():
-    """[(module, target, lineno, inside a function)] for every dgg_tf import."""
+    """((module, target, lineno, inside a function), ...) for every dgg_tf import; parsed
+    once per process (the tests below ask for it once per module)."""
     names = _modules()
     out = []
     for module, path in names.items():
@@ -77,7 +80,7 @@ def _imports():
                 for t in _target(node, module, path.name == "__init__.py", names):
                     if t != module:
                         out.append((module, t, node.lineno, id(node) not in top))
-    return out
+    return tuple(out)
 
 
 def _layer(module):

@@ -3,7 +3,7 @@ are those of history.csv and config.json."""
 import json
 
 import pytest
-from test_reproduce import base_args, mnist, one_thread_for_kmeans, reference, tiny  # noqa: F401
+from tiny_mnist import base_args, mnist, one_thread_for_kmeans  # noqa: F401
 
 from dgg_tf.core.history import read_history_csv
 from dgg_tf.core.record import RunRecord, run_summary, summary_lines

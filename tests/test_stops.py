@@ -5,19 +5,18 @@ message says what is allowed."""
 import signal
 
 import pytest
-from test_reproduce import (STOP_MID_EPOCH, assert_same_run, base_args, mnist,  # noqa: F401
-                            one_thread_for_kmeans, reference, run_fresh, tiny)
+from tiny_mnist import (STOP_MID_EPOCH, assert_same_run, base_args, mnist,  # noqa: F401
+                        one_thread_for_kmeans, run_fresh)
 
 from dgg_tf.core.config import DGGConfig
 from dgg_tf.core.history import read_history_csv
 
 
-def test_sigterm_stops_like_ctrl_c_and_resumes_bit_for_bit(tiny, tmp_path):
+def test_sigterm_stops_like_ctrl_c_and_resumes_bit_for_bit(tiny, fresh, tmp_path):
     """Every run in a fresh process (bits are a property of fresh processes on one
     machine, see test_reproduce): stopped by SIGTERM in epoch 2, then resumed, equals an
-    uninterrupted run."""
-    out, fresh = tmp_path / "run", tmp_path / "fresh"
-    assert run_fresh(*base_args(tiny, fresh, "--epochs", "2")).returncode == 0
+    uninterrupted run (``fresh``, the one test_reproduce's kill tests compare with)."""
+    out = tmp_path / "run"
     stopped = run_fresh("SIGTERM", "1", *base_args(tiny, out, "--epochs", "2"),
                         wrapper=STOP_MID_EPOCH)
     assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
