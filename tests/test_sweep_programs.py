@@ -171,8 +171,9 @@ def test_n_init_through_cells_equals_seed_after_seed(monkeypatch):
     from dgg_tf.api import fitting
     x, y = make_blobs(150, 12, centers=3, random_state=0)
     x = ((x - x.min()) / (x.max() - x.min())).astype(np.float32)
-    settings = dict(n_clusters=3, epochs=2, pretrain_epochs=1, classifier_epochs=1, n_init=2,
-                    config_overrides={"encoder_dims": (9, 8, 16), "latent_dim": 3}, verbose=0)
+    settings = dict(n_clusters=3, epochs=1, pretrain_epochs=1, classifier_epochs=1, n_init=2,
+                    config_overrides={"encoder_dims": (9, 8, 16), "latent_dim": 3,
+                                      "pretrain_schedule": "dec"}, verbose=0)
     calls = []
     cells = fitting.fit_cells
     monkeypatch.setattr(fitting, "fit_cells", lambda *a, **k: calls.append(1) or cells(*a, **k))
