@@ -133,7 +133,9 @@ def test_sigterm_stops_every_cell_writes_the_summary_and_resumes(inputs, tmp_pat
     (The signal may come while epoch 2's files are being written: 1 epoch or more.)"""
     if how == "timeout" and shutil.which("timeout") is None:
         pytest.skip("no timeout command")
-    epochs, path = 8, tmp_path / "s"
+    # the timeout case does not resume: 30 epochs, so that under load no cell can finish
+    # them all while the other is still reaching epoch 2 (8 did, once, at a load of 11)
+    epochs, path = (30 if how == "timeout" else 8), tmp_path / "s"
     _prepare(path, inputs, epochs)
     proc = _start(path, epochs, ["timeout", "600"] if how == "timeout" else [])
     cells = {}
