@@ -256,6 +256,12 @@ NOT_EXERCISED = {
         "--weights": "the shipped autoencoder is the default; a sweep of other weights "
                      "is the same code path",
         "--neighbors": "the 70000-image table: protocols without a subset (hours)",
+        "--cells-per-program": "tests/test_sweep_programs.py runs the program mode in "
+                               "process, against one cell a process, and its resume",
+    },
+    "reproduce/digits.py": {
+        "--n-init": "DGG(n_init) is tests/test_estimator.py's and test_sweep_programs.py's; "
+                    "the script's summary of it is tests/test_digits_n_init.py's",
     },
     "benchmarks/device_summary.py": {
         "*": "its real runs are tests/test_device_scripts.py's",
