@@ -43,6 +43,7 @@ from dgg_tf.core.config import DGGConfig
 from dgg_tf.numerics.models import DGGNetwork
 from dgg_tf.numerics.weights import get_params, set_params
 from dgg_tf.stages.dgg import compile_dgg, fit_dgg
+from dgg_tf.train import fit
 from dgg_tf.train.callbacks import TrainingError
 from dgg_tf.train.checkpoint import optimizer_arrays, restore_network
 
@@ -57,7 +58,7 @@ CELL_VALUES = ("seed", "learning_rate") + NUMBERS
 def noise_key(seed, salt=1):
     """The integer key of ``train.fit.batch_noise`` for ``seed``, as the uint32 that
     ``backend.normal`` reduces it to: a cell's noise key, passed as data."""
-    return np.uint32((int(seed) * 1_000_003 + salt) % 2 ** 32)
+    return np.uint32(fit.noise_key(seed, salt) % 2 ** 32)
 
 
 def train_cells(config: DGGConfig, x, table, starts, cells, epochs=None, *, on_epoch=None,

@@ -25,7 +25,7 @@ from dgg_tf.numerics.optimizers import step_lr
 from dgg_tf.numerics.weights import param_variables
 from dgg_tf.stages.dgg import compile_dgg, dgg_dataset
 from dgg_tf.train.checkpoint import optimizer_arrays, restore_network
-from dgg_tf.train.fit import steps_per_epoch
+from dgg_tf.train.fit import noise_counter, steps_per_epoch
 
 __all__ = ["CellsProgram"]
 
@@ -114,10 +114,10 @@ class CellsProgram:
         """The epoch's learning rates (``fit``'s scheduler) and fresh step metrics."""
         state, alive, stop = self.carry
         state = [list(g) for g in state]
-        rates = [step_lr(c.learning_rate, c.lr_gamma, c.lr_step, epoch, c.lr_schedule)
-                 for c in self.configs]
+        self.rates = [step_lr(c.learning_rate, c.lr_gamma, c.lr_step, epoch, c.lr_schedule)
+                      for c in self.configs]
         state[2][self.lr_index] = jax.device_put(
-            np.asarray(rates, state[2][self.lr_index].dtype), self.on_cells)
+            np.asarray(self.rates, state[2][self.lr_index].dtype), self.on_cells)
         state[3] = jax.device_put(self.fresh_metrics, self.on_cells)
         self.carry = (state, alive, stop)
 
@@ -139,10 +139,7 @@ class CellsProgram:
                 continue
             for v, a in zip(net.metrics_variables, metrics):
                 v.assign(a[i])
-            c = self.configs[i]
-            record = {"epoch": epoch + 1,
-                      "lr": step_lr(c.learning_rate, c.lr_gamma, c.lr_step, epoch,
-                                    c.lr_schedule)}
+            record = {"epoch": epoch + 1, "lr": self.rates[i]}
             record.update({m.name: float(m.result()) for m in net.step_metrics[:-1]})
             record["seconds"] = seconds
             history.append(record)
@@ -209,8 +206,7 @@ def _cell_step(net, cfg, warm):
             sigma_row = ops.take(x, ops.take(table, batch["sigma_index"][0], axis=0), axis=0)
         w = similarity_weights_ops(x_nbrs, cell.sigma, cfg.similarity, cfg.sigma_mode,
                                    sigma_row)
-        counter = ops.cast(batch["epoch"][0], "int32") * 1_000_003 + \
-            ops.cast(batch["step"][0], "int32")
+        counter = noise_counter(batch["epoch"][0], batch["step"][0])
         eps = jax.random.normal(jax.random.fold_in(jax.random.key(key), counter),
                                 (neighbors.shape[0], nn, m), "float32")
         eps = ops.take(eps, batch["row"], axis=0)

@@ -37,7 +37,6 @@ from dgg_tf.core.inputs import check_run_inputs
 from dgg_tf.core.rundir import RunDir
 from dgg_tf.numerics.evaluation import full_pass_scores
 from dgg_tf.numerics.models import DGGNetwork
-from dgg_tf.numerics.optimizers import step_lr
 from dgg_tf.numerics.weights import set_params
 from dgg_tf.stages import cells as engine
 from dgg_tf.stages.dgg import compile_dgg, format_record
@@ -249,9 +248,8 @@ def _epoch_done(m, result, scorer):
     m.params, m.optimizer = result["params"], result.get("optimizer")
     steps = {k: float(v) for k, v in last.items() if k not in ("epoch", "seconds", "lr",
                                                                  "peak_rss_mb")}
-    record = {"epoch": epoch, "lr": step_lr(cfg.learning_rate, cfg.lr_gamma, cfg.lr_step,
-                                            epoch - 1, cfg.lr_schedule),
-              **steps, **scorer(cfg, m.params), "seconds": time.time() - m.t0}
+    record = {"epoch": epoch, "lr": last["lr"], **steps, **scorer(cfg, m.params),
+              "seconds": time.time() - m.t0}
     m.t0 = time.time()
     m.history.append(record)
     m.run_dir.write_history(m.history)

@@ -36,11 +36,20 @@ def epoch_order(n, seed, epoch):
     return np.random.default_rng([int(seed), int(epoch)]).permutation(int(n)).astype(np.int32)
 
 
+def noise_key(seed, salt=1):
+    """The integer key of a seed's batch noise (``batch_noise``)."""
+    return int(seed) * 1_000_003 + salt
+
+
+def noise_counter(epoch, step):
+    """The counter of one batch's noise (``batch_noise``): a scalar of the step."""
+    return ops.cast(epoch, "int32") * 1_000_003 + ops.cast(step, "int32")
+
+
 def batch_noise(shape, seed, epoch, step, salt=1):
     """Standard normal noise of one batch, a function of (seed, epoch, step): drawn in
     the step, by the backend's stateless generator."""
-    counter = ops.cast(epoch, "int32") * 1_000_003 + ops.cast(step, "int32")
-    return backend.normal(shape, int(seed) * 1_000_003 + salt, counter)
+    return backend.normal(shape, noise_key(seed, salt), noise_counter(epoch, step))
 
 
 class IndexBatches(keras.utils.PyDataset):
