@@ -63,3 +63,19 @@ def test_resume_or_start_and_drop_checkpoint(tiny, reference, tmp_path):
                                 "--drop-checkpoint")) == 0
     assert_same_run(out, reference)
     assert not (out / "checkpoint.npz").exists() and (out / "model.h5").exists()
+
+
+@pytest.mark.parametrize("hint, said", [
+    (None, "stopped by SIGTERM; continue with the same command plus --resume --out RUN_DIR"),
+    ("the same sweep command resumes it", "stopped by SIGTERM; the same sweep command resumes it"),
+])
+def test_a_stop_names_how_to_resume(hint, said, capsys):
+    """A stopped command exits 143 and says how to continue: a single run's --resume,
+    or, in a sweep's subprocess, the sweep's own command."""
+    from dgg_tf.cli.commands import run_main
+    from dgg_tf.core.stopping import Terminated
+
+    def stopped():
+        raise Terminated()
+    assert run_main(stopped, resume_hint=hint) == 143
+    assert capsys.readouterr().err.strip() == said

@@ -22,7 +22,7 @@ import pytest
 from blob_inputs import blob_inputs
 
 from dgg_tf.core.config import DGGConfig
-from dgg_tf.sweep.cells import cell_dir, cell_state, prepare
+from dgg_tf.sweep.cells import SWEEP_RESUMES, cell_dir, cell_state, prepare
 from dgg_tf.sweep.protocols import sweep_configs
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self/task"),
@@ -163,7 +163,8 @@ def test_sigterm_stops_every_cell_writes_the_summary_and_resumes(inputs, tmp_pat
         cell = cell_dir(str(path), "code", seed)
         assert not os.path.exists(os.path.join(cell, "run.lock")), out     # released
         assert cell_state(cell, epochs) == "resume"
-        assert "stopped by SIGTERM" in (path / "logs" / f"code-seed-{seed}.log").read_text()
+        log = (path / "logs" / f"code-seed-{seed}.log").read_text()
+        assert f"stopped by SIGTERM; {SWEEP_RESUMES}" in log and "--resume --out" not in log
     summary = json.loads((path / "sweep.json").read_text())["configs"]["code"]
     reached = [len(c) for c in summary["curves"].values()]
     assert summary["full_acc"] == [None, None] and all(1 <= n < epochs for n in reached), out

@@ -119,11 +119,12 @@ def _install_stop_handlers():
     return previous
 
 
-def run_main(body, run_dir=None):
+def run_main(body, run_dir=None, resume_hint=None):
     """Run a command's body: user errors print one ``error:`` line and return 2. Ctrl-C
     and SIGTERM stop the same way (exit 130 and 143): the ``finally`` blocks run, so the
     run directory's lock is released and its last epoch's checkpoint kept, and the
-    message names the run to resume (``run_dir``: the folder, or a function giving it).
+    message names the run to resume (``run_dir``: the folder, or a function giving it),
+    or says ``resume_hint`` instead (a sweep's subprocess: the sweep's command resumes it).
     A stop is also recorded (``stopping``), so that training raises it again before the
     next batch if Python lost the handler's raise; a SIGTERM repeated at once is the
     same stop and does not interrupt its clean-up."""
@@ -137,7 +138,8 @@ def run_main(body, run_dir=None):
         where = run_dir() if callable(run_dir) else run_dir
         how = "stopped by SIGTERM" if isinstance(e, Terminated) else "interrupted"
         resume = f"--resume --out {where}" if where else "--resume --out RUN_DIR"
-        print(f"\n{how}; continue with the same command plus {resume}", file=sys.stderr)
+        hint = resume_hint or f"continue with the same command plus {resume}"
+        print(f"\n{how}; {hint}", file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130
     finally:
         for signum, handler in previous.items():

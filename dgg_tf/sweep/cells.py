@@ -14,6 +14,10 @@ from dgg_tf.core.rundir import RunDir
 
 PLAN, INPUTS = "plan.json", "inputs.npz"
 
+# what a stopped cell's or program's log says: the sweep's command resumes it (a single
+# run's "--resume --out RUN_DIR" would start the cell outside its sweep)
+SWEEP_RESUMES = "the same sweep command resumes it"
+
 
 def cell_dir(sweep_dir, name, seed):
     return os.path.join(sweep_dir, "runs", name, f"seed-{seed}")

@@ -40,7 +40,7 @@ from dgg_tf.numerics.models import DGGNetwork
 from dgg_tf.numerics.weights import set_params
 from dgg_tf.stages import cells as engine
 from dgg_tf.stages.dgg import compile_dgg, format_record
-from dgg_tf.sweep.cells import PLAN, cell_config, cell_dir, cell_state, load_inputs, read_json
+from dgg_tf.sweep.cells import PLAN, SWEEP_RESUMES, cell_config, cell_dir, cell_state, load_inputs, read_json
 from dgg_tf.train.callbacks import TrainingError
 from dgg_tf.train.checkpoint import restore_network
 from dgg_tf.train.resumable import ResumableStage
@@ -127,7 +127,7 @@ def _tell_unfinished(members, epochs, error):
     """Each unfinished cell's log says why it ended (as a cell run alone prints it)."""
     if isinstance(error, KeyboardInterrupt):
         how = "stopped by SIGTERM" if isinstance(error, stopping.Terminated) else "interrupted"
-        line = f"{how}; the same sweep command resumes it"
+        line = f"{how}; {SWEEP_RESUMES}"
     else:
         line = f"error: {error}"
     for m in members:

@@ -36,7 +36,7 @@ from dgg_tf.backend.startup import quiet_tensorflow
 from dgg_tf.cli.commands import run_main
 from dgg_tf.core import stopping
 from dgg_tf.core.console import duration, number
-from dgg_tf.sweep.cells import (PLAN, cell_config, cell_dir, cell_result, cell_state, load_inputs,
+from dgg_tf.sweep.cells import (PLAN, SWEEP_RESUMES, cell_config, cell_dir, cell_result, cell_state, load_inputs,
                                 read_json)
 from dgg_tf.sweep.curves import cell_curve
 from dgg_tf.sweep.programs import program_units, run_program, unit_name
@@ -278,5 +278,7 @@ def main(argv=None):
         return 2
     quiet_tensorflow()
     if argv[1] == "--program":
-        return run_main(lambda: min(run_program(argv[0], _program_cells(argv[2])), 1) * 2)
-    return run_main(lambda: (run_cell(argv[0], argv[1], int(argv[2])), 0)[1])
+        return run_main(lambda: min(run_program(argv[0], _program_cells(argv[2])), 1) * 2,
+                        resume_hint=SWEEP_RESUMES)
+    return run_main(lambda: (run_cell(argv[0], argv[1], int(argv[2])), 0)[1],
+                    resume_hint=SWEEP_RESUMES)
