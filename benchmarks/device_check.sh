@@ -29,7 +29,7 @@
 #      phase, a killed sweep or an outer SIGTERM still leave it.
 # At most 8 files under $OUT, no folder; each written as it goes, and printed too.
 # On a CPU (to test it): DGG_DEVICE_TEST=1 shrinks step 3 and runs the `tiny` protocol.
-# Knobs: CELLS (cells per program), JOBS (programs at once); for tests: GRACE, KILL_AFTER, RESERVE, MIN_SWEEP (seconds), SWEEP_PRECISION,
+# Knobs: CELLS (cells per program), JOBS (programs at once), CHECKPOINT_EVERY (epochs); for tests: GRACE, KILL_AFTER, RESERVE, MIN_SWEEP (seconds), SWEEP_PRECISION,
 # DGG_SWEEP_ARGS (more arguments for reproduce/sweep.py, e.g. "--epochs 4"),
 # PARITY_SCRIPT (default benchmarks/real_data_parity.py).
 set -uo pipefail
@@ -39,6 +39,7 @@ OUT=${OUT:-/tmp/dgg_device_check}
 BUDGET=${BUDGET:-480}               # seconds for the whole script (the call: 540)
 CELLS=${CELLS:-5}                   # cells per program (reproduce/sweep.py --cells-per-program)
 JOBS=${JOBS:-2}                     # programs at once (code's and paper's)
+CHECKPOINT_EVERY=${CHECKPOINT_EVERY:-10}  # epochs between a cell's checkpoints (40 MB each on full MNIST)
 GRACE=${GRACE:-45}                  # the sweep's time to stop after SIGTERM
 KILL_AFTER=${KILL_AFTER:-10}        # any other phase's
 SIG_GRACE=${SIG_GRACE:-20}          # a phase's, when the script itself gets SIGTERM/INT
@@ -167,7 +168,7 @@ sweep_phase() {
     XLA_PYTHON_CLIENT_MEM_FRACTION=$(python3 -c "print(round(0.9 / $JOBS, 3))") \
     setsid timeout -k "$GRACE" "$run" python3 reproduce/sweep.py --protocol "$PROTOCOL" \
         --configs code,paper --precision "$PRECISION" --data "$DATA" --out "$SWEEP" \
-        --cells-per-program "$CELLS" --jobs "$JOBS" ${EXTRA[@]+"${EXTRA[@]}"} > "$OUT/sweep.log" 2>&1 &
+        --cells-per-program "$CELLS" --jobs "$JOBS" --checkpoint-every "$CHECKPOINT_EVERY" ${EXTRA[@]+"${EXTRA[@]}"} > "$OUT/sweep.log" 2>&1 &
     CUR_PID=$! CUR_NAME=sweep
     follow "$OUT/sweep.log" "$CUR_PID"
     start_watch

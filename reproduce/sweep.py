@@ -2,7 +2,7 @@
 directory (no audit) under one sweep directory; then sweep.json, sweep.md, sweep.png.
 
     python reproduce/sweep.py --protocol cpu|converge|full|tiny [--out DIR] [--jobs N]
-        [--cells-per-program N]
+        [--cells-per-program N [--checkpoint-every N]]
         [--configs code,paper,...] [--subset N] [--epochs E] [--seeds S] [--flip-seeds S]
         [--precision P] [--subset-neighbors siamese|raw] [--set NAME=VALUE ...] [--dry-run]
 
@@ -71,6 +71,11 @@ def build_parser():
         help="train up to N cells of one configuration together in one process (one "
              "vmapped program on JAX, one after another on TensorFlow; starts computed "
              "once per seed in OUT/starts); default: one cell a process")
+    add("--checkpoint-every", type=positive_int, default=1, metavar="N",
+        help="with --cells-per-program: save each cell's checkpoint (weights and optimizer "
+             "state, about 40 MB a cell on full MNIST) every N epochs, after the last and "
+             "on a stop (history.csv every epoch); a program killed outright redoes at "
+             "most N-1 epochs (default 1)")
     add("--configs", default=None, help="comma-separated configuration names (default all)")
     add_subset_argument(p, "; default: the protocol's")
     add("--epochs", type=positive_int, default=None,
@@ -115,6 +120,9 @@ def make_protocol(args):
     protocol["backend"] = keras_backend()        # the cells inherit it; resume keeps it
     if args.jobs < 1:
         raise UsageError(f"--jobs must be positive, got {args.jobs}")
+    if args.checkpoint_every != 1 and args.cells_per_program is None:
+        raise UsageError("--checkpoint-every applies to programs of cells: add "
+                         "--cells-per-program N (a cell run alone saves every epoch)")
     settings = dict(protocol["settings"])
     extra = DGGConfig().with_assignments(args.set)
     settings.update({k: v for k, v in extra.to_dict().items()
@@ -187,7 +195,8 @@ def run(args):
               f"{info['purity']:.3f}", flush=True)
         prepare(out, protocol, configs, x, y, tables, args.weights, info)
     try:
-        failed = run_sweep(out, jobs=args.jobs, cells_per_program=args.cells_per_program)
+        failed = run_sweep(out, jobs=args.jobs, cells_per_program=args.cells_per_program,
+                           checkpoint_every=args.checkpoint_every)
     except KeyboardInterrupt as e:    # the cells are stopped; sweep.md says what finished
         how = "stopped by SIGTERM" if isinstance(e, Terminated) else "interrupted"
         print(f"\n{how}; the same command resumes the sweep", file=sys.stderr)

@@ -185,7 +185,7 @@ def test_check_always_leaves_its_summary(tmp_path, how):
     assert files == ["cells.csv", "device.txt", "epsilon.txt"] + ["parity.txt"] * (
         how == "budget") + ["step_time.txt", "summary.txt", "sweep.log"]
     assert "epsilon  ok after" in summary
-    assert "--cells-per-program 5 --jobs 2" in (out / "sweep.log").read_text()    # programs
+    assert "--cells-per-program 5 --jobs 2 --checkpoint-every 10" in (out / "sweep.log").read_text()    # programs
     if how == "budget":
         assert "stub python3: " in (out / "parity.txt").read_text()
     assert time.time() - t0 < 30

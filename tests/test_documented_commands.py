@@ -258,6 +258,8 @@ NOT_EXERCISED = {
         "--neighbors": "the 70000-image table: protocols without a subset (hours)",
         "--cells-per-program": "tests/test_sweep_programs.py runs the program mode in "
                                "process, against one cell a process, and its resume",
+        "--checkpoint-every": "tests/test_sweep_programs.py's stopped program saves by it; "
+                              "tests/test_device_scripts.py passes it through the sweep",
     },
     "reproduce/digits.py": {
         "--n-init": "DGG(n_init) is tests/test_estimator.py's and test_sweep_programs.py's; "

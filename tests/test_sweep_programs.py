@@ -133,22 +133,35 @@ def test_program_mode_equals_one_cell_a_process(alone, together):
 
 
 def test_stopped_program_resumes_to_the_same_result(inputs, together, tmp_path, monkeypatch):
-    """A stop (Ctrl-C) asked during the first epoch: the program stops after saving it;
-    the same call again resumes every cell from its checkpoint to the same numbers."""
+    """A stop (Ctrl-C) asked during the first epoch, checkpoints every 5 epochs: the
+    program saves the epoch it finished on the stop (the only save), history.csv has it;
+    the same call again resumes every cell from that checkpoint to the same numbers,
+    saving again only after the last epoch."""
     path = _sweep(tmp_path / "s", inputs)
-    done = programs._epoch_done
+    done, save = programs._epoch_done, programs.ResumableStage.save
+    saved = []
 
     def stop_after(m, result, scorer):
         done(m, result, scorer)
         stopping.record(signal.SIGINT)
+
+    def counted(stage, state):
+        saved.append(state["epoch"])
+        return save(stage, state)
     monkeypatch.setattr(programs, "_epoch_done", stop_after)
+    monkeypatch.setattr(programs.ResumableStage, "save", counted)
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(str(path), in_process=True, say=lambda m: None, cells_per_program=2)
+        run_sweep(str(path), in_process=True, say=lambda m: None, cells_per_program=2,
+                  checkpoint_every=5)
     stopping.clear()
     monkeypatch.setattr(programs, "_epoch_done", done)
+    assert saved == [1, 1]                          # each cell once, on the stop
     first = RunDir(cell_dir(path, "code", 0))
     assert [r["epoch"] for r in first.read_history()] == [1]
-    assert run_sweep(str(path), in_process=True, say=lambda m: None, cells_per_program=2) == 0
+    assert run_sweep(str(path), in_process=True, say=lambda m: None, cells_per_program=2,
+                     checkpoint_every=5) == 0
+    # then none for epoch 1 again: each cell after its last epoch, then the final files'
+    assert saved == [1, 1] + [2] * 4
     assert "resumed after epoch 1" in (path / "logs" / "code-seed-0.log").read_text()
     _same_cells(path, together)
 

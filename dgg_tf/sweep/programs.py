@@ -9,8 +9,11 @@ the sweep's resume, sweep.json, sweep.md and curves stay what they are, per cell
   that shares one, and every resume, reads it there.
 - After every epoch each cell gets its history record (lr, the step means the engine
   reports, every loss term among them; with labels the full-pass ACC/NMI of its
-  weights, as a cell run alone has them; not the running ACC), its history.csv and its
-  checkpoint (weights and optimizer state).
+  weights, as a cell run alone has them; not the running ACC) and its history.csv; its
+  checkpoint (weights and optimizer state, about 40 MB a cell on full MNIST) every
+  ``checkpoint_every`` epochs, after the last, and on a stop or an error. A program
+  killed outright (SIGKILL) redoes from the last checkpoint at most
+  ``checkpoint_every`` - 1 epochs.
 - Resume: a cell continues from its checkpoint's epoch with its optimizer state; cells
   at the same epoch train together.
 - SIGTERM or Ctrl-C: the stop is raised after the epoch in progress (the engine steps
@@ -84,16 +87,18 @@ class _Cell:
     history: list = dataclasses.field(default_factory=list)
     failed: str = None
     t0: float = 0.0
+    unsaved: bool = False           # epochs trained since the last checkpoint
 
     def say(self, line):
         with open(self.log, "a") as f:
             f.write(line + "\n")
 
 
-def run_program(sweep_dir, cells, say=print):
+def run_program(sweep_dir, cells, say=print, checkpoint_every=1):
     """Train the cells [(name, seed)] of a prepared sweep in one process, each resumed
     from its checkpoint or started from its saved start; returns the number of cells
-    that failed. Raises the stop on SIGTERM or Ctrl-C, finished epochs kept."""
+    that failed. Each cell's checkpoint is saved every ``checkpoint_every`` epochs and
+    after its last. Raises the stop on SIGTERM or Ctrl-C, finished epochs saved."""
     plan = read_json(os.path.join(sweep_dir, PLAN))
     epochs = int(plan["protocol"]["epochs"])
     todo = [(n, int(s)) for n, s in cells
@@ -110,8 +115,11 @@ def run_program(sweep_dir, cells, say=print):
         _starts(sweep_dir, [m for m in members if m.params is None])
         say(f"program: {len(members)} cells ({', '.join(f'{m.name}/{m.seed}' for m in members)})")
         try:
-            _train(members, epochs, say)
+            _train(members, epochs, say, checkpoint_every)
         except (ValueError, OSError, TrainingError, KeyboardInterrupt) as e:
+            for m in members:           # every finished epoch kept, whatever stopped it
+                if m.unsaved:
+                    _save(m)
             _tell_unfinished(members, epochs, e)
             raise
         for m in members:
@@ -182,7 +190,7 @@ def _starts(sweep_dir, fresh):
               f"{m.record.classifier_acc})")
 
 
-def _train(members, epochs, say):
+def _train(members, epochs, say, checkpoint_every):
     """Train the cells, those at the same epoch on the same table together."""
     groups = {}
     for m in members:
@@ -195,7 +203,7 @@ def _train(members, epochs, say):
             m.say(f"DGG training: epochs {start + 1}..{epochs} in a program of {len(group)} "
                   f"cells")
         scorer = _Scorer(group[0].inputs.x, group[0].inputs.y)
-        hook = _epoch_hook(group, scorer, say)
+        hook = _epoch_hook(group, scorer, say, checkpoint_every, epochs)
         base = group[0].config
         train_program(base, group[0].inputs.x, group[0].inputs.table,
                       [m.params for m in group], [_differences(base, m.config) for m in group],
@@ -225,13 +233,17 @@ class _Scorer:
         return full_pass_scores(net, self.x, self.y)
 
 
-def _epoch_hook(group, scorer, say):
-    """``on_epoch(epoch, results)``: each cell's record, history.csv and checkpoint;
-    then the stop, if one was asked for."""
+def _epoch_hook(group, scorer, say, checkpoint_every, epochs):
+    """``on_epoch(epoch, results)``: each cell's record and history.csv, its checkpoint
+    every ``checkpoint_every`` epochs and after the last (``epochs``); then the stop, if
+    one was asked for. A cell that fails gets its checkpoint of the epochs it finished."""
     def on_epoch(epoch, results):
         for m, r in zip(group, results):
             if r is not None and m.failed is None:
                 _epoch_done(m, r, scorer)
+                if m.unsaved and (m.failed or epoch % checkpoint_every == 0
+                                  or epoch == epochs):
+                    _save(m)            # a failed cell keeps the epochs it finished
         signum = stopping.asked()
         if signum is not None:
             raise stopping.exception(signum)
@@ -253,10 +265,16 @@ def _epoch_done(m, result, scorer):
     m.t0 = time.time()
     m.history.append(record)
     m.run_dir.write_history(m.history)
+    m.unsaved = True
+    m.say(format_record(record))
+
+
+def _save(m):
+    """The cell's checkpoint after its last finished epoch."""
     m.stage.save({"params": m.params, "optimizer": m.optimizer,
                   "arrays": {"kmeans_labels": np.asarray(m.stages.kmeans_labels)},
-                  "epoch": epoch, "history": m.history, **m.stages.summary()})
-    m.say(format_record(record))
+                  "epoch": len(m.history), "history": m.history, **m.stages.summary()})
+    m.unsaved = False
 
 
 def _write_cell(m):

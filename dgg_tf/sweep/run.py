@@ -78,7 +78,7 @@ def _cells(plan):
     return sorted(cells, key=lambda cell: cell[1])
 
 
-def _spawn(sweep_dir, unit, programs=False):
+def _spawn(sweep_dir, unit, programs=False, checkpoint_every=1):
     """Start one cell (or, with ``programs``, the cells of ``unit`` as one program,
     ``sweep.programs``) as a subprocess, its output appended to logs/NAME-seed-S.log
     (logs/program-....log). It runs in a session of its own (a signal to the sweep's
@@ -86,7 +86,8 @@ def _spawn(sweep_dir, unit, programs=False):
     (``stopping.PARENT_ENV``)."""
     os.makedirs(os.path.join(sweep_dir, "logs"), exist_ok=True)
     if programs:
-        args = ["--program", ",".join(f"{n}:{s}" for n, s in unit)]
+        args = ["--program", ",".join(f"{n}:{s}" for n, s in unit),
+                "--checkpoint-every", str(checkpoint_every)]
         log_name = unit_name(unit)
     else:
         (name, seed), = unit
@@ -193,7 +194,8 @@ def _stop_cells(sweep_dir, running, signals, progress, say):
                 f"resumes it")
 
 
-def _run_parallel(sweep_dir, todo, jobs, progress, say=print, programs=False):
+def _run_parallel(sweep_dir, todo, jobs, progress, say=print, programs=False,
+                  checkpoint_every=1):
     """Run the units ``todo`` (tuples of cells: one cell each, or a program's cells
     with ``programs``) as subprocesses, ``jobs`` at a time. Returns None, or the
     ``_StopSignals`` of a stop (the cells are then stopped)."""
@@ -203,7 +205,8 @@ def _run_parallel(sweep_dir, todo, jobs, progress, say=print, programs=False):
             while (queue or running) and signals.first is None:
                 while queue and len(running) < jobs:
                     unit = queue.pop(0)
-                    running[unit] = (_spawn(sweep_dir, unit, programs), time.time())
+                    running[unit] = (_spawn(sweep_dir, unit, programs, checkpoint_every),
+                                     time.time())
                 ended = [k for k, (proc, _) in running.items() if proc.poll() is not None]
                 for unit in ended:
                     proc, t0 = running.pop(unit)
@@ -220,11 +223,13 @@ def _run_parallel(sweep_dir, todo, jobs, progress, say=print, programs=False):
     return signals if signals.first is not None else None
 
 
-def run_sweep(sweep_dir, jobs=1, in_process=False, say=print, cells_per_program=None):
+def run_sweep(sweep_dir, jobs=1, in_process=False, say=print, cells_per_program=None,
+              checkpoint_every=1):
     """Run every cell of the prepared sweep not yet finished (``jobs`` subprocesses at a
     time; ``in_process``: in this process, for tests), then write sweep.json, sweep.md
     and sweep.png. ``cells_per_program``: N trains up to N cells of one configuration
-    together in one process (``sweep.programs``), None one cell a process. Returns the
+    together in one process (``sweep.programs``), None one cell a process; a program
+    saves each cell's checkpoint every ``checkpoint_every`` epochs. Returns the
     number of failed cells. Stopped by SIGTERM or Ctrl-C, it stops the cells, writes the
     summary of what has finished and raises ``Terminated`` or ``KeyboardInterrupt`` (a
     second signal: without summary)."""
@@ -245,13 +250,14 @@ def run_sweep(sweep_dir, jobs=1, in_process=False, say=print, cells_per_program=
         for i, unit in enumerate(units):
             t0 = time.time()
             if programs:
-                status = run_program(sweep_dir, unit, say=lambda m: None)
+                status = run_program(sweep_dir, unit, say=lambda m: None,
+                                     checkpoint_every=checkpoint_every)
             else:
                 run_cell(sweep_dir, *unit[0], verbose=0)
                 status = 0
             progress.unit_finished(unit, status, t0, sum(map(len, units[i + 1:])))
     else:
-        stop = _run_parallel(sweep_dir, units, jobs, progress, say, programs)
+        stop = _run_parallel(sweep_dir, units, jobs, progress, say, programs, checkpoint_every)
         if stop is not None and stop.again is not None:
             raise stopping.exception(stop.first)
         if stop is not None:
@@ -268,17 +274,30 @@ def _program_cells(text):
     return [(n, int(s)) for n, s in (c.rsplit(":", 1) for c in text.split(",") if c)]
 
 
+def _checkpoint_every(argv):
+    """N of a program's ``--checkpoint-every N`` (1 without it); None: not a valid call."""
+    if len(argv) == 3:
+        return 1
+    if len(argv) == 5 and argv[1] == "--program" and argv[3] == "--checkpoint-every" \
+            and argv[4].isdigit() and int(argv[4]) >= 1:
+        return int(argv[4])
+    return None
+
+
 def main(argv=None):
     """``python -m dgg_tf.sweep SWEEP NAME SEED``: run one cell (the sweep's subprocess);
-    ``python -m dgg_tf.sweep SWEEP --program NAME:SEED,...``: run cells as one program."""
+    ``python -m dgg_tf.sweep SWEEP --program NAME:SEED,... [--checkpoint-every N]``: run
+    cells as one program."""
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 3:
-        print("usage: python -m dgg_tf.sweep SWEEP_DIR (NAME SEED | --program NAME:SEED,...)",
-              file=sys.stderr)
+    every = _checkpoint_every(argv)
+    if every is None:
+        print("usage: python -m dgg_tf.sweep SWEEP_DIR (NAME SEED | --program NAME:SEED,... "
+              "[--checkpoint-every N])", file=sys.stderr)
         return 2
     quiet_tensorflow()
     if argv[1] == "--program":
-        return run_main(lambda: min(run_program(argv[0], _program_cells(argv[2])), 1) * 2,
+        return run_main(lambda: min(run_program(argv[0], _program_cells(argv[2]),
+                                                checkpoint_every=every), 1) * 2,
                         resume_hint=SWEEP_RESUMES)
     return run_main(lambda: (run_cell(argv[0], argv[1], int(argv[2])), 0)[1],
                     resume_hint=SWEEP_RESUMES)
