@@ -268,6 +268,10 @@ NOT_EXERCISED = {
     "benchmarks/device_summary.py": {
         "*": "its real runs are tests/test_device_scripts.py's",
     },
+    "benchmarks/fused_update.py": {
+        "*": "times networks of three sizes, each in two processes (minutes); the two "
+             "update paths it compares are tests/test_optimizers.py's; its --help is checked",
+    },
     "benchmarks/digits_time.py": {
         "*": "times reproduce/digits.py of two checkouts side by side (minutes); its "
              "--help is checked",

@@ -138,6 +138,8 @@ def test_schedule_off_by_one_and_user_callbacks():
         want = [0.002 * f for f in factors]
         assert rec.lrs == pytest.approx(want) and [r["lr"] for r in history] == pytest.approx(want)
         assert rec.ends == [0, 1, 2, 3]
+        # the fit plans every step of the run (TensorFlow: too few for the fused update)
+        assert net.optimizer.planned_steps == 4 * -(-len(x) // cfg.batch_size)
 
 
 def test_tensorboard_logs_every_term(tmp_path):

@@ -96,11 +96,22 @@ def test_step_lr_code_and_nominal():
         step_lr(1.0, 0.1, 3, 0, mode="paper")
 
 
+FUSED = [(lambda: TorchAdam(0.1, l2=1e-2), lambda: torch_adam(W0, 2, 0.1, 1e-2, 1e-8)),
+         (lambda: TorchSGD(0.05, momentum=0.9), lambda: torch_sgd(W0, 2, 0.05, 0.9, 0.0))]
+
+
 @pytest.mark.tensorflow_only
-@pytest.mark.parametrize("make", [lambda: TorchAdam(0.1, l2=1e-2), lambda: TorchSGD(0.05, momentum=0.9)])
-def test_update_runs_as_one_compiled_function(make):
-    """The update goes through OnePassUpdate's XLA function (guards the Keras hook it
-    overrides: if Keras renamed it, updates would still be right but ~2x slower)."""
-    opt = make()
-    run(opt, 2)
-    assert len(opt._one_pass) == 1
+@pytest.mark.parametrize("make, want", FUSED, ids=["adam", "sgd"])
+def test_update_runs_as_one_compiled_function(make, want):
+    """Unless a fit plans fewer than ``FUSE_MIN_STEPS`` steps, the update goes through one
+    XLA function (guards the Keras hook it overrides: if Keras renamed it, updates would
+    still be right but ~2x slower); a short fit's goes through Keras' own update. Both
+    follow PyTorch's rule."""
+    from dgg_tf.backend import tensorflow_backend
+    fused = make()
+    np.testing.assert_allclose(run(fused, 2), want(), rtol=1e-5, atol=1e-6)
+    assert len(fused._one_pass) == 1
+    short = make()
+    tensorflow_backend.plan_steps(short, tensorflow_backend.FUSE_MIN_STEPS - 1)
+    np.testing.assert_allclose(run(short, 2), want(), rtol=1e-5, atol=1e-6)
+    assert not getattr(short, "_one_pass", None)

@@ -152,6 +152,7 @@ class RunFiles(keras.callbacks.Callback):
     def __init__(self, run_dir: RunDir, stage: ResumableStage, audit_only=False):
         super().__init__()
         self.dir, self.stage, self.audit_only, self.run = run_dir, stage, audit_only, None
+        self._plotted = None            # what curves.png shows now (its runs' repr)
 
     def on_stages_end(self, run):
         self.run = run
@@ -186,5 +187,10 @@ class RunFiles(keras.callbacks.Callback):
                 "steps_per_epoch": rep.steps_per_epoch(run.record)}
 
     def curves(self):
+        """history.csv and curves.png; the plot (about 0.5 s) only when what it shows
+        changed: the final files after the last epoch's find it drawn."""
         self.dir.write_history(self.run.history)
-        rep.plot_curves(self.dir.curves_png, [self.report_run()])
+        shown = self.report_run()
+        if repr(shown) != self._plotted:
+            rep.plot_curves(self.dir.curves_png, [shown])
+            self._plotted = repr(shown)

@@ -16,6 +16,7 @@ way, by ``keras.backend.backend()`` (``KERAS_BACKEND``, or ``~/.keras/keras.json
   (under JAX's ``keras.distribution`` the step sees the whole batch, so both are plain);
 - ``device_array``: the data where the steps read it without a copy per step;
 - ``OptimizerBase``: the optimisers' base (on TensorFlow, one XLA pass per update);
+  ``plan_steps``: the steps a fit plans, which decide that pass (short fits skip it);
 - ``split_cpu``, ``make_strategy``, ``strategy_scope``, ``model_scope``, ``replicas``:
   ``tf.distribute`` on TensorFlow, ``keras.distribution.DataParallel`` on JAX;
 - ``set_seed``: ``keras.utils.set_random_seed``, which on JAX leaves TensorFlow unloaded;
@@ -34,7 +35,7 @@ import importlib
 SUPPORTED = ("tensorflow", "jax")
 __all__ = ["NAME", "SUPPORTED", "JIT_COMPILE", "WIDE_FLOAT", "OptimizerBase",
            "Trainer", "batch_total", "compiled", "device_array", "gradient_function", "log_eps",
-           "make_strategy", "model_scope", "normal", "replicas", "set_precision", "set_seed",
+           "make_strategy", "model_scope", "normal", "plan_steps", "replicas", "set_precision", "set_seed",
            "split_cpu", "strategy_scope", "sum_over_replicas", "versions"]
 
 

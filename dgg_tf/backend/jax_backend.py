@@ -171,6 +171,12 @@ def device_array(owner, name, array):
 OptimizerBase = keras.optimizers.Optimizer
 
 
+def plan_steps(optimizer, steps):
+    """Recorded only: on JAX the whole step is one program (TensorFlow's choice of update
+    path reads it)."""
+    optimizer.planned_steps = int(steps)
+
+
 # ---------------------------------------------------------------- distribution
 def split_cpu(n):
     """Make ``n`` host (CPU) devices; must run before JAX first uses a device."""

@@ -120,6 +120,18 @@ def device_array(owner, name, array):
     return tensor
 
 
+#: The fewest steps a fit must plan in all (``plan_steps``) for its update to run as
+#: one XLA pass: the compile (about 1 s a network on a CPU) pays back after some 80-200
+#: steps (``benchmarks/fused_update.py``); the test suite's runs plan a few dozen.
+FUSE_MIN_STEPS = 500
+
+
+def plan_steps(optimizer, steps):
+    """Tell ``optimizer`` how many steps the fit about to trace its update plans in all
+    (every epoch of the run, resumed or not, so that a resumed run takes the same path)."""
+    optimizer.planned_steps = int(steps)
+
+
 class OptimizerBase(keras.optimizers.Optimizer):
     """Runs ``update_step`` for every variable inside one XLA-compiled function.
 
@@ -132,14 +144,22 @@ class OptimizerBase(keras.optimizers.Optimizer):
     that Keras' TensorFlow backend calls from ``apply`` (a private name: a test checks
     that it is still called; if not, updates stay right, only slower). On JAX the whole
     step is one XLA program already.
+
+    A fit that plans fewer than ``FUSE_MIN_STEPS`` steps (``plan_steps``) keeps Keras'
+    own update (the same formula, unfused): XLA's compile would cost more than the pass
+    saves. Steps outside a fit (``net.step``) plan none and are fused.
     """
 
+    #: Steps the fit that traces the update plans in all; None: not known (fused).
+    planned_steps = None
+
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
-        if tf.distribute.has_strategy():
+        variables = list(trainable_variables)
+        short = self.planned_steps is not None and self.planned_steps < FUSE_MIN_STEPS
+        if tf.distribute.has_strategy() or short:
             # Under tf.distribute, Keras' own path sums the replicas' gradients and updates
             # each variable on every device; the update is the same formula, unfused.
             return super()._backend_update_step(grads, trainable_variables, learning_rate)
-        variables = list(trainable_variables)
         key = tuple(id(v) for v in variables)
         cache = self.__dict__.setdefault("_one_pass", {})  # outside Keras tracking
         if key not in cache:

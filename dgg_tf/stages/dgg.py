@@ -180,6 +180,7 @@ def fit_dgg(net: DGGNetwork, x, table, labels=None, *, history=None, initial_epo
            NonFiniteStop(steps, net.step_metrics[-1], _term_metrics(net), _nonfinite_hints(cfg)),
            StopWhenAsked(), EpochRecorder(x, labels, history, feed)]
     epochs = cfg.epochs if epochs is None else epochs
+    backend.plan_steps(net.optimizer, steps * max(cfg.epochs, epochs))
     try:
         if initial_epoch < epochs:
             net.fit(dgg_dataset(table, labels, cfg, initial_epoch, epochs),

@@ -160,9 +160,10 @@ def pretrain_classifier(net, x_mean, targets, config: DGGConfig, labels_true=Non
     data = index_batches(len(x_mean), config.classifier_batch_size, seed, 0,
                          config.classifier_epochs, stream=1, make_batch=lambda index, e, s: {
                              k: v[index] for k, v in columns.items()})
-    history = []
+    history, steps = [], steps_per_epoch(len(x_mean), config.classifier_batch_size)
+    backend.plan_steps(model.optimizer, steps * config.classifier_epochs)
     model.fit(data, epochs=config.classifier_epochs, verbose=0, shuffle=False,
-              steps_per_epoch=steps_per_epoch(len(x_mean), config.classifier_batch_size),
+              steps_per_epoch=steps,
               callbacks=[step_lr_callback(config.classifier_lr, config.classifier_lr_gamma,
                                           config.classifier_lr_step, config.lr_schedule),
                          StopWhenAsked(), _ClassifierHistory(history, verbose)])

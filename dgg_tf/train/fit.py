@@ -155,6 +155,7 @@ def fit_epochs(trainer, optimizer, make_batch, n, batch_size, seed, first_epoch,
     data = index_batches(n, batch_size, seed, first_epoch, epochs,
                          lambda index, epoch, step: {"rows": make_batch(index)})
     trainer.compile(optimizer=optimizer, jit_compile=backend.JIT_COMPILE)
+    backend.plan_steps(optimizer, steps * epochs)
     try:
         trainer.fit(data, steps_per_epoch=steps, epochs=epochs, initial_epoch=first_epoch,
                     callbacks=[NonFiniteStop(steps, trainer.nonfinite), StopWhenAsked(),
