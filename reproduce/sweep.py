@@ -166,7 +166,6 @@ def load_data(args, protocol):
 def run(args):
     from dgg_tf.sweep.cells import PLAN, extend, prepare
     from dgg_tf.sweep.protocols import estimate_seconds, sweep_configs, with_best
-    from dgg_tf.sweep.run import run_sweep
     protocol = make_protocol(args)
     names = [n.strip() for n in args.configs.split(",") if n.strip()] if args.configs else None
     configs = sweep_configs(protocol, names)
@@ -184,6 +183,8 @@ def run(args):
           f"2 idle cores one cell at a time; out {out}", flush=True)
     if args.dry_run:
         return 0
+    quiet_tensorflow()                          # Keras and its backend start here
+    from dgg_tf.sweep.run import run_sweep
     if os.path.exists(os.path.join(out, PLAN)):
         extend(out, protocol, configs)        # the same sweep again: resume it
     else:
@@ -220,7 +221,6 @@ def main(argv=None):
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if run_main(lambda: make_protocol(args) and 0):    # --set and the rest, before Keras
         return 2
-    quiet_tensorflow()
     return run_main(lambda: run(args))
 
 

@@ -94,6 +94,16 @@ def test_sweep_without_protocol_lists_every_protocol(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_sweep_dry_run_plans_without_starting_keras(tmp_path):
+    """--dry-run prints the plan and its time without starting Keras (about 0.3 s, not
+    the 4-5 s of TensorFlow's start) and writes nothing."""
+    done, seconds, loaded = _refuse("sweep", ["--protocol", "cpu", "--dry-run"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "sweep: 10 configurations, 34 cells, 10000 images, 15 epochs" in done.stdout
+    assert loaded == [] and seconds < 3.0, (loaded, seconds)
+    assert os.listdir(tmp_path) == ["loaded.json"]
+
+
 def _parser_of(script, monkeypatch):
     """The argparse parser a script builds, caught at its ``parse_args``."""
     from dgg_tf.cli import commands
