@@ -5,6 +5,7 @@
     SWEEP/inputs.npz           the data, labels and neighbour tables every cell uses
     SWEEP/runs/NAME/seed-S/    one run directory per cell
     SWEEP/logs/NAME-seed-S.log each cell's console output
+    SWEEP/jax-cache/           on JAX, the programs the cells compiled (``cell_env``)
     SWEEP/sweep.json, sweep.md, sweep.png, sweep-curves.png   (``summary``)
 
 Every configuration is the code preset plus overrides: ``code``; ``paper``; and one
@@ -78,6 +79,23 @@ def _cells(plan):
     return sorted(cells, key=lambda cell: cell[1])
 
 
+def cell_env(sweep_dir):
+    """The environment of a cell's (or program's) process: this checkout first on the
+    path, TensorFlow's start-up lines off, the sweep's PID to watch, and on JAX one
+    compilation cache for the whole sweep, SWEEP/jax-cache (JAX's persistent cache,
+    unless JAX_COMPILATION_CACHE_DIR is set): every cell compiles the same programs, so
+    the cells after the first, and every resume, load them instead of compiling them
+    again. A cached program is the executable XLA compiled: the same numbers."""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [repo] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(os.path.abspath(sweep_dir),
+                                                             "jax-cache"))
+    env[stopping.PARENT_ENV] = str(os.getpid())
+    return env
+
+
 def _spawn(sweep_dir, unit, programs=False, checkpoint_every=1):
     """Start one cell (or, with ``programs``, the cells of ``unit`` as one program,
     ``sweep.programs``) as a subprocess, its output appended to logs/NAME-seed-S.log
@@ -93,13 +111,8 @@ def _spawn(sweep_dir, unit, programs=False, checkpoint_every=1):
         (name, seed), = unit
         args, log_name = [name, str(seed)], f"{name}-seed-{seed}"
     log = open(os.path.join(sweep_dir, "logs", f"{log_name}.log"), "a")
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [repo] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env[stopping.PARENT_ENV] = str(os.getpid())
     proc = subprocess.Popen([sys.executable, "-m", "dgg_tf.sweep", os.path.abspath(sweep_dir)]
-                            + args, stdout=log, stderr=subprocess.STDOUT, env=env,
+                            + args, stdout=log, stderr=subprocess.STDOUT, env=cell_env(sweep_dir),
                             start_new_session=True)
     log.close()
     return proc
