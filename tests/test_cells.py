@@ -184,15 +184,24 @@ def test_cells_sharded_over_two_devices():
 
 
 @pytest.mark.skipif(ON_JAX, reason="the JAX program: the tests above")
-def test_cells_one_by_one_on_tensorflow():
-    """On TensorFlow the cells run one after another through ``fit_dgg``: ``on_epoch``
-    after every epoch, a diverging cell stops with ``fit_dgg``'s message while the other
-    goes on, and the healthy cell resumed after epoch 1 equals it trained straight."""
+def test_cells_one_by_one_on_tensorflow(monkeypatch):
+    """On TensorFlow the cells run one after another, each through all its epochs in one
+    ``fit_dgg`` (no new trace per epoch): ``on_epoch`` after each epoch of each cell, with
+    that cell's result and None for the other; a diverging cell stops with ``fit_dgg``'s
+    message (``on_epoch`` once more, with it) while the other goes on, and the healthy
+    cell resumed after epoch 1 equals it trained straight."""
+    from dgg_tf.stages import cells as engine
+    fits = []
+    monkeypatch.setattr(engine, "fit_dgg", lambda *a, **k: fits.append(1) or fit_dgg(*a, **k))
     x, table = tiny_data(60)
     cells, seen = [CELLS[0], CELLS[2]], []
     straight = train_cells(TINY, x, table, starts(2), cells, epochs=2,
                            on_epoch=lambda e, r: seen.append((e, r)))
-    assert [e for e, _ in seen] == [1, 2] and len(straight[0]["history"]) == 2
+    assert len(fits) == 2                                   # one fit per cell
+    assert [(e, [r is not None for r in rs]) for e, rs in seen] == [
+        (1, [True, False]), (2, [True, False]), (1, [False, True])]
+    assert seen[2][1][1]["stopped"] == straight[1]["stopped"]
+    assert len(straight[0]["history"]) == 2 and seen[1][1][0]["history"] == straight[0]["history"]
     assert straight[1]["stopped"].startswith("loss is not finite at epoch 1, batch ")
     assert straight[1]["history"] == []
     first = seen[0][1][0]

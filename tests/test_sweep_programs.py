@@ -155,13 +155,16 @@ def test_stopped_program_resumes_to_the_same_result(inputs, together, tmp_path, 
                   checkpoint_every=5)
     stopping.clear()
     monkeypatch.setattr(programs, "_epoch_done", done)
-    assert saved == [1, 1]                          # each cell once, on the stop
+    # each cell once, on the stop; on TensorFlow the cells train one after the other, and
+    # the stop comes after the first cell's first epoch, before the second starts
+    first_saves = [1, 1] if os.environ.get("KERAS_BACKEND") == "jax" else [1]
+    assert saved == first_saves
     first = RunDir(cell_dir(path, "code", 0))
     assert [r["epoch"] for r in first.read_history()] == [1]
     assert run_sweep(str(path), in_process=True, say=lambda m: None, cells_per_program=2,
                      checkpoint_every=5) == 0
     # then none for epoch 1 again: each cell after its last epoch, then the final files'
-    assert saved == [1, 1] + [2] * 4
+    assert saved == first_saves + [2] * 4
     assert "resumed after epoch 1" in (path / "logs" / "code-seed-0.log").read_text()
     _same_cells(path, together)
 

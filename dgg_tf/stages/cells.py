@@ -28,8 +28,8 @@ step's code, so the switches split.
 
 A cell whose step loss or weights go non-finite stops: inside the program its state
 stays that of its last finite step (a select per cell), the other cells go on, and
-its result says where (``"stopped"``). ``on_epoch`` sees every cell after every epoch;
-``initial_epoch`` with ``optimizer_states`` resumes cells as ``fit_dgg`` resumes a
+its result says where (``"stopped"``). ``on_epoch`` sees the cells after every epoch (on
+TensorFlow, each cell after each of its epochs); ``initial_epoch`` with ``optimizer_states`` resumes cells as ``fit_dgg`` resumes a
 checkpoint (``train.checkpoint.restore_network``). Several accelerators: the cell axis
 is sharded over them (``devices``). ``steps_per_call``: k steps per dispatch
 (``jax.lax.scan``).
@@ -72,7 +72,11 @@ def train_cells(config: DGGConfig, x, table, starts, cells, epochs=None, *, on_e
     ``starts``: one weights dict per cell (``get_params`` names). ``cells``: one dict per
     cell with any of ``CELL_VALUES`` and other config fields; cells whose configs agree
     apart from ``CELL_VALUES`` share one program on JAX. ``on_epoch(epoch, results)``
-    (epoch from 1) after every epoch, with every cell's result so far. Resuming: epochs
+    (epoch from 1): on JAX after every epoch, with every cell's result so far; on
+    TensorFlow, where the cells train one after another, each through all its epochs in
+    one ``fit`` (a ``fit`` per epoch would trace the step again every epoch: 1-3 s at
+    the paper's sizes), after each epoch of each cell, with that cell's result and None
+    for the others, and once more for a cell that stops. Resuming: epochs
     ``initial_epoch``..``epochs``-1, each cell from ``starts[i]`` and
     ``optimizer_states[i]`` (None: a fresh optimiser). ``steps_per_call`` and ``devices``
     (default: all of JAX's) are JAX's; TensorFlow ignores them."""
@@ -88,6 +92,10 @@ def train_cells(config: DGGConfig, x, table, starts, cells, epochs=None, *, on_e
     if on_epoch is None:
         for _, end, program in programs:
             program.run(initial_epoch, end)
+    elif keras.backend.backend() != "jax":
+        for members, end, program in programs:
+            program.run(initial_epoch, end, lambda i, epoch, members=members, program=program:
+                        on_epoch(epoch, _only(cells, members[i], program.result(i))))
     else:
         for epoch in range(initial_epoch, max(last, default=0)):
             for _, end, program in programs:
@@ -122,6 +130,13 @@ def _programs(configs, last):
     return groups
 
 
+def _only(cells, index, result):
+    """``on_epoch``'s results with one cell's: None for every other cell."""
+    results = [None] * len(cells)
+    results[index] = {**cells[index], **result}
+    return results
+
+
 def _collect(cells, programs):
     """Every cell's result so far, in the order of ``cells``."""
     results = [None] * len(cells)
@@ -147,19 +162,29 @@ class _OneByOne:
                 restore_network(net, start, opt, source="train_cells")
             self.nets.append(net)
 
-    def run(self, first, last):
+    def run(self, first, last, on_cell_epoch=None):
+        """Each cell through epochs ``first``..``last``-1 in one fit;
+        ``on_cell_epoch(i, epoch)`` after each epoch of cell i, and when it stops."""
         for i, net in enumerate(self.nets):
-            if self.stopped[i] is None:
-                try:
-                    fit_dgg(net, self.x, self.table, history=self.histories[i],
-                            initial_epoch=first, epochs=last, verbose=0)
-                except TrainingError as e:
-                    self.stopped[i] = str(e)
+            if self.stopped[i] is not None:
+                continue
+            each = [] if on_cell_epoch is None else [keras.callbacks.LambdaCallback(
+                on_epoch_end=lambda epoch, logs, i=i: on_cell_epoch(i, epoch + 1))]
+            try:
+                fit_dgg(net, self.x, self.table, history=self.histories[i],
+                        initial_epoch=first, epochs=last, verbose=0, callbacks=each)
+            except TrainingError as e:
+                self.stopped[i] = str(e)
+                if on_cell_epoch is not None:
+                    on_cell_epoch(i, first + len(self.histories[i]) + 1)
+
+    def result(self, i):
+        net = self.nets[i]
+        return {"params": get_params(net), "history": list(self.histories[i]),
+                "stopped": self.stopped[i], "optimizer": optimizer_arrays(net.optimizer)}
 
     def results(self):
-        return [{"params": get_params(net), "history": list(h), "stopped": s,
-                 "optimizer": optimizer_arrays(net.optimizer)}
-                for net, h, s in zip(self.nets, self.histories, self.stopped)]
+        return [self.result(i) for i in range(len(self.nets))]
 
 
 def _JaxProgram(*args):
