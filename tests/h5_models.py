@@ -4,6 +4,7 @@ probabilities and assignments of 100 fixed rows as PATH.save.npz / PATH.load.npz
 import keras
 import numpy as np
 
+from dgg_tf import backend
 from dgg_tf.core.config import DGGConfig
 from dgg_tf.core.weight_files import load_weights_h5
 from dgg_tf.numerics.evaluation import predict
@@ -31,7 +32,7 @@ def _outputs(net, x, path):
 def train_and_save(path):
     """One epoch of training, then model.h5 at ``path``."""
     x, table = _data()
-    keras.utils.set_random_seed(0)
+    backend.set_seed(0)                 # on JAX without importing TensorFlow
     net = compile_dgg(DGGNetwork(CONFIG))
     train_dgg(net, x, table, verbose=0)
     save_weights_h5(path, get_params(net), {"backend": keras.backend.backend()})
