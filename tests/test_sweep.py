@@ -223,3 +223,16 @@ def test_extend_refuses_another_backend(tmp_path):
     assert extend(str(tmp_path), {**PROTOCOL, "backend": "tensorflow"}, configs)
     with pytest.raises(ValueError, match="another protocol .*differs in backend"):
         extend(str(tmp_path), {**PROTOCOL, "backend": "jax"}, configs)
+
+
+def test_cells_share_one_jax_cache(monkeypatch, tmp_path):
+    """A sweep's cell processes get one JAX compilation cache, SWEEP/jax-cache, unless the
+    user set JAX_COMPILATION_CACHE_DIR; and watch the sweep (its PID)."""
+    from dgg_tf.core import stopping
+    from dgg_tf.sweep.run import cell_env
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    env = cell_env(str(tmp_path / "s"))
+    assert env["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / "s" / "jax-cache")
+    assert env[stopping.PARENT_ENV] == str(os.getpid())
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "mine"))
+    assert cell_env(str(tmp_path / "s"))["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / "mine")
