@@ -82,8 +82,9 @@ def measure_epoch(precision, samples, steps_per_execution=1):
         def on_epoch_end(self, epoch, logs=None):
             self.last = time.perf_counter() - self.t0
 
-    # the run's 300 epochs planned, 2 trained: the update path a real run takes (a fit
-    # that plans under 500 steps skips the fused update, backend.plan_steps)
+    # the run's 300 epochs planned, 2 trained: the update path a real run on these
+    # samples takes (a fit that plans under 500 steps skips the fused update:
+    # backend.plan_steps; the default 20000 samples plan 60000)
     cfg = DGGConfig(precision=precision)
     rng = np.random.default_rng(0)
     x = rng.random((samples, cfg.input_dim), dtype=np.float32)
@@ -91,7 +92,6 @@ def measure_epoch(precision, samples, steps_per_execution=1):
     net = compile_dgg(DGGNetwork(cfg), cfg, steps_per_execution)
     clock = EpochClock()
     train_dgg(net, x, table, epochs=2, callbacks=[clock], verbose=0)
-    assert net.optimizer.planned_steps >= 500
     return clock.last / -(-samples // cfg.batch_size)
 
 
