@@ -8,15 +8,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # JAX's persistent compilation cache, one folder per pytest process (per xdist worker:
 # the cache writes its files in place, so two processes sharing one could read a half-
-# written entry), inherited by the subprocesses the tests start: the suite compiles the
+# written entry, which JAX reports with a warning), inherited by the subprocesses the
+# tests start (not by the workers: they inherit the controller's environment, so a
+# folder that a parent pytest chose, DGG_TEST_JAX_CACHE, is replaced): the suite compiles the
 # same tiny programs again and again (a fresh process per resumed run, a network per
 # cell), and on a CPU JAX's tests spend most of their time compiling. A cached program is
 # the executable XLA compiled, so results are the same. Measured on test_sweep_programs
 # and test_reproduce's JAX tests (Intel Xeon, 2 cores): 162 s without, 80 s with the
 # cache starting empty. Set before any test module imports JAX (it reads these once).
 _JAX_CACHE = os.path.join(tempfile.gettempdir(), f"dgg-test-jax-cache-{os.getpid()}")
-if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-    os.environ.update(JAX_COMPILATION_CACHE_DIR=_JAX_CACHE,
+if os.environ.get("JAX_COMPILATION_CACHE_DIR", _JAX_CACHE) in (
+        _JAX_CACHE, os.environ.get("DGG_TEST_JAX_CACHE")):
+    os.environ.update(JAX_COMPILATION_CACHE_DIR=_JAX_CACHE, DGG_TEST_JAX_CACHE=_JAX_CACHE,
                       JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                       JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
 
