@@ -190,7 +190,7 @@ class RunFiles(keras.callbacks.Callback):
         """history.csv and curves.png; the plot (about 0.5 s) only when what it shows
         changed: the final files after the last epoch's find it drawn."""
         self.dir.write_history(self.run.history)
-        shown = self.report_run()
-        if repr(shown) != self._plotted:
-            rep.plot_curves(self.dir.curves_png, [shown])
-            self._plotted = repr(shown)
+        shown = repr(runs := [self.report_run()])
+        if shown != self._plotted:
+            rep.plot_curves(self.dir.curves_png, runs)
+            self._plotted = shown

@@ -35,8 +35,9 @@ import importlib
 SUPPORTED = ("tensorflow", "jax")
 __all__ = ["NAME", "SUPPORTED", "JIT_COMPILE", "WIDE_FLOAT", "OptimizerBase",
            "Trainer", "batch_total", "compiled", "device_array", "gradient_function", "log_eps",
-           "make_strategy", "model_scope", "normal", "plan_steps", "replicas", "set_precision", "set_seed",
-           "split_cpu", "strategy_scope", "sum_over_replicas", "versions"]
+           "make_strategy", "model_scope", "normal", "plan_steps", "replicas",
+           "set_precision", "set_seed", "split_cpu", "strategy_scope", "sum_over_replicas",
+           "versions"]
 
 
 def _chosen():

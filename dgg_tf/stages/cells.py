@@ -29,9 +29,10 @@ step's code, so the switches split.
 A cell whose step loss or weights go non-finite stops: inside the program its state
 stays that of its last finite step (a select per cell), the other cells go on, and
 its result says where (``"stopped"``). ``on_epoch`` sees the cells after every epoch (on
-TensorFlow, each cell after each of its epochs); ``initial_epoch`` with ``optimizer_states`` resumes cells as ``fit_dgg`` resumes a
-checkpoint (``train.checkpoint.restore_network``). Several accelerators: the cell axis
-is sharded over them (``devices``). ``steps_per_call``: k steps per dispatch
+TensorFlow, each cell after each of its epochs); ``initial_epoch`` with
+``optimizer_states`` resumes cells as ``fit_dgg`` resumes a checkpoint
+(``train.checkpoint.restore_network``). Several accelerators: the cell axis is sharded
+over them (``devices``). ``steps_per_call``: k steps per dispatch
 (``jax.lax.scan``).
 """
 from __future__ import annotations
