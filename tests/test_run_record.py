@@ -264,3 +264,30 @@ def test_a_second_process_is_refused_and_writes_are_atomic(tmp_path, monkeypatch
     with run.open(resume=True):                               # its lock is stale now
         run.write_record(RunRecord.from_json({**stored(), "warnings": ["w"]}))
     assert run.read_record().warnings == ["w"]
+
+
+def test_curves_png_is_drawn_at_most_every_curves_every_s(monkeypatch):
+    """While a run trains, history.csv after every epoch, curves.png only once
+    CURVES_EVERY_S have passed since the last drawing (or the run's start); at the end or
+    a stop (``final``) whenever it changed."""
+    from types import SimpleNamespace
+
+    from dgg_tf.api import observers
+    clock, drawn, written, history = [0.0], [], [], []
+    monkeypatch.setattr(observers.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(observers.rep, "plot_curves", lambda path, runs: drawn.append(
+        len(runs[0]["history"])))
+    files = observers.RunFiles(SimpleNamespace(write_history=lambda h: written.append(len(h)),
+                                               curves_png="curves.png"), stage=None)
+    files.run = SimpleNamespace(history=history)
+    files.report_run = lambda: {"history": list(history)}
+    every = observers.CURVES_EVERY_S
+    assert every == 60.0
+    for epoch in range(1, 6):                     # an epoch every 0.4 x the interval
+        clock[0] += 0.4 * every
+        history.append({"epoch": epoch})
+        files.curves()
+    assert written == [1, 2, 3, 4, 5] and drawn == [3]          # at 1.2 x, then not yet
+    files.curves(final=True)
+    files.curves(final=True)                                  # unchanged: not again
+    assert drawn == [3, 5]

@@ -1,6 +1,6 @@
 """How a run of reproduce/mnist.py stops: SIGTERM in the middle of an epoch stops it
 like Ctrl-C (exit 143, a message naming the real run folder, the lock released, the
-last epoch's checkpoint kept), and --resume then gives the uninterrupted run; sigma's
+last epoch's checkpoint and curves kept), and --resume then gives the uninterrupted run; sigma's
 message says what is allowed."""
 import signal
 
@@ -24,6 +24,7 @@ def test_sigterm_stops_like_ctrl_c_and_resumes_bit_for_bit(tiny, fresh, tmp_path
     assert "Traceback" not in stopped.stderr
     assert not (out / "run.lock").exists()                   # released, not left stale
     assert (out / "checkpoint.npz").exists()
+    assert (out / "curves.png").exists()          # drawn at the stop, of the epoch kept
     assert len(read_history_csv(out / "history.csv")) == 1
     assert run_fresh(*base_args(tiny, out, "--epochs", "2", "--resume")).returncode == 0
     assert_same_run(out, fresh)

@@ -141,11 +141,19 @@ class RecordBoard(keras.callbacks.TensorBoard):
         super().on_epoch_end(epoch, record)
 
 
+#: Seconds between two drawings of curves.png while a run trains. A drawing costs about
+#: 0.5 s (matplotlib, a 2-core CPU), as long as a whole epoch of full MNIST on a GPU, so
+#: drawing after every epoch would slow such a run by a third; history.csv, written after
+#: every epoch, holds the same numbers.
+CURVES_EVERY_S = 60.0
+
+
 class RunFiles(keras.callbacks.Callback):
     """The run directory while the run goes: when the stages before training are done,
     config.json (from then on the directory holds a run), then the checkpoint (epoch 0)
     and the audit's report, or, for a resumed run, the files made to agree with its
-    checkpoint again; after every epoch the checkpoint, history.csv and curves.png.
+    checkpoint again; after every epoch the checkpoint and history.csv, and curves.png
+    at most every ``CURVES_EVERY_S`` seconds (and always at the end or at a stop).
     ``stage``: the run's checkpoint (``train.resumable.ResumableStage``, kind "dgg").
     ``audit_only``: the run stops after the audit, and keeps no checkpoint."""
 
@@ -153,6 +161,7 @@ class RunFiles(keras.callbacks.Callback):
         super().__init__()
         self.dir, self.stage, self.audit_only, self.run = run_dir, stage, audit_only, None
         self._plotted = None            # what curves.png shows now (its runs' repr)
+        self._plotted_at = time.monotonic()
 
     def on_stages_end(self, run):
         self.run = run
@@ -164,7 +173,7 @@ class RunFiles(keras.callbacks.Callback):
             self.checkpoint()
             rep.write_report(self.dir.path, run.stages.audit)
         else:
-            self.curves()
+            self.curves(final=True)
 
     def on_epoch_end(self, epoch, logs=None):
         self.checkpoint()
@@ -186,11 +195,12 @@ class RunFiles(keras.callbacks.Callback):
                 "classifier_acc": run.classifier_acc, "first_steps": run.stages.first_steps,
                 "steps_per_epoch": rep.steps_per_epoch(run.record)}
 
-    def curves(self):
-        """history.csv and curves.png; the plot (about 0.5 s) only when what it shows
-        changed: the final files after the last epoch's find it drawn."""
+    def curves(self, final=False):
+        """history.csv, and curves.png when what it shows changed and either ``final``
+        (the run's end or stop) or ``CURVES_EVERY_S`` have passed since the last drawing."""
         self.dir.write_history(self.run.history)
         shown = repr(runs := [self.report_run()])
-        if shown != self._plotted:
+        due = final or time.monotonic() - self._plotted_at >= CURVES_EVERY_S
+        if shown != self._plotted and due:
             rep.plot_curves(self.dir.curves_png, runs)
-            self._plotted = shown
+            self._plotted, self._plotted_at = shown, time.monotonic()

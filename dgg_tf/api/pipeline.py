@@ -143,7 +143,7 @@ def write_outputs(result, inputs, files):
         "metrics": {k: final.get(k) for k in ("full_acc", "full_nmi", "running_acc",
                                               "running_nmi")}})
     run_dir.write_predictions(result.predictions)
-    files.curves()
+    files.curves(final=True)
     record.summary = run_summary(result.history, record, run_dir)
     rep.write_report(run_dir.path, result.stages.audit,
                      [{**files.report_run(), "variant": record.variant}],
@@ -158,8 +158,13 @@ def _run_locked(config, inputs, run_dir, record, opts):
     resume, record = (_resume(stage, run_dir, record, opts.verbose) if opts.resume
                       else (None, record))
     files = observers.RunFiles(run_dir, stage, opts.audit_only)
-    result = run_in_memory(config, inputs, record, resume=resume,
-                           observers=_observers(opts, files), options=_core_options(opts))
+    try:
+        result = run_in_memory(config, inputs, record, resume=resume,
+                               observers=_observers(opts, files), options=_core_options(opts))
+    except BaseException:            # a stop or an error: curves.png of the epochs kept
+        if files.run is not None and files.run.history:
+            files.curves(final=True)
+        raise
     if opts.audit_only:
         rep.write_report(run_dir.path, result.stages.audit)
         return {"workdir": run_dir.path, "history": [], "audit": result.stages.audit}
