@@ -353,15 +353,15 @@ def _file(folder, case, path):
 
 
 def run_paths(paths, cases, steps, folder, timeout=900):
-    """The paths in as few subprocesses as one Keras backend per process allows (the
-    reference paths share one; ``python tests/parity.py PATHS CASES STEPS FOLDER``,
+    """The paths in as few subprocesses as one Keras backend per process allows (one per
+    backend, and JAX's ``net.step`` in one of its own; ``python tests/parity.py PATHS CASES STEPS FOLDER``,
     comma-separated); returns {case: {path: {step: params}}}."""
     import subprocess
     import sys
     groups = {}
-    for path in paths:                 # net.step alone: its backend starts as it would
-        group = path if path in ("tensorflow", "jax") else f"reference-{_backend_of(path)}"
-        groups.setdefault(group, []).append(path)
+    for path in paths:      # a process per backend, but JAX's net.step alone: the JAX
+        # reference turns x64 on for its whole process (net.step runs first in its process)
+        groups.setdefault("jax-step" if path == "jax" else _backend_of(path), []).append(path)
     for members in groups.values():
         env = {**os.environ, "KERAS_BACKEND": _backend_of(members[0]),
                "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": os.pathsep.join(
@@ -396,6 +396,7 @@ def summary(runs, lr):
 
 if __name__ == "__main__":
     import sys
-    for _case in sys.argv[2].split(","):
-        for _path in sys.argv[1].split(","):
+    _paths = sys.argv[1].split(",")        # net.step first, as the process starts
+    for _path in sorted(_paths, key=lambda p: p not in ("tensorflow", "jax")):
+        for _case in sys.argv[2].split(","):
             run_path(_path, _case, int(sys.argv[3]), _file(sys.argv[4], _case, _path))
