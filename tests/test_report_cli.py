@@ -4,7 +4,6 @@ writes are strict, and no function is longer than 80 lines."""
 import ast
 import json
 import math
-import os
 import pathlib
 import subprocess
 import sys
