@@ -220,6 +220,11 @@ ROWS = [
               "--steps-per-execution", "1"],
              says=("float32: ", "s per step over a 1-step epoch through fit", "ratio")),
     ], heavy=True),
+    # docs/speed.md, docs/run-directory.md: matplotlib alone, a second or two
+    Row("curves_time", "benchmarks/curves_time.py", [
+        Step(["--epochs", "1", "3", "--repeats", "1"],
+             says=("cpu: ", "   3 epochs: median ")),
+    ]),
     Row("knn_mnist", "benchmarks/knn_mnist.py", [
         Step(["--data", "{mnist}", "--subset", "3000", "--k", "10", "--block-size", "1024",
               "--verify", "5"],
