@@ -15,7 +15,7 @@ python3 -m pip download -q --disable-pip-version-check --only-binary=:all: --no-
     --python-version 3.12 --implementation cp --abi cp312 --abi abi3 --abi none \
     --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux_2_28_x86_64 --platform any -d .whl \
-    "keras==$KERAS" namex optree rich markdown-it-py mdurl pygments
+    "keras==$KERAS" namex optree rich markdown-it-py mdurl pygments filelock
 MNIST=${DGG_MNIST:-../shared/data/mnist}
 mkdir -p .data/mnist
 cp "$MNIST"/*-ubyte.gz .data/mnist/

@@ -3,6 +3,8 @@ sweep.json shape, skipping finished cells, resuming a killed cell, the summary, 
 the report's "Effect on the final result"."""
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -236,3 +238,39 @@ def test_cells_share_one_jax_cache(monkeypatch, tmp_path):
     assert env[stopping.PARENT_ENV] == str(os.getpid())
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "mine"))
     assert cell_env(str(tmp_path / "s"))["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / "mine")
+
+
+def test_the_shared_jax_cache_is_locked(monkeypatch, tmp_path):
+    """With filelock installed, the cells' shared cache has a size limit, which is what
+    makes JAX lock each read and write (none reads an entry another is still writing):
+    a JAX process with the cells' environment leaves its lock file beside the entry it
+    wrote. A limit the user set is kept; without filelock none is set (JAX would refuse
+    one)."""
+    import importlib.util
+
+    from dgg_tf.backend import startup
+    from dgg_tf.sweep.run import cell_env
+    for name in ("JAX_COMPILATION_CACHE_DIR", "JAX_COMPILATION_CACHE_MAX_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_MAX_SIZE", "12345")
+    assert startup.shared_jax_cache({}, "c").get("JAX_COMPILATION_CACHE_MAX_SIZE") in (
+        None, str(startup.SHARED_JAX_CACHE_BYTES))
+    assert startup.shared_jax_cache(dict(os.environ), "c")["JAX_COMPILATION_CACHE_MAX_SIZE"] \
+        == "12345"
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_MAX_SIZE")
+    found = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "filelock" else found(name, *a))
+    assert "JAX_COMPILATION_CACHE_MAX_SIZE" not in startup.shared_jax_cache({}, "c")
+    monkeypatch.setattr(importlib.util, "find_spec", found)
+    if found("filelock") is None or found("jax") is None:
+        pytest.skip("needs filelock and JAX")
+    env = {**cell_env(str(tmp_path / "s")), "JAX_PLATFORMS": "cpu",
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+           "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+    assert env["JAX_COMPILATION_CACHE_MAX_SIZE"] == str(startup.SHARED_JAX_CACHE_BYTES)
+    ran = subprocess.run([sys.executable, "-c", "import jax; jax.jit(lambda x: x * 3)(1.0)"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    cache = tmp_path / "s" / "jax-cache"
+    assert (cache / ".lockfile").exists() and any(cache.glob("*-cache*")), os.listdir(cache)

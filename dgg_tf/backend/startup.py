@@ -107,3 +107,21 @@ def retracing_notices_off():
         yield
     finally:
         logger.setLevel(level)
+
+
+#: JAX locks its persistent compilation cache, each read and each write, only when the
+#: cache has a size limit (it may then evict) and the filelock package is installed.
+#: Processes that share one cache folder get this limit, far above what they write
+#: (megabytes), so that none reads an entry another is still writing (JAX would warn and
+#: compile it again).
+SHARED_JAX_CACHE_BYTES = 8 << 30
+
+
+def shared_jax_cache(env, folder):
+    """Point the processes started with ``env`` (a dict, changed and returned) at one
+    JAX compilation cache, ``folder``, unless ``env`` names one already; locked where
+    JAX can lock it (filelock installed, no size limit set by the user)."""
+    env.setdefault("JAX_COMPILATION_CACHE_DIR", folder)
+    if importlib.util.find_spec("filelock") is not None:
+        env.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(SHARED_JAX_CACHE_BYTES))
+    return env

@@ -33,7 +33,7 @@ import sys
 import time
 
 from dgg_tf.api.pipeline import run_dgg
-from dgg_tf.backend.startup import quiet_tensorflow
+from dgg_tf.backend.startup import quiet_tensorflow, shared_jax_cache
 from dgg_tf.cli.commands import run_main
 from dgg_tf.core import stopping
 from dgg_tf.core.console import duration, number
@@ -85,13 +85,13 @@ def cell_env(sweep_dir):
     compilation cache for the whole sweep, SWEEP/jax-cache (JAX's persistent cache,
     unless JAX_COMPILATION_CACHE_DIR is set): every cell compiles the same programs, so
     the cells after the first, and every resume, load them instead of compiling them
-    again. A cached program is the executable XLA compiled: the same numbers."""
+    again; locked with filelock installed (``startup.shared_jax_cache``). A cached program
+    is the executable XLA compiled: the same numbers."""
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [repo] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(os.path.abspath(sweep_dir),
-                                                             "jax-cache"))
+    shared_jax_cache(env, os.path.join(os.path.abspath(sweep_dir), "jax-cache"))
     env[stopping.PARENT_ENV] = str(os.getpid())
     return env
 
