@@ -354,8 +354,8 @@ def _file(folder, case, path):
 
 def run_paths(paths, cases, steps, folder, timeout=900):
     """The paths in as few subprocesses as one Keras backend per process allows (one per
-    backend, and JAX's ``net.step`` in one of its own; ``python tests/parity.py PATHS CASES STEPS FOLDER``,
-    comma-separated); returns {case: {path: {step: params}}}."""
+    backend, and JAX's ``net.step`` in one of its own; ``python tests/parity.py PATHS
+    CASES STEPS FOLDER``, comma-separated); returns {case: {path: {step: params}}}."""
     import subprocess
     import sys
     groups = {}

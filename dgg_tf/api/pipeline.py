@@ -11,6 +11,7 @@ predictions.npy, curves.png, report.md/json.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 from dgg_tf import report as rep
@@ -163,7 +164,8 @@ def _run_locked(config, inputs, run_dir, record, opts):
                                observers=_observers(opts, files), options=_core_options(opts))
     except BaseException:            # a stop or an error: curves.png of the epochs kept
         if files.run is not None and files.run.history:
-            files.curves(final=True)
+            with contextlib.suppress(Exception):   # what is reported is the stop or error
+                files.curves(final=True)
         raise
     if opts.audit_only:
         rep.write_report(run_dir.path, result.stages.audit)
