@@ -62,7 +62,7 @@ def _paths(backend, cache_root, folder):
                             str(folder))
     if missing:
         cached.mkdir(parents=True, exist_ok=True)
-        for (case, path), file in files.items():
+        for file in files.values():
             shutil.copyfile(folder / file.name, file)
     else:
         for case in CASES:

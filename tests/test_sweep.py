@@ -250,19 +250,18 @@ def test_the_shared_jax_cache_is_locked(monkeypatch, tmp_path):
 
     from dgg_tf.backend import startup
     from dgg_tf.sweep.run import cell_env
-    for name in ("JAX_COMPILATION_CACHE_DIR", "JAX_COMPILATION_CACHE_MAX_SIZE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("JAX_COMPILATION_CACHE_MAX_SIZE", "12345")
-    assert startup.shared_jax_cache({}, "c").get("JAX_COMPILATION_CACHE_MAX_SIZE") in (
-        None, str(startup.SHARED_JAX_CACHE_BYTES))
-    assert startup.shared_jax_cache(dict(os.environ), "c")["JAX_COMPILATION_CACHE_MAX_SIZE"] \
-        == "12345"
-    monkeypatch.delenv("JAX_COMPILATION_CACHE_MAX_SIZE")
     found = importlib.util.find_spec
+    limit = {"JAX_COMPILATION_CACHE_MAX_SIZE": str(startup.SHARED_JAX_CACHE_BYTES)}
+    assert startup.shared_jax_cache({}, "c") == {
+        "JAX_COMPILATION_CACHE_DIR": "c", **(limit if found("filelock") else {})}
+    mine = {"JAX_COMPILATION_CACHE_DIR": "d", "JAX_COMPILATION_CACHE_MAX_SIZE": "12345"}
+    assert startup.shared_jax_cache(dict(mine), "c") == mine
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "filelock" else found(name, *a))
-    assert "JAX_COMPILATION_CACHE_MAX_SIZE" not in startup.shared_jax_cache({}, "c")
+    assert startup.shared_jax_cache({}, "c") == {"JAX_COMPILATION_CACHE_DIR": "c"}
     monkeypatch.setattr(importlib.util, "find_spec", found)
+    for name in ("JAX_COMPILATION_CACHE_DIR", "JAX_COMPILATION_CACHE_MAX_SIZE"):
+        monkeypatch.delenv(name, raising=False)
     if found("filelock") is None or found("jax") is None:
         pytest.skip("needs filelock and JAX")
     env = {**cell_env(str(tmp_path / "s")), "JAX_PLATFORMS": "cpu",
